@@ -1,0 +1,251 @@
+"""The `goodbooks` command line: one subcommand per flow, data tools, serving and the demo.
+
+Tool state (Prefect home, MLflow store, matplotlib cache) is pointed inside the project
+before Prefect or MLflow is imported, so every command imports them lazily.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from settings import Settings, SettingsError, apply_tool_environment, get_settings
+
+app = typer.Typer(
+    help="GoodBooks Recommender: validate, train, publish and serve book recommendations.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+data_app = typer.Typer(help="Get goodbooks data: generate it or download the real files.",
+                       no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+
+def prepare() -> Settings:
+    """Validate settings and export tool variables; exit with a readable message if wrong."""
+    try:
+        settings = get_settings()
+    except SettingsError as exc:
+        typer.secho(str(exc), fg="red", err=True)
+        raise typer.Exit(2) from None
+    apply_tool_environment(settings)
+    return settings
+
+
+@app.command()
+def demo(
+    users: Annotated[int | None, typer.Option(
+        help="Readers to generate (default GOODBOOKS_DEMO_USERS).")] = None,
+    full: Annotated[bool, typer.Option(
+        "--full", help="Full goodbooks size: 53,424 readers × 10,000 books.")] = False,
+    max_epochs: Annotated[int, typer.Option(help="Upper bound on training epochs.")] = 30,
+) -> None:
+    """Run the whole pipeline on generated data, then show one reader's recommendations."""
+    settings = prepare()
+    from flows.nightly import nightly_flow
+
+    started = time.perf_counter()
+    n_users = 53_424 if full else users
+    result = nightly_flow(source="generate", n_users=n_users, max_epochs=max_epochs)
+    elapsed = time.perf_counter() - started
+    typer.echo(describe_sample_reader(settings, Path(str(result["snapshot"])), k=10))
+    typer.echo(metrics_summary(result["trained"]["metrics"]))
+    typer.echo(f"\nPipeline finished in {elapsed:.0f} s.")
+    typer.echo(where_to_look(settings))
+
+
+def describe_sample_reader(settings: Settings, snapshot_dir: Path, k: int = 10) -> str:
+    """A typical reader's favourite books beside the top-k read back from Redis."""
+
+    import serving
+    from models.snapshot import open_snapshot
+
+    snap = open_snapshot(snapshot_dir)
+    ratings = snap.read("ratings", columns=["user_id", "book_id", "rating"])
+    books = snap.read("books", columns=["book_id", "title", "authors"]).set_index("book_id")
+    counts = ratings["user_id"].value_counts()
+    typical = counts[counts == counts.median()]
+    user_id = int(typical.index.min()) if len(typical) else int(counts.index[0])
+    history = ratings[ratings["user_id"] == user_id].reset_index(drop=True)
+    history["order"] = range(len(history))
+    favourites = history.sort_values(["rating", "order"], ascending=[False, False]).head(k)
+
+    def line(rank: int, book_id: int, note: str = "") -> str:
+        if book_id in books.index:
+            row = books.loc[book_id]
+            return f"  {rank:>2}. {str(row['title'])[:60]:<60} {str(row['authors'])[:30]}{note}"
+        return f"  {rank:>2}. book {book_id}{note}"
+
+    result = serving.recommend(user_id, k)
+    out = [f"\nReader {user_id} rated {len(history)} books; their highest rated:"]
+    out += [line(i, int(r.book_id), f"  ({int(r.rating)}★)")
+            for i, r in enumerate(favourites.itertuples(), 1)]
+    out.append(f"\nTop {k} recommendations for reader {user_id} "
+               f"(read from Redis: {result.source}, version {result.version}):")
+    out += [line(i, int(b)) for i, b in enumerate(result.items, 1)]
+    return "\n".join(out)
+
+
+def metrics_summary(table: list[dict[str, object]]) -> str:
+    lines = ["\nTest metrics (temporal split, full-catalogue ranking):"]
+    for row in table:
+        values = "  ".join(f"{key.split('_at_')[0]}={float(val):.4f}"
+                           for key, val in row.items() if key != "ranker"
+                           and not key.startswith("coverage"))
+        lines.append(f"  {row['ranker']:<11} {values}")
+    return "\n".join(lines)
+
+
+def where_to_look(settings: Settings) -> str:
+    return (
+        "\nWhere to look:\n"
+        "  Prefect UI (flow runs, task logs, artifacts):  make prefect-ui   → http://127.0.0.1:4200\n"
+        "  MLflow UI (runs, metrics, registered model):    make mlflow-ui    → http://127.0.0.1:5000\n"
+        f"  MLflow store: {settings.tracking_uri}\n"
+        f"  Snapshots:    {settings.processed_dir}\n"
+        "  Recommendations from Redis:  .venv/bin/goodbooks recommend <user_id>\n"
+    )
+
+
+@app.command()
+def ingest(
+    source: Annotated[str | None, typer.Option(
+        help="generate | download | local (default GOODBOOKS_DATASET_SOURCE).")] = None,
+    users: Annotated[int | None, typer.Option(help="Readers to generate.")] = None,
+    books: Annotated[int | None, typer.Option(help="Books to generate.")] = None,
+    local_dir: Annotated[Path | None, typer.Option(
+        help="Directory with ratings.csv and books.csv (source local).")] = None,
+) -> None:
+    """Acquire a dataset, validate it and write a snapshot (the ingest flow)."""
+    prepare()
+    from flows.ingest import ingest_flow
+
+    snapshot = ingest_flow(source=source, n_users=users, n_books=books,
+                           local_dir=str(local_dir) if local_dir else None)
+    typer.echo(f"snapshot: {snapshot}")
+
+
+@app.command()
+def train(
+    snapshot: Annotated[Path | None, typer.Option(
+        help="Snapshot directory (default: the newest).")] = None,
+    max_epochs: Annotated[int, typer.Option(help="Upper bound on training epochs.")] = 30,
+) -> None:
+    """Train, evaluate and register a model (the train flow)."""
+    prepare()
+    from flows.train import train_flow
+
+    result = train_flow(snapshot=str(snapshot) if snapshot else None, max_epochs=max_epochs)
+    typer.echo(f"registered version {result['version']} as {result['alias']}")
+    typer.echo(metrics_summary(result["metrics"]))
+
+
+@app.command()
+def score(
+    alias: Annotated[list[str] | None, typer.Option(
+        help="Registry alias to publish (repeatable; default champion and challenger).")] = None,
+    top_n: Annotated[int | None, typer.Option(help="Books per reader.")] = None,
+) -> None:
+    """Publish every reader's top-N to Redis for each alias (the score flow)."""
+    prepare()
+    from flows.score import score_flow
+
+    for published in score_flow(aliases=alias, top_n=top_n):
+        typer.echo(f"{published['alias']} → version {published['version']}")
+
+
+@app.command()
+def rollback(
+    alias: Annotated[str, typer.Argument(help="Redis alias to re-point, e.g. champion.")],
+    to: Annotated[str | None, typer.Option(
+        help="Version to serve (default: the previous retained one).")] = None,
+) -> None:
+    """Re-point an alias to an earlier retained version in one step."""
+    prepare()
+    from flows.score import score_flow
+
+    result = score_flow(rollback_alias_name=alias, rollback_to=to)
+    typer.echo(f"{alias} → version {result[0]['version']}")
+
+
+@app.command()
+def recommend(
+    user_id: Annotated[int, typer.Argument(help="Reader id.")],
+    k: Annotated[int, typer.Option(help="How many books.")] = 10,
+) -> None:
+    """Read a reader's recommendations from Redis (no model loaded)."""
+    prepare()
+    import serving
+
+    try:
+        result = serving.recommend(user_id, k)
+    except ValueError as exc:
+        typer.secho(str(exc), fg="red", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"reader {user_id} ({result.source}, version {result.version}): {result.items}")
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address (GOODBOOKS_API_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (GOODBOOKS_API_PORT).")] = None,
+) -> None:
+    """Start the HTTP API (reads Redis only)."""
+    settings = prepare()
+    import uvicorn
+
+    uvicorn.run("serving.api:create_app", factory=True, host=host or settings.api_host,
+                port=port or settings.api_port, log_level="info")
+
+
+@data_app.command("generate")
+def data_generate(
+    out: Annotated[Path, typer.Option(help="Output directory.")] = Path("data/generated/full"),
+    users: Annotated[int, typer.Option(help="Readers (53424 is full size).")] = 53_424,
+    books: Annotated[int, typer.Option(help="Books (at most 10000).")] = 10_000,
+    seed: Annotated[int, typer.Option(help="Same seed, same bytes.")] = 42,
+    books_csv: Annotated[Path | None, typer.Option(
+        help="A real goodbooks books.csv to take titles and authors from.")] = None,
+    tags_csv: Annotated[Path | None, typer.Option(help="A real goodbooks tags.csv.")] = None,
+) -> None:
+    """Generate goodbooks-shaped data with a planted taste model."""
+    prepare()
+    from models.generator import generate_goodbooks
+
+    last = {"stage": ""}
+
+    def progress(stage: str, fraction: float) -> None:
+        if stage != last["stage"] or fraction >= 1.0:
+            last["stage"] = stage
+        print(f"\r{stage:<10} {fraction * 100:5.1f}%", end="", file=sys.stderr, flush=True)
+
+    generate_goodbooks(out, n_users=users, n_books=books, seed=seed, books_csv=books_csv,
+                       tags_csv=tags_csv, progress=progress)
+    print(file=sys.stderr)
+    typer.echo(f"written to {out}")
+
+
+@data_app.command("download")
+def data_download(
+    dest: Annotated[Path | None, typer.Option(help="Directory (default data/raw).")] = None,
+) -> None:
+    """Download the real goodbooks-10k files (checksummed, resumable)."""
+    settings = prepare()
+    from models.download import download_goodbooks
+
+    def progress(stage: str, fraction: float) -> None:
+        print(f"\r{stage:<16} {fraction * 100:5.1f}%", end="", file=sys.stderr, flush=True)
+
+    paths = download_goodbooks(dest or settings.raw_dir, base_url=settings.dataset_url,
+                               timeout_s=settings.download_timeout_s, progress=progress)
+    print(file=sys.stderr)
+    for name, path in paths.items():
+        typer.echo(f"{name}: {path}")
+
+
+if __name__ == "__main__":
+    app()

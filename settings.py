@@ -1,0 +1,193 @@
+"""The one typed settings object of the project; nothing else reads environment variables.
+
+Every value can be set as ``GOODBOOKS_<NAME>`` (for example ``GOODBOOKS_DEMO_USERS=20000``) or
+in a ``.env`` file at the project root. ``REDIS_URL`` is accepted as well as
+``GOODBOOKS_REDIS_URL``. All state (data, MLflow, Prefect, the embedded Redis) lives under
+``state_dir`` and ``data_dir``, inside the project unless you point them elsewhere.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_DIR = Path(__file__).resolve().parent
+
+CANONICAL_DATASET_URL = (
+    "https://raw.githubusercontent.com/zygmuntz/goodbooks-10k/"
+    "6dd165b555a7b47b2dd36743a425776e641ff50c"
+)
+
+
+class SettingsError(ValueError):
+    """The environment holds a setting that cannot work; the message says what to set."""
+
+
+class Settings(BaseSettings):
+    """Typed configuration; validated when constructed, never at import time."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="GOODBOOKS_",
+        env_file=PROJECT_DIR / ".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        validate_default=True,
+    )
+
+    # --- where state lives -------------------------------------------------------------
+    data_dir: Path = Field(PROJECT_DIR / "data", description="Raw, generated and processed data.")
+    state_dir: Path = Field(
+        PROJECT_DIR / ".goodbooks",
+        description="MLflow database and artifacts, Prefect home, Optuna storage, logs.",
+    )
+
+    # --- data sources ------------------------------------------------------------------
+    dataset_source: Literal["generate", "download", "local"] = Field(
+        "generate", description="Where the ingest step gets goodbooks files."
+    )
+    local_dataset_dir: Path | None = Field(
+        None, description="A directory holding ratings.csv and books.csv (source 'local')."
+    )
+    dataset_url: str = Field(
+        CANONICAL_DATASET_URL, description="Base URL of the real goodbooks-10k files."
+    )
+    download_timeout_s: float = Field(30.0, gt=0)
+
+    # --- generator ---------------------------------------------------------------------
+    demo_users: int = Field(6000, ge=50, description="Readers generated for the demo.")
+    demo_books: int = Field(10_000, ge=50, le=10_000, description="Books generated.")
+    seed: int = Field(42, description="Seed for generation, splitting, training.")
+    books_csv: Path | None = Field(
+        None, description="A real goodbooks books.csv to take titles/authors from."
+    )
+    tags_csv: Path | None = Field(None, description="A real goodbooks tags.csv for tag names.")
+
+    # --- training ----------------------------------------------------------------------
+    eval_k: int = Field(10, ge=1, le=1000, description="Cut-off of the ranking metrics.")
+    num_threads: int = Field(2, ge=1, le=64, description="LightFM / BLAS threads.")
+    n_trials: int = Field(6, ge=1, description="Optuna trials per study.")
+    tuning_timeout_s: float | None = Field(None, gt=0)
+    registry_margin: float = Field(
+        0.02, ge=0, le=1, description="Relative NDCG drop tolerated against the champion."
+    )
+
+    # --- MLflow ------------------------------------------------------------------------
+    mlflow_tracking_uri: str | None = Field(
+        None, description="Defaults to sqlite:///<state_dir>/mlflow.db."
+    )
+    mlflow_experiment: str = "goodbooks"
+    model_name: str = Field("goodbooks-lightfm", description="Registered model name.")
+
+    # --- Redis -------------------------------------------------------------------------
+    redis_url: str | None = Field(
+        None,
+        validation_alias=AliasChoices("GOODBOOKS_REDIS_URL", "REDIS_URL"),
+        description="A Redis server; unset starts an embedded one under data_dir.",
+    )
+    redis_prefix: str = Field("gb:", min_length=1, description="Prefix of every Redis key.")
+    redis_socket_timeout_s: float = Field(
+        1.0, gt=0, le=60, description="Client read timeout; redis-py's default retries ~60 s."
+    )
+    redis_connect_timeout_s: float = Field(1.0, gt=0, le=60)
+    top_n: int = Field(100, ge=1, le=10_000, description="Books stored per reader.")
+    retention: int = Field(3, ge=1, description="Earlier versions kept for rollback.")
+    score_shard_size: int = Field(4096, ge=64, description="Readers per scoring shard.")
+
+    # --- serving -----------------------------------------------------------------------
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(8000, ge=1, le=65535)
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(
+                f"REDIS_URL={value!r} is not a Redis URL; use redis://host:port/db, "
+                "or unset it to use the embedded server"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _check_source(self) -> Settings:
+        if self.dataset_source == "local" and self.local_dataset_dir is None:
+            raise ValueError(
+                "dataset_source is 'local' but GOODBOOKS_LOCAL_DATASET_DIR is not set; "
+                "point it at a directory holding ratings.csv and books.csv"
+            )
+        return self
+
+    # --- derived paths -----------------------------------------------------------------
+    @property
+    def raw_dir(self) -> Path:
+        return self.data_dir / "raw"
+
+    @property
+    def generated_dir(self) -> Path:
+        return self.data_dir / "generated"
+
+    @property
+    def processed_dir(self) -> Path:
+        return self.data_dir / "processed"
+
+    @property
+    def redis_db_path(self) -> Path:
+        return self.data_dir / "redis" / "goodbooks.rdb"
+
+    @property
+    def prefect_home(self) -> Path:
+        return self.state_dir / "prefect"
+
+    @property
+    def mlflow_artifacts_dir(self) -> Path:
+        return self.state_dir / "mlartifacts"
+
+    @property
+    def optuna_storage(self) -> str:
+        return f"sqlite:///{self.state_dir / 'optuna.db'}"
+
+    @property
+    def tracking_uri(self) -> str:
+        return self.mlflow_tracking_uri or f"sqlite:///{self.state_dir / 'mlflow.db'}"
+
+    def tool_environment(self) -> dict[str, str]:
+        """Variables that keep Prefect, MLflow and matplotlib state inside the project."""
+        return {
+            "PREFECT_HOME": str(self.prefect_home),
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_LOGGING_LEVEL": os.environ.get("PREFECT_LOGGING_LEVEL", "INFO"),
+            "MLFLOW_TRACKING_URI": self.tracking_uri,
+            "MPLCONFIGDIR": str(self.state_dir / "matplotlib"),
+            "MPLBACKEND": "Agg",
+        }
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Build and validate the settings once; raise SettingsError with what to fix."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            name = ".".join(str(p) for p in err["loc"]) or "settings"
+            lines.append(f"  GOODBOOKS_{name.upper()}: {err['msg']}")
+        raise SettingsError("invalid settings:\n" + "\n".join(lines)) from None
+
+
+def apply_tool_environment(settings: Settings) -> None:
+    """Export the tool variables (for this process and its children) and create the dirs.
+
+    Called by entry points (the CLI, the API server, the test session), never on import.
+    """
+    for key, value in settings.tool_environment().items():
+        os.environ.setdefault(key, value)
+    for path in (settings.data_dir, settings.state_dir, settings.prefect_home):
+        path.mkdir(parents=True, exist_ok=True)
+    (settings.state_dir / "matplotlib").mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,128 @@
+"""Tasks that log a training run to MLflow, register the model and move its aliases."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+from mlflow import MlflowClient
+from mlflow.models import infer_signature
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+import models.mlflow_model
+
+MODEL_CODE = Path(models.mlflow_model.__file__)
+
+
+def code_version() -> str:
+    """The git commit of the project (or 'unknown' outside a checkout)."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+            cwd=MODEL_CODE.parent, timeout=5, check=True,
+        )
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def use_tracking(tracking_uri: str, experiment: str, artifacts_dir: str) -> str:
+    """Point MLflow at the project's store; create the experiment with a local artifact root."""
+    mlflow.set_tracking_uri(tracking_uri)
+    client = MlflowClient(tracking_uri)
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        Path(artifacts_dir).mkdir(parents=True, exist_ok=True)
+        return client.create_experiment(experiment,
+                                        artifact_location=Path(artifacts_dir).as_uri())
+    mlflow.set_experiment(experiment)
+    return found.experiment_id
+
+
+@task(cache_policy=NO_CACHE)
+def log_and_register(
+    tracking_uri: str,
+    experiment: str,
+    artifacts_dir: str,
+    model_name: str,
+    bundle_dir: str,
+    params: dict,
+    metrics_table: list[dict[str, object]],
+    snapshot_id: str,
+    curve: list[float],
+) -> dict[str, str]:
+    """One MLflow run with params, curve, test table and the pyfunc model, registered.
+
+    Returns run_id and the new registered model version.
+    """
+    logger = get_run_logger()
+    experiment_id = use_tracking(tracking_uri, experiment, artifacts_dir)
+    with mlflow.start_run(experiment_id=experiment_id, run_name=f"train-{snapshot_id}") as run:
+        mlflow.set_tags({"snapshot": snapshot_id, "code_version": code_version()})
+        mlflow.log_params(params)
+        for epoch, score in enumerate(curve):
+            mlflow.log_metric("valid_ndcg", score, step=epoch)
+        for row in metrics_table:
+            ranker = str(row["ranker"])
+            mlflow.log_metrics({f"{ranker}.{key}": float(value) for key, value in row.items()
+                                if key != "ranker"})
+        mlflow.log_table(pd.DataFrame(metrics_table), artifact_file="test_metrics.json")
+        example = pd.DataFrame({"user_id": [1]})
+        signature = infer_signature(
+            example, pd.DataFrame({"user_id": [1], "book_ids": [[1, 2]]}), params={"k": 10}
+        )
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=str(MODEL_CODE),
+            artifacts={"bundle": bundle_dir},
+            signature=signature,
+            registered_model_name=model_name,
+        )
+    version = str(info.registered_model_version)
+    client = MlflowClient(tracking_uri)
+    model_row = next(r for r in metrics_table if r["ranker"] == "lightfm")
+    for key, value in model_row.items():
+        if key != "ranker":
+            client.set_model_version_tag(model_name, version, f"test.{key}", f"{value:.5f}")
+    client.set_model_version_tag(model_name, version, "snapshot", snapshot_id)
+    client.set_model_version_tag(model_name, version, "code_version", code_version())
+    logger.info("registered %s version %s (run %s)", model_name, version, run.info.run_id)
+    return {"run_id": run.info.run_id, "version": version}
+
+
+@task(cache_policy=NO_CACHE)
+def set_registry_alias(tracking_uri: str, model_name: str, alias: str, version: str) -> None:
+    """Point a registry alias (champion / challenger) at a model version."""
+    MlflowClient(tracking_uri).set_registered_model_alias(model_name, alias, version)
+    get_run_logger().info("alias %s of %s → version %s", alias, model_name, version)
+
+
+def registry_aliases(tracking_uri: str, model_name: str) -> dict[str, str]:
+    """alias → version of a registered model ({} when it is not registered yet)."""
+    client = MlflowClient(tracking_uri)
+    try:
+        model = client.get_registered_model(model_name)
+    except mlflow.exceptions.MlflowException:
+        return {}
+    return {alias: str(version) for alias, version in model.aliases.items()}
+
+
+@task(cache_policy=NO_CACHE)
+def fetch_bundle(tracking_uri: str, model_name: str, alias: str, dest: str) -> dict[str, str]:
+    """Download the bundle of the model version an alias points to; returns its path/meta."""
+    mlflow.set_tracking_uri(tracking_uri)
+    client = MlflowClient(tracking_uri)
+    version = client.get_model_version_by_alias(model_name, alias)
+    local = mlflow.artifacts.download_artifacts(
+        artifact_uri=f"models:/{model_name}@{alias}", dst_path=dest
+    )
+    bundle_dir = Path(local) / "artifacts" / "bundle"
+    return {
+        "bundle_dir": str(bundle_dir),
+        "model_version": str(version.version),
+        "run_id": str(version.run_id),
+        "snapshot": str(version.tags.get("snapshot", "")),
+    }

@@ -1,0 +1,59 @@
+"""The temporal per-reader split follows row order and the fixed fractions."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from models.interactions import seen_matrix, temporal_split
+from models.schema import TrainingError
+
+
+def ratings_frame(rows: list[tuple[int, int]]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=["user_id", "book_id"]).assign(rating=4)
+
+
+def test_last_twenty_percent_in_row_order_is_test() -> None:
+    # Reader 7 reads books 1..10 in that order, interleaved with reader 3's two books.
+    rows = [(7, b) for b in range(1, 11)]
+    rows.insert(3, (3, 50))
+    rows.insert(8, (3, 51))
+    split = temporal_split(ratings_frame(rows), book_ids=np.arange(1, 60))
+    r7 = split.ids.user_index(np.array([7]))[0]
+    books = split.ids.book_ids
+    assert sorted(books[split.test[r7].indices]) == [9, 10]
+    assert sorted(books[split.valid[r7].indices]) == [8]
+    assert sorted(books[split.train[r7].indices]) == list(range(1, 8))
+
+
+def test_short_histories_keep_at_least_one_training_item() -> None:
+    rows = [(1, 1), (1, 2), (2, 3)] + [(3, b) for b in range(1, 11)]
+    split = temporal_split(ratings_frame(rows))
+    train_counts = np.diff(split.train.indptr)
+    assert (train_counts >= 1).all()
+    # Readers with one or two interactions give nothing to validation or test.
+    r1, r2 = split.ids.user_index(np.array([1, 2]))
+    assert split.test[r1].nnz == 0 and split.test[r2].nnz == 0
+
+
+def test_splits_are_disjoint_and_cover_everything() -> None:
+    rng = np.random.default_rng(0)
+    rows = [(int(u), int(b)) for u in range(1, 51)
+            for b in rng.choice(np.arange(1, 201), size=int(rng.integers(5, 40)), replace=False)]
+    split = temporal_split(ratings_frame(rows))
+    total = split.train + split.valid + split.test
+    assert total.nnz == len(rows)
+    assert total.max() == 1
+    assert seen_matrix(split, "test").nnz == split.train.nnz + split.valid.nnz
+
+
+def test_empty_and_tiny_inputs_are_clear_errors() -> None:
+    with pytest.raises(TrainingError, match="empty"):
+        temporal_split(ratings_frame([]))
+    with pytest.raises(TrainingError, match="test split is empty"):
+        temporal_split(ratings_frame([(1, 1), (1, 2), (2, 1)]))
+
+
+def test_unknown_ids_are_named() -> None:
+    split = temporal_split(ratings_frame([(1, b) for b in range(1, 11)]))
+    with pytest.raises(TrainingError, match="not in the model's mapping"):
+        split.ids.book_index(np.array([999]))

@@ -1,0 +1,38 @@
+"""The generic top-level names must resolve to this repository, not an installed package."""
+
+import importlib
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("name", ["models", "tasks", "flows", "serving", "settings", "cli"])
+def test_package_imports_from_this_repository(name: str) -> None:
+    module = importlib.import_module(name)
+    assert Path(module.__file__).resolve().is_relative_to(REPO)
+
+
+def test_serving_imports_without_prefect_lightfm_or_pandas() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, serving, serving.store, serving.handler, serving.connection\n"
+        "heavy = [m for m in ('prefect', 'lightfm', 'pandas', 'mlflow') if m in sys.modules]\n"
+        "print(','.join(heavy))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=REPO, check=True)
+    assert out.stdout.strip() == ""
+
+
+def test_models_package_import_is_light() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, models, models.schema; print('lightfm' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=REPO, check=True)
+    assert out.stdout.strip() == "False"
