@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
+import redis
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
@@ -25,10 +27,14 @@ class RedisTarget:
     socket_timeout_s: float = 5.0  # bulk writes get more slack than serving reads
 
     def store(self) -> RecStore:
-        client = connect_redis(
-            self.url, Path(self.embedded_db_path), socket_timeout_s=self.socket_timeout_s
-        )
-        return RecStore(client, prefix=self.prefix)
+        return RecStore(_client(self.url, self.embedded_db_path, self.socket_timeout_s),
+                        prefix=self.prefix)
+
+
+@lru_cache(maxsize=8)
+def _client(url: str | None, embedded_db_path: str, socket_timeout_s: float) -> redis.Redis:
+    """One pooled client per target and process (tasks in threads share it safely)."""
+    return connect_redis(url, Path(embedded_db_path), socket_timeout_s=socket_timeout_s)
 
 
 @task(cache_policy=NO_CACHE)
@@ -72,9 +78,11 @@ def similar_shard(
 
 
 @task(cache_policy=NO_CACHE)
-def write_popular(bundle: ScoringBundle, n: int, version: str, target: RedisTarget) -> None:
+def write_popular(bundle: ScoringBundle, n: int, version: str, target: RedisTarget
+                  ) -> ShardReceipt:
     """The fallback list for readers the model does not know."""
-    target.store().write_popular(version, encode_items(int(b) for b in bundle.popular[:n]))
+    payload = encode_items(int(b) for b in bundle.popular[:n])
+    return target.store().write_popular(version, payload)
 
 
 @task(cache_policy=NO_CACHE)
@@ -86,17 +94,20 @@ def commit_and_switch(
     retention: int,
     target: RedisTarget,
 ) -> dict[str, object]:
-    """Manifest last, then the alias in one atomic SET, then prune old versions."""
+    """Manifest last, then the alias in one atomic SET, then prune old versions.
+
+    ``retention`` counts earlier versions kept for rollback, besides the live ones.
+    """
     store = target.store()
     manifest = store.commit_version(version, receipts, fields)
     store.set_alias(alias, version)
-    removed = store.prune(retention)
+    removed = store.prune(retention + 1)
     logger = get_run_logger()
     logger.info("published version %s as %s", version, alias)
     if removed:
         logger.info("pruned versions: %s", ", ".join(removed))
     return {"version": version, "alias": alias, "pruned": removed,
-            "manifest": dict(manifest) if not isinstance(manifest, dict) else manifest}
+            "manifest": manifest.to_hash()}
 
 
 @task(cache_policy=NO_CACHE)

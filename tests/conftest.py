@@ -1,0 +1,53 @@
+"""Fixtures shared by the whole suite."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from serving.connection import connect_redis, release_embedded_redis
+from serving.store import RecStore
+from settings import Settings
+
+# --- Redis --------------------------------------------------------------------------------
+# Tests run against a real server: REDIS_URL (for example redis://127.0.0.1:6379/15) when
+# set, else an embedded redis-server private to the session. Every test writes under its
+# own key prefix and deletes it afterwards, so a shared server is never flushed.
+
+
+@pytest.fixture(scope="session")
+def redis_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[redis.Redis]:
+    """One client for the session, on REDIS_URL or on an embedded server."""
+    # The project's .env is for running the project, not for choosing the test server.
+    url = Settings(_env_file=None).redis_url
+    db_path = tmp_path_factory.mktemp("redis") / "test.rdb"
+    client = connect_redis(url, db_path)
+    client.ping()
+    yield client
+    client.close()
+    if url is None:
+        release_embedded_redis(db_path)
+
+
+@pytest.fixture
+def redis_prefix(redis_client: redis.Redis) -> Iterator[str]:
+    """A key prefix of this test alone; its keys are deleted (SCAN + UNLINK) afterwards."""
+    prefix = f"gbtest:{uuid.uuid4().hex[:8]}:"
+    yield prefix
+    batch: list[bytes] = []
+    for key in redis_client.scan_iter(match=f"{prefix}*", count=1000):
+        batch.append(key)
+        if len(batch) == 1000:
+            redis_client.unlink(*batch)
+            batch = []
+    if batch:
+        redis_client.unlink(*batch)
+
+
+@pytest.fixture
+def store(redis_client: redis.Redis, redis_prefix: str) -> RecStore:
+    """A RecStore on the session's server under the test's own prefix."""
+    return RecStore(redis_client, redis_prefix)

