@@ -42,7 +42,10 @@ def demo(
         help="Readers to generate (default GOODBOOKS_DEMO_USERS).")] = None,
     full: Annotated[bool, typer.Option(
         "--full", help="Full goodbooks size: 53,424 readers × 10,000 books.")] = False,
-    max_epochs: Annotated[int, typer.Option(help="Upper bound on training epochs.")] = 30,
+    n_trials: Annotated[int | None, typer.Option(
+        help="Optuna trials (default GOODBOOKS_N_TRIALS).")] = None,
+    max_epochs: Annotated[int | None, typer.Option(
+        help="Upper bound on epochs per fit (default GOODBOOKS_MAX_EPOCHS).")] = None,
 ) -> None:
     """Run the whole pipeline on generated data, then show one reader's recommendations."""
     settings = prepare()
@@ -50,7 +53,8 @@ def demo(
 
     started = time.perf_counter()
     n_users = 53_424 if full else users
-    result = nightly_flow(source="generate", n_users=n_users, max_epochs=max_epochs)
+    result = nightly_flow(source="generate", n_users=n_users, n_trials=n_trials,
+                          max_epochs=max_epochs)
     elapsed = time.perf_counter() - started
     typer.echo(describe_sample_reader(settings, Path(str(result["snapshot"])), k=10))
     typer.echo(metrics_summary(result["trained"]["metrics"]))
@@ -133,14 +137,28 @@ def ingest(
 def train(
     snapshot: Annotated[Path | None, typer.Option(
         help="Snapshot directory (default: the newest).")] = None,
-    max_epochs: Annotated[int, typer.Option(help="Upper bound on training epochs.")] = 30,
+    n_trials: Annotated[int | None, typer.Option(help="Optuna trials.")] = None,
+    timeout_s: Annotated[float | None, typer.Option(
+        help="Stop starting trials after this many seconds.")] = None,
+    sample_fraction: Annotated[float | None, typer.Option(
+        help="Share of readers to tune on; the best is refit on all.")] = None,
+    margin: Annotated[float | None, typer.Option(
+        help="Relative NDCG drop vs the champion still accepted as challenger.")] = None,
+    max_epochs: Annotated[int | None, typer.Option(help="Upper bound on epochs per fit.")] = None,
+    study_name: Annotated[str | None, typer.Option(
+        help="Optuna study to create or resume (shared by workers on PostgreSQL).")] = None,
+    no_pruning: Annotated[bool, typer.Option(
+        "--no-pruning", help="Run every trial to the end.")] = False,
 ) -> None:
-    """Train, evaluate and register a model (the train flow)."""
+    """Tune, train, evaluate and register a model; the registry gate picks the alias."""
     prepare()
     from flows.train import train_flow
 
-    result = train_flow(snapshot=str(snapshot) if snapshot else None, max_epochs=max_epochs)
-    typer.echo(f"registered version {result['version']} as {result['alias']}")
+    result = train_flow(snapshot=str(snapshot) if snapshot else None, n_trials=n_trials,
+                        timeout_s=timeout_s, sample_fraction=sample_fraction, margin=margin,
+                        max_epochs=max_epochs, study_name=study_name, pruning=not no_pruning)
+    typer.echo(f"registered version {result['version']} → {result['alias'] or 'no alias'}: "
+               f"{result['reason']}")
     typer.echo(metrics_summary(result["metrics"]))
 
 

@@ -70,8 +70,19 @@ class Settings(BaseSettings):
     # --- training ----------------------------------------------------------------------
     eval_k: int = Field(10, ge=1, le=1000, description="Cut-off of the ranking metrics.")
     num_threads: int = Field(2, ge=1, le=64, description="LightFM / BLAS threads.")
-    n_trials: int = Field(6, ge=1, description="Optuna trials per study.")
-    tuning_timeout_s: float | None = Field(None, gt=0)
+    n_trials: int = Field(6, ge=1, description="Optuna trials per training run.")
+    tuning_timeout_s: float | None = Field(
+        None, gt=0, description="Stop starting new trials after this many seconds."
+    )
+    tuning_sample_fraction: float = Field(
+        1.0, gt=0, le=1, description="Share of readers the study tunes on (refit uses all)."
+    )
+    max_epochs: int = Field(20, ge=1, description="Upper bound on LightFM epochs per fit.")
+    patience: int = Field(3, ge=1, description="Epochs without validation gain before stop.")
+    optuna_storage_url: str | None = Field(
+        None, description="Optuna storage; default SQLite under state_dir. A PostgreSQL URL "
+        "lets several workers share one study.",
+    )
     registry_margin: float = Field(
         0.02, ge=0, le=1, description="Relative NDCG drop tolerated against the champion."
     )
@@ -101,6 +112,45 @@ class Settings(BaseSettings):
     # --- serving -----------------------------------------------------------------------
     api_host: str = "127.0.0.1"
     api_port: int = Field(8000, ge=1, le=65535)
+    experiment_name: str = Field(
+        "default",
+        pattern=r"^[0-9A-Za-z][0-9A-Za-z._-]{0,63}$",
+        description="A/B experiment read from <prefix>experiment:<name>; none stored or "
+        "stopped means every reader gets the champion.",
+    )
+    serving_socket_timeout_s: float = Field(
+        0.1, gt=0, le=5, description="Serving read timeout: past it a reader is served degraded."
+    )
+    serving_connect_timeout_s: float = Field(0.25, gt=0, le=5)
+    serving_cache_size: int = Field(
+        20_000, ge=0, description="Decoded lists kept per serving process (~3.7 KB each at N=100)."
+    )
+    serving_cache_ttl_s: float = Field(
+        300.0, gt=0, description="Lifetime of an in-process cache entry."
+    )
+    pointer_ttl_s: float = Field(
+        1.0, ge=0, le=60, description="How long alias pointers and the experiment are cached."
+    )
+    outage_backoff_s: float = Field(
+        1.0, ge=0, le=60, description="After a Redis error, answer degraded this long."
+    )
+    events_api_key: str | None = Field(
+        None, repr=False, description="Key POST /events requires (X-API-Key); unset disables it."
+    )
+    events_max_batch: int = Field(500, ge=1, le=10_000, description="Events per POST /events.")
+    events_stream_maxlen: int = Field(
+        1_000_000, ge=1000, description="Approximate length the event stream is trimmed to."
+    )
+    ready_max_version_age_s: float = Field(
+        2 * 86400.0, gt=0, description="/ready fails when a served version is older than this."
+    )
+    api_access_log: bool = Field(True, description="One JSON log line per HTTP request.")
+
+    @field_validator("books_csv", "tags_csv", "local_dataset_dir", mode="before")
+    @classmethod
+    def _empty_path_is_unset(cls, value: object) -> object:
+        # An exported but empty variable (e.g. from the Makefile) means "not given".
+        return None if value in ("", None) else value
 
     @field_validator("redis_url")
     @classmethod
@@ -150,7 +200,7 @@ class Settings(BaseSettings):
 
     @property
     def optuna_storage(self) -> str:
-        return f"sqlite:///{self.state_dir / 'optuna.db'}"
+        return self.optuna_storage_url or f"sqlite:///{self.state_dir / 'optuna.db'}"
 
     @property
     def tracking_uri(self) -> str:
@@ -161,6 +211,8 @@ class Settings(BaseSettings):
         return {
             "PREFECT_HOME": str(self.prefect_home),
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            # A busy 2-core machine can take longer than the default 20 s to start one.
+            "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
             "PREFECT_LOGGING_LEVEL": os.environ.get("PREFECT_LOGGING_LEVEL", "INFO"),
             "MLFLOW_TRACKING_URI": self.tracking_uri,
             "MPLCONFIGDIR": str(self.state_dir / "matplotlib"),

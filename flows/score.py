@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import tempfile
-from datetime import UTC, datetime
 
 from prefect import flow, unmapped
 from prefect.artifacts import create_table_artifact
@@ -68,13 +67,12 @@ def score_flow(
                                    [b for _, b in readers], n, version, unmapped(target))
             similar = similar_shard.map(unmapped(bundle), [a for a, _ in books],
                                         [b for _, b in books], n, version, unmapped(target))
-            write_popular(bundle, n, version, target)
-            receipts = list(recs.result()) + list(similar.result())
+            popular = write_popular(bundle, n, version, target)
+            receipts = [*recs.result(), *similar.result(), popular]
             fields = {
                 "model_name": s.model_name, "model_version": meta["model_version"],
                 "run_id": meta["run_id"], "snapshot": meta["snapshot"], "alias": alias,
-                "n": n, "readers": bundle.ids.n_users, "books": bundle.ids.n_books,
-                "created_at": datetime.now(UTC).isoformat(),
+                "n": n, "books": bundle.ids.n_books,
             }
             result = commit_and_switch(version, receipts, fields, alias, s.retention, target)
         except BaseException:

@@ -1,45 +1,102 @@
-"""The train flow: snapshot → split → LightFM → test metrics → MLflow run → registry alias."""
+"""The train flow: snapshot → split → Optuna study (MLflow) → refit → test → registry gate."""
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 from prefect import flow
-from prefect.artifacts import create_table_artifact
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from models.recommender import LightFMParams
+from models.gate import decide_alias
 from models.snapshot import latest_snapshot, open_snapshot
 from settings import get_settings
-from tasks.registry import log_and_register, registry_aliases, set_registry_alias
-from tasks.train import build_bundle, evaluate_on_test, fit_model, load_split
+from tasks.registry import fetch_bundle, log_and_register, record_gate, registry_aliases
+from tasks.train import (
+    build_bundle,
+    compare_on_test,
+    load_catalogue,
+    load_split,
+    refit_best,
+    run_study,
+    start_parent_run,
+)
 
 
 @flow(name="train", log_prints=True)
-def train_flow(snapshot: str | None = None, max_epochs: int = 30) -> dict[str, object]:
-    """Train on a snapshot, evaluate on its test split, register the model.
+def train_flow(
+    snapshot: str | None = None,
+    n_trials: int | None = None,
+    timeout_s: float | None = None,
+    sample_fraction: float | None = None,
+    margin: float | None = None,
+    max_epochs: int | None = None,
+    study_name: str | None = None,
+    pruning: bool = True,
+) -> dict[str, object]:
+    """Tune, refit, evaluate and register LightFM on a snapshot; the gate picks the alias.
 
     Args:
         snapshot: snapshot directory (default: the newest under data/processed).
-        max_epochs: upper bound on LightFM epochs (early stopping on validation NDCG).
+        n_trials: Optuna trials (default GOODBOOKS_N_TRIALS).
+        timeout_s: stop starting trials after this many seconds (default: no limit).
+        sample_fraction: share of readers to tune on; the best is refit on all (default 1).
+        margin: relative NDCG@10 drop vs the champion still accepted as challenger.
+        max_epochs: upper bound on epochs per fit (early stopping on validation NDCG@10).
+        study_name: Optuna study to create or resume (default lightfm-<snapshot>); workers
+            sharing a PostgreSQL storage and this name tune one study together.
+        pruning: stop unpromising trials early (median rule on per-epoch validation).
 
-    Returns the registered version, its alias and the test table.
+    Returns the registered version, the alias it earned (or None) and the test table.
     """
     s = get_settings()
     snapshot_path = snapshot or str(latest_snapshot(s.processed_dir).path)
     snapshot_id = open_snapshot(Path(snapshot_path)).snapshot_id
-    params = LightFMParams(max_epochs=max_epochs).as_dict()
+    n_trials = n_trials or s.n_trials
+    epochs = max_epochs or s.max_epochs
+    fraction = sample_fraction or s.tuning_sample_fraction
+    margin = s.registry_margin if margin is None else margin
+    study = study_name or f"lightfm-{snapshot_id}"
 
     split = load_split(snapshot_path)
-    fit = fit_model(split, params, s.eval_k, s.num_threads, s.seed)
-    table = evaluate_on_test(split, fit, snapshot_path, s.eval_k, s.num_threads)
-    bundle_dir = build_bundle(split, fit, snapshot_path)
-    registered = log_and_register(
-        s.tracking_uri, s.mlflow_experiment, str(s.mlflow_artifacts_dir), s.model_name,
-        bundle_dir, params, table, snapshot_id, fit.curve,
+    catalogue = load_catalogue(snapshot_path)
+    parent = start_parent_run(
+        s.tracking_uri, s.mlflow_experiment, str(s.mlflow_artifacts_dir), snapshot_id,
+        {"n_trials": n_trials, "timeout_s": timeout_s, "sample_fraction": fraction,
+         "max_epochs": epochs, "study": study, "pruning": pruning, "seed": s.seed},
     )
-    alias = "challenger" if "champion" in registry_aliases(s.tracking_uri, s.model_name) \
-        else "champion"
-    set_registry_alias(s.tracking_uri, s.model_name, alias, registered["version"])
+    found = run_study(split, catalogue, parent, s.tracking_uri, s.optuna_storage, study,
+                      n_trials, timeout_s, fraction, s.eval_k, epochs, s.patience,
+                      s.num_threads, s.seed, pruning)
+    fit, candidate = refit_best(split, catalogue, found["best_params"], s.eval_k, epochs,
+                                s.patience, s.num_threads, s.seed)
+
+    aliases = registry_aliases(s.tracking_uri, s.model_name)
+    champion_dir = None
+    if "champion" in aliases:
+        champion_dir = fetch_bundle(s.tracking_uri, s.model_name, "champion",
+                                    tempfile.mkdtemp())["bundle_dir"]
+    table = compare_on_test(split, fit, snapshot_path, champion_dir, s.eval_k,
+                            s.num_threads, s.seed)
+    bundle_dir = build_bundle(split, fit, {"snapshot": snapshot_id})
+    params = {**candidate.params.as_dict(), **{f"feature.{k}": v for k, v in
+                                                candidate.features.as_dict().items()}}
+    registered = log_and_register(s.tracking_uri, parent, s.model_name, bundle_dir, params,
+                                  table, snapshot_id, fit.curve)
+
+    ndcg = {str(row["ranker"]): float(row[f"ndcg_at_{s.eval_k}"]) for row in table}
+    decision = decide_alias(ndcg["lightfm"], ndcg["popularity"], ndcg.get("champion"), margin)
+    record_gate(s.tracking_uri, parent, s.model_name, registered["version"], decision.alias,
+                decision.reason)
+
     create_table_artifact(key="test-metrics", table=table,
-                          description=f"Test metrics at k={s.eval_k} on snapshot {snapshot_id}")
-    return {**registered, "alias": alias, "snapshot": snapshot_id, "metrics": table}
+                          description=f"Test metrics at k={s.eval_k}, snapshot {snapshot_id}")
+    create_markdown_artifact(
+        key="registry-gate",
+        markdown=(f"### Registry gate\n\nVersion **{registered['version']}** of "
+                  f"`{s.model_name}` → **{decision.alias or 'no alias'}**\n\n{decision.reason}"
+                  f"\n\nStudy `{study}`: {found['trials']} trials ({found['pruned']} pruned), "
+                  f"best validation NDCG@{s.eval_k} {found['best_value']:.4f}"),
+    )
+    return {**registered, "alias": decision.alias, "reason": decision.reason,
+            "snapshot": snapshot_id, "metrics": table, "study": found}

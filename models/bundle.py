@@ -82,3 +82,25 @@ class ScoringBundle:
         meta_path = directory / META_FILE
         meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
         return cls(ids=ids, factors=factors, seen=seen, popular=popular, meta=meta)
+
+    def factors_for(self, ids: IdMap) -> FactorModel:
+        """This model's factors re-indexed to another split's ids (to compare on its test).
+
+        Readers the model never saw get zero vectors (ranked by book bias alone); books it
+        never saw get a bias so low they are never ranked.
+        """
+        f = self.factors
+        out_users = np.zeros((ids.n_users, f.user_factors.shape[1]), np.float32)
+        out_user_bias = np.zeros(ids.n_users, np.float32)
+        pos = np.searchsorted(self.ids.user_ids, ids.user_ids)
+        pos = np.minimum(pos, self.ids.n_users - 1)
+        known = self.ids.user_ids[pos] == ids.user_ids
+        out_users[known] = f.user_factors[pos[known]]
+        out_user_bias[known] = f.user_bias[pos[known]]
+        out_items = np.zeros((ids.n_books, f.item_factors.shape[1]), np.float32)
+        out_item_bias = np.full(ids.n_books, -1e9, np.float32)
+        pos = np.minimum(np.searchsorted(self.ids.book_ids, ids.book_ids), self.ids.n_books - 1)
+        known = self.ids.book_ids[pos] == ids.book_ids
+        out_items[known] = f.item_factors[pos[known]]
+        out_item_bias[known] = f.item_bias[pos[known]]
+        return FactorModel(out_users, out_user_bias, out_items, out_item_bias)

@@ -37,7 +37,7 @@ class BookRecommenderModel(mlflow.pyfunc.PythonModel):
         pos_clipped = np.minimum(pos, len(known_ids) - 1)
         known = known_ids[pos_clipped] == user_ids
         lists: list[list[int]] = []
-        for user_id, row, is_known in zip(user_ids, pos_clipped, known, strict=True):
+        for _user_id, row, is_known in zip(user_ids, pos_clipped, known, strict=True):
             if is_known:
                 _, books = score_readers(self.bundle, int(row), int(row) + 1, k)
                 lists.append([int(b) for b in books[0] if b >= 0])

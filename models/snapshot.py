@@ -30,8 +30,8 @@ from models.schema import (
     TAGS_COLUMNS,
     TO_READ_COLUMNS,
     USER_ID,
-    DataValidationError,
     DatasetError,
+    DataValidationError,
 )
 
 MANIFEST = "manifest.json"

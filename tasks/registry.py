@@ -45,30 +45,29 @@ def use_tracking(tracking_uri: str, experiment: str, artifacts_dir: str) -> str:
 @task(cache_policy=NO_CACHE)
 def log_and_register(
     tracking_uri: str,
-    experiment: str,
-    artifacts_dir: str,
+    parent_run_id: str,
     model_name: str,
     bundle_dir: str,
-    params: dict,
+    params: dict[str, object],
     metrics_table: list[dict[str, object]],
     snapshot_id: str,
     curve: list[float],
 ) -> dict[str, str]:
-    """One MLflow run with params, curve, test table and the pyfunc model, registered.
+    """Log the refit model to the parent run (params, curve, test table) and register it.
 
-    Returns run_id and the new registered model version.
+    Returns run_id and the new registered model version (no alias yet: the gate decides).
     """
     logger = get_run_logger()
-    experiment_id = use_tracking(tracking_uri, experiment, artifacts_dir)
-    with mlflow.start_run(experiment_id=experiment_id, run_name=f"train-{snapshot_id}") as run:
+    mlflow.set_tracking_uri(tracking_uri)
+    with mlflow.start_run(run_id=parent_run_id) as run:
         mlflow.set_tags({"snapshot": snapshot_id, "code_version": code_version()})
-        mlflow.log_params(params)
+        mlflow.log_params({f"model.{key}": value for key, value in params.items()})
         for epoch, score in enumerate(curve):
-            mlflow.log_metric("valid_ndcg", score, step=epoch)
+            mlflow.log_metric("refit.valid_ndcg", score, step=epoch)
         for row in metrics_table:
             ranker = str(row["ranker"])
-            mlflow.log_metrics({f"{ranker}.{key}": float(value) for key, value in row.items()
-                                if key != "ranker"})
+            mlflow.log_metrics({f"test.{ranker}.{key}": float(value)
+                                for key, value in row.items() if key != "ranker"})
         mlflow.log_table(pd.DataFrame(metrics_table), artifact_file="test_metrics.json")
         example = pd.DataFrame({"user_id": [1]})
         signature = infer_signature(
@@ -84,20 +83,27 @@ def log_and_register(
     version = str(info.registered_model_version)
     client = MlflowClient(tracking_uri)
     model_row = next(r for r in metrics_table if r["ranker"] == "lightfm")
-    for key, value in model_row.items():
-        if key != "ranker":
-            client.set_model_version_tag(model_name, version, f"test.{key}", f"{value:.5f}")
-    client.set_model_version_tag(model_name, version, "snapshot", snapshot_id)
-    client.set_model_version_tag(model_name, version, "code_version", code_version())
+    tags = {f"test.{key}": f"{float(value):.5f}" for key, value in model_row.items()
+            if key != "ranker"}
+    tags.update({"snapshot": snapshot_id, "code_version": code_version()})
+    for key, value in tags.items():
+        client.set_model_version_tag(model_name, version, key, value)
     logger.info("registered %s version %s (run %s)", model_name, version, run.info.run_id)
     return {"run_id": run.info.run_id, "version": version}
 
 
 @task(cache_policy=NO_CACHE)
-def set_registry_alias(tracking_uri: str, model_name: str, alias: str, version: str) -> None:
-    """Point a registry alias (champion / challenger) at a model version."""
-    MlflowClient(tracking_uri).set_registered_model_alias(model_name, alias, version)
-    get_run_logger().info("alias %s of %s → version %s", alias, model_name, version)
+def record_gate(tracking_uri: str, parent_run_id: str, model_name: str, version: str,
+                alias: str | None, reason: str) -> None:
+    """Write the gate's decision on the run and the model version."""
+    mlflow.set_tracking_uri(tracking_uri)
+    with mlflow.start_run(run_id=parent_run_id):
+        mlflow.set_tags({"gate.alias": alias or "none", "gate.reason": reason})
+    client = MlflowClient(tracking_uri)
+    client.set_model_version_tag(model_name, version, "gate", reason)
+    if alias is not None:
+        client.set_registered_model_alias(model_name, alias, version)
+    get_run_logger().info("gate: version %s → %s (%s)", version, alias or "no alias", reason)
 
 
 def registry_aliases(tracking_uri: str, model_name: str) -> dict[str, str]:

@@ -1,26 +1,67 @@
-"""Tasks that turn a snapshot into a trained, evaluated model and its scoring bundle."""
+"""Tasks of the train flow: split, the Optuna study logged to MLflow, refit, baselines.
+
+MLflow's active run is thread-local, so every task re-opens the parent run by id and
+creates trial runs with both ``nested=True`` and ``parent_run_id`` (see the ecosystem notes:
+nested alone silently creates top-level runs from worker threads).
+"""
 
 from __future__ import annotations
 
 import tempfile
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
+import mlflow
 import numpy as np
+import optuna
+import pandas as pd
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from models.baselines import fit_als
 from models.bundle import ScoringBundle
 from models.evaluation import (
     evaluate_factors,
     evaluate_oracle,
     evaluate_popularity,
-    validation_scorer,
 )
+from models.features import FeatureConfig, ItemFeatures, build_item_features
 from models.generator import TRUTH_FILE, load_truth
 from models.interactions import Split, popularity, temporal_split
-from models.recommender import FitResult, LightFMParams, fit_lightfm
+from models.recommender import FitResult
 from models.schema import BOOK_ID, USER_ID
 from models.snapshot import open_snapshot
+from models.tuning import (
+    Candidate,
+    candidate_from_params,
+    create_study,
+    fit_candidate,
+    make_objective,
+    sample_readers,
+)
+from tasks.registry import use_tracking
+
+
+@dataclass
+class Catalogue:
+    """Book metadata a snapshot carries for features (tags may be absent)."""
+
+    books: pd.DataFrame
+    book_tags: pd.DataFrame | None
+    tags: pd.DataFrame | None
+
+    def features_for(self, split: Split):  # noqa: ANN201 - returns a cached builder
+        """A builder of item features per FeatureConfig, cached (they cost seconds)."""
+        cache: dict[FeatureConfig, ItemFeatures | None] = {}
+
+        def build(config: FeatureConfig) -> ItemFeatures | None:
+            if config not in cache:
+                cache[config] = build_item_features(split.ids, self.books, self.book_tags,
+                                                    self.tags, config)
+            return cache[config]
+
+        return build
 
 
 @task(cache_policy=NO_CACHE)
@@ -35,62 +76,192 @@ def load_split(snapshot_path: str) -> Split:
 
 
 @task(cache_policy=NO_CACHE)
-def fit_model(split: Split, params: dict, k: int, num_threads: int, seed: int) -> FitResult:
-    """Fit LightFM with early stopping on validation NDCG@k; logs each epoch."""
-    logger = get_run_logger()
-    lightfm_params = LightFMParams(**params)
-
-    def report(epoch: int, score: float) -> None:
-        logger.info("train: epoch %d/%d validation ndcg@%d = %.4f",
-                    epoch + 1, lightfm_params.max_epochs, k, score)
-
-    result = fit_lightfm(
-        split.train,
-        lightfm_params,
-        validate=validation_scorer(split, k, seed=seed, num_threads=num_threads),
-        num_threads=num_threads,
-        seed=seed,
-        on_epoch=report,
+def load_catalogue(snapshot_path: str) -> Catalogue:
+    """Books, and book_tags + tags when the snapshot has them."""
+    snapshot = open_snapshot(Path(snapshot_path))
+    has_tags = snapshot.has("book_tags") and snapshot.has("tags")
+    if not has_tags:
+        get_run_logger().info("snapshot has no tags: tag features are absent")
+    return Catalogue(
+        books=snapshot.read("books"),
+        book_tags=snapshot.read("book_tags") if has_tags else None,
+        tags=snapshot.read("tags") if has_tags else None,
     )
-    logger.info("best epoch %d with validation ndcg@%d = %.4f",
-                result.best_epoch + 1, k, result.best_score)
-    return result
 
 
 @task(cache_policy=NO_CACHE)
-def evaluate_on_test(
-    split: Split, fit: FitResult, snapshot_path: str, k: int, num_threads: int
+def start_parent_run(tracking_uri: str, experiment: str, artifacts_dir: str,
+                     snapshot_id: str, settings: dict[str, object]) -> str:
+    """Create the MLflow run that represents this training (the study's parent)."""
+    experiment_id = use_tracking(tracking_uri, experiment, artifacts_dir)
+    with mlflow.start_run(experiment_id=experiment_id, run_name=f"train-{snapshot_id}") as run:
+        mlflow.set_tags({"snapshot": snapshot_id, "kind": "study"})
+        mlflow.log_params({f"study.{k}": v for k, v in settings.items()})
+    return run.info.run_id
+
+
+class MlflowTrials:
+    """Records each Optuna trial as a nested MLflow run with its per-epoch curve."""
+
+    def __init__(self, parent_run_id: str, log) -> None:  # noqa: ANN001 - a logger
+        self.parent_run_id = parent_run_id
+        self.log = log
+        self.started_at = 0.0
+
+    def started(self, number: int, params: dict[str, object]) -> None:
+        mlflow.start_run(run_name=f"trial-{number}", nested=True,
+                         parent_run_id=self.parent_run_id)
+        mlflow.log_params(params)
+        mlflow.set_tag("trial", number)
+        self.started_at = time.perf_counter()
+
+    def epoch(self, number: int, epoch: int, value: float) -> None:
+        mlflow.log_metric("valid_ndcg", value, step=epoch)
+
+    def finished(self, number: int, state: str, value: float | None) -> None:
+        mlflow.set_tag("state", state)
+        mlflow.log_metric("seconds", time.perf_counter() - self.started_at)
+        if value is not None:
+            mlflow.log_metric("best_valid_ndcg", value)
+        mlflow.end_run(status="FINISHED" if state != "FAILED" else "FAILED")
+        self.log.info("trial %d %s%s", number, state.lower(),
+                      f" valid ndcg {value:.4f}" if value is not None else "")
+
+
+@task(cache_policy=NO_CACHE)
+def run_study(
+    split: Split,
+    catalogue: Catalogue,
+    parent_run_id: str,
+    tracking_uri: str,
+    storage: str | None,
+    study_name: str,
+    n_trials: int,
+    timeout_s: float | None,
+    sample_fraction: float,
+    k: int,
+    max_epochs: int,
+    patience: int,
+    num_threads: int,
+    seed: int,
+    pruning: bool = True,
+) -> dict[str, object]:
+    """Optuna search (trials as nested MLflow runs); returns best params and study stats."""
+    log = get_run_logger()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    tuning_split = sample_readers(split, sample_fraction, seed)
+    mlflow.set_tracking_uri(tracking_uri)
+    study = create_study(storage, study_name, seed, pruning=pruning)
+    objective = make_objective(
+        tuning_split, catalogue.features_for(tuning_split), k, num_threads, seed,
+        max_epochs, patience, MlflowTrials(parent_run_id, log),
+    )
+    started = time.perf_counter()
+    with mlflow.start_run(run_id=parent_run_id):
+        study.optimize(objective, n_trials=n_trials, timeout=timeout_s,
+                       catch=(ArithmeticError,))
+        elapsed = time.perf_counter() - started
+        completed = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+        if not completed:
+            raise RuntimeError(
+                f"study {study_name} has no completed trial; raise n_trials or the timeout"
+            )
+        pruned = sum(t.state == optuna.trial.TrialState.PRUNED for t in study.trials)
+        mlflow.log_params({f"best.{key}": value for key, value in study.best_params.items()})
+        mlflow.log_metrics({"study.best_valid_ndcg": study.best_value,
+                            "study.trials": len(study.trials), "study.pruned": pruned,
+                            "study.seconds": elapsed})
+        log_study_plots(study)
+    log.info("study %s: %d trials (%d pruned) in %.0f s, best valid ndcg@%d %.4f",
+             study_name, len(study.trials), pruned, elapsed, k, study.best_value)
+    return {"best_params": dict(study.best_params), "best_value": float(study.best_value),
+            "trials": len(study.trials), "pruned": pruned, "seconds": elapsed}
+
+
+def log_study_plots(study: optuna.Study) -> None:
+    """Optimisation history and parameter importances as images on the active run."""
+    import warnings
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from optuna.visualization import matplotlib as oplt
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the matplotlib backend is marked experimental
+        ax = oplt.plot_optimization_history(study)
+        mlflow.log_figure(ax.figure, "optuna/history.png")
+        plt.close(ax.figure)
+        completed = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+        if len(completed) >= 2:
+            try:
+                ax = oplt.plot_param_importances(study)
+                mlflow.log_figure(ax.figure, "optuna/importances.png")
+                plt.close(ax.figure)
+            except (RuntimeError, ValueError) as exc:  # e.g. every parameter constant
+                get_run_logger().info("no importance plot: %s", exc)
+
+
+@task(cache_policy=NO_CACHE)
+def refit_best(
+    split: Split, catalogue: Catalogue, best_params: dict[str, object], k: int,
+    max_epochs: int, patience: int, num_threads: int, seed: int,
+) -> tuple[FitResult, Candidate]:
+    """Refit the best candidate on every reader (the study may have used a sample)."""
+    log = get_run_logger()
+    candidate = candidate_from_params(best_params, max_epochs, patience)
+
+    def report(epoch: int, value: float) -> None:
+        log.info("refit: epoch %d validation ndcg@%d = %.4f", epoch + 1, k, value)
+
+    fit = fit_candidate(split, candidate, catalogue.features_for(split), k, num_threads, seed,
+                        report)
+    return fit, candidate
+
+
+@task(cache_policy=NO_CACHE)
+def compare_on_test(
+    split: Split,
+    fit: FitResult,
+    snapshot_path: str,
+    champion_bundle_dir: str | None,
+    k: int,
+    num_threads: int,
+    seed: int,
 ) -> list[dict[str, object]]:
-    """Test metrics of the model beside popularity (and the planted oracle when known)."""
-    rows = [{"ranker": "lightfm", **evaluate_factors(
-        fit.model, split, "test", k, num_threads=num_threads).as_dict()}]
+    """Test metrics of the model beside popularity, ALS, the champion and (generated) oracle."""
+    log = get_run_logger()
+    rows = [{"ranker": "lightfm", **evaluate_factors(fit.model, split, "test", k,
+                                                     num_threads=num_threads).as_dict()}]
     rows.append({"ranker": "popularity", **evaluate_popularity(split, "test", k).as_dict()})
+    als = fit_als((split.train + split.valid).tocsr(), num_threads=num_threads, seed=seed)
+    rows.append({"ranker": "als", **evaluate_factors(als, split, "test", k,
+                                                     num_threads=num_threads).as_dict()})
+    if champion_bundle_dir:
+        champion = ScoringBundle.load(Path(champion_bundle_dir)).factors_for(split.ids)
+        rows.append({"ranker": "champion", **evaluate_factors(
+            champion, split, "test", k, num_threads=num_threads).as_dict()})
     truth_path = Path(snapshot_path) / TRUTH_FILE
     if truth_path.exists():
         truth = load_truth(truth_path.parent)
         rows.append({"ranker": "oracle",
                      **evaluate_oracle(split, "test", k, truth.scores).as_dict()})
     for row in rows:
-        get_run_logger().info("test %s", {key: round(v, 4) if isinstance(v, float) else v
-                                          for key, v in row.items()})
+        log.info("test %-10s ndcg@%d %.4f  precision %.4f  recall %.4f", row["ranker"], k,
+                 row[f"ndcg_at_{k}"], row[f"precision_at_{k}"], row[f"recall_at_{k}"])
     return rows
 
 
 @task(cache_policy=NO_CACHE)
-def build_bundle(split: Split, fit: FitResult, snapshot_path: str) -> str:
+def build_bundle(split: Split, fit: FitResult, catalogue_meta: dict[str, object]) -> str:
     """Write the scoring bundle (factors, id maps, seen books, popular order) to a temp dir."""
     seen = (split.train + split.valid + split.test).tocsr()
     seen.data[:] = 1.0
     counts = popularity(seen)
     order = np.lexsort((np.arange(len(counts)), -counts))
     bundle = ScoringBundle(
-        ids=split.ids,
-        factors=fit.model,
-        seen=seen,
-        popular=split.ids.book_ids[order],
-        meta={"snapshot": open_snapshot(Path(snapshot_path)).snapshot_id,
-              "best_epoch": fit.best_epoch},
+        ids=split.ids, factors=fit.model, seen=seen, popular=split.ids.book_ids[order],
+        meta={**catalogue_meta, "best_epoch": fit.best_epoch},
     )
     return str(bundle.save(Path(tempfile.mkdtemp(prefix="goodbooks-bundle-")) / "bundle"))
-
-

@@ -1,0 +1,183 @@
+"""Hyperparameter search for LightFM with Optuna: TPE, per-epoch pruning, multi-fidelity.
+
+The objective fits LightFM epoch by epoch, reports validation NDCG@k to Optuna after each
+epoch (so the pruner can stop hopeless trials) and keeps the best epoch (early stopping).
+How trials are recorded (MLflow nested runs) is the caller's business: it passes a
+``TrialObserver``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import optuna
+
+from models.evaluation import validation_scorer
+from models.features import FeatureConfig, ItemFeatures
+from models.interactions import IdMap, Split
+from models.recommender import FitResult, LightFMParams, fit_lightfm
+
+LOSSES = ("warp", "bpr", "warp-kos")
+
+
+class TrialObserver(Protocol):
+    """Receives a trial's life: start, every epoch's validation score, the end."""
+
+    def started(self, number: int, params: dict[str, object]) -> None: ...
+
+    def epoch(self, number: int, epoch: int, value: float) -> None: ...
+
+    def finished(self, number: int, state: str, value: float | None) -> None: ...
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One point of the search space."""
+
+    params: LightFMParams
+    features: FeatureConfig
+
+
+def suggest(trial: optuna.Trial, max_epochs: int, patience: int) -> Candidate:
+    """The search space: loss, size, learning rate, regularisation, sampling, features."""
+    loss = trial.suggest_categorical("loss", LOSSES)
+    params = LightFMParams(
+        loss=loss,
+        no_components=trial.suggest_int("no_components", 16, 128, log=True),
+        learning_rate=trial.suggest_float("learning_rate", 0.01, 0.2, log=True),
+        item_alpha=trial.suggest_float("item_alpha", 1e-9, 1e-4, log=True),
+        user_alpha=trial.suggest_float("user_alpha", 1e-9, 1e-4, log=True),
+        max_sampled=trial.suggest_int("max_sampled", 5, 60),
+        max_epochs=max_epochs,
+        patience=patience,
+    )
+    features = FeatureConfig(
+        authors=trial.suggest_categorical("use_authors", [True, False]),
+        tags=trial.suggest_categorical("use_tags", [True, False]),
+        decade=trial.suggest_categorical("use_decade", [True, False]),
+        language=trial.suggest_categorical("use_language", [True, False]),
+    )
+    return Candidate(params=params, features=features)
+
+
+def candidate_from_params(values: dict[str, object], max_epochs: int, patience: int
+                          ) -> Candidate:
+    """Rebuild a Candidate from a trial's parameter dict (e.g. study.best_params)."""
+    params = LightFMParams(
+        loss=str(values["loss"]),
+        no_components=int(values["no_components"]),
+        learning_rate=float(values["learning_rate"]),
+        item_alpha=float(values["item_alpha"]),
+        user_alpha=float(values["user_alpha"]),
+        max_sampled=int(values["max_sampled"]),
+        max_epochs=max_epochs,
+        patience=patience,
+    )
+    features = FeatureConfig(
+        authors=bool(values["use_authors"]), tags=bool(values["use_tags"]),
+        decade=bool(values["use_decade"]), language=bool(values["use_language"]),
+    )
+    return Candidate(params=params, features=features)
+
+
+def sample_readers(split: Split, fraction: float, seed: int) -> Split:
+    """The split restricted to a random share of readers (same catalogue), for cheap tuning."""
+    if not 0 < fraction <= 1:
+        raise ValueError(f"sample fraction must lie in (0, 1], not {fraction}")
+    if fraction == 1:
+        return split
+    n = split.ids.n_users
+    rows = np.sort(np.random.default_rng(seed).choice(n, max(1, int(n * fraction)),
+                                                      replace=False))
+    return Split(
+        ids=IdMap(user_ids=split.ids.user_ids[rows], book_ids=split.ids.book_ids),
+        train=split.train[rows], valid=split.valid[rows], test=split.test[rows],
+    )
+
+
+def fit_candidate(
+    split: Split,
+    candidate: Candidate,
+    features_for: Callable[[FeatureConfig], ItemFeatures | None],
+    k: int,
+    num_threads: int,
+    seed: int,
+    on_epoch: Callable[[int, float], None] | None = None,
+    validation_readers: int | None = 5000,
+) -> FitResult:
+    """Fit one candidate with early stopping on validation NDCG@k."""
+    features = features_for(candidate.features)
+    return fit_lightfm(
+        split.train,
+        candidate.params,
+        validate=validation_scorer(split, k, max_readers=validation_readers, seed=seed,
+                                   num_threads=num_threads),
+        item_features=features.matrix if features is not None else None,
+        num_threads=num_threads,
+        seed=seed,
+        on_epoch=on_epoch,
+    )
+
+
+def make_objective(
+    split: Split,
+    features_for: Callable[[FeatureConfig], ItemFeatures | None],
+    k: int,
+    num_threads: int,
+    seed: int,
+    max_epochs: int,
+    patience: int,
+    observer: TrialObserver | None = None,
+) -> Callable[[optuna.Trial], float]:
+    """The Optuna objective: best validation NDCG@k of one candidate, pruned per epoch."""
+
+    def objective(trial: optuna.Trial) -> float:
+        candidate = suggest(trial, max_epochs, patience)
+        if observer is not None:
+            observer.started(trial.number, dict(trial.params))
+
+        def report(epoch: int, value: float) -> None:
+            if observer is not None:
+                observer.epoch(trial.number, epoch, value)
+            trial.report(value, epoch)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"pruned at epoch {epoch} with {value:.4f}")
+
+        try:
+            fit = fit_candidate(split, candidate, features_for, k, num_threads, seed, report)
+        except optuna.TrialPruned:
+            if observer is not None:
+                observer.finished(trial.number, "PRUNED", None)
+            raise
+        except Exception:
+            if observer is not None:
+                observer.finished(trial.number, "FAILED", None)
+            raise
+        trial.set_user_attr("best_epoch", fit.best_epoch)
+        trial.set_user_attr("curve", fit.curve)
+        if observer is not None:
+            observer.finished(trial.number, "COMPLETE", fit.best_score)
+        return fit.best_score
+
+    return objective
+
+
+def create_study(
+    storage: str | None, study_name: str, seed: int, pruning: bool = True
+) -> optuna.Study:
+    """A maximising study: TPE with a seed, median pruning after a few epochs and trials."""
+    pruner: optuna.pruners.BasePruner = (
+        optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=2)
+        if pruning else optuna.pruners.NopPruner()
+    )
+    return optuna.create_study(
+        study_name=study_name,
+        storage=storage,
+        direction="maximize",
+        sampler=optuna.samplers.TPESampler(seed=seed),
+        pruner=pruner,
+        load_if_exists=True,
+    )

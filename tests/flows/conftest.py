@@ -1,0 +1,68 @@
+"""Flows run for real: a Prefect test server, MLflow on SQLite in a temp dir, real Redis."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import serving
+from settings import apply_tool_environment, get_settings
+
+PIPELINE_USERS = 400
+PIPELINE_BOOKS = 500
+
+
+@pytest.fixture(scope="session")
+def project_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Settings pointing every piece of state at a session temp dir and a fresh key prefix."""
+    root = tmp_path_factory.mktemp("project")
+    env = {
+        "GOODBOOKS_DATA_DIR": str(root / "data"),
+        "GOODBOOKS_STATE_DIR": str(root / "state"),
+        "GOODBOOKS_REDIS_PREFIX": f"gbflow:{uuid.uuid4().hex[:8]}:",
+        "GOODBOOKS_DEMO_USERS": str(PIPELINE_USERS),
+        "GOODBOOKS_DEMO_BOOKS": str(PIPELINE_BOOKS),
+        "GOODBOOKS_SCORE_SHARD_SIZE": "128",
+        "GOODBOOKS_TOP_N": "20",
+        "GOODBOOKS_NUM_THREADS": "1",
+        "GOODBOOKS_BOOKS_CSV": "",
+        "GOODBOOKS_TAGS_CSV": "",
+    }
+    saved = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
+    for key in ("MLFLOW_TRACKING_URI", "PREFECT_HOME"):
+        os.environ.pop(key, None)
+    get_settings.cache_clear()
+    apply_tool_environment(get_settings())
+    yield root
+    settings = get_settings()
+    client = serving.connect_redis(settings.redis_url, settings.redis_db_path)
+    keys = list(client.scan_iter(match=f"{settings.redis_prefix}*", count=1000))
+    for start in range(0, len(keys), 1000):
+        client.unlink(*keys[start:start + 1000])
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    get_settings.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def prefect_harness(project_env: Path) -> Iterator[None]:
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=90):
+        yield
+
+
+@pytest.fixture
+def fresh_serving() -> Iterator[None]:
+    """Rebuild the process-wide serving function from the current settings."""
+    serving._default_service = None
+    yield
+    serving._default_service = None
