@@ -67,6 +67,14 @@ class Settings(BaseSettings):
     )
     tags_csv: Path | None = Field(None, description="A real goodbooks tags.csv for tag names.")
 
+    # --- validation --------------------------------------------------------------------
+    quarantine_max_ratio: float = Field(
+        0.001, ge=0, le=1,
+        description="Row-level problems (duplicates, unknown books) up to this share of a "
+        "table are dropped into a quarantine file instead of failing the run.",
+    )
+    min_ratings_per_user: int = Field(10, ge=1, description="Readers need this many ratings.")
+
     # --- training ----------------------------------------------------------------------
     eval_k: int = Field(10, ge=1, le=1000, description="Cut-off of the ranking metrics.")
     num_threads: int = Field(2, ge=1, le=64, description="LightFM / BLAS threads.")
@@ -185,6 +193,10 @@ class Settings(BaseSettings):
     @property
     def processed_dir(self) -> Path:
         return self.data_dir / "processed"
+
+    @property
+    def data_docs_dir(self) -> Path:
+        return self.data_dir / "gx_docs"
 
     @property
     def redis_db_path(self) -> Path:

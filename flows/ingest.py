@@ -5,7 +5,14 @@ from __future__ import annotations
 from prefect import flow
 
 from settings import get_settings
-from tasks.data import check_and_snapshot, download_dataset, generate_dataset, locate_local_dataset
+from tasks.data import (
+    download_dataset,
+    generate_dataset,
+    locate_local_dataset,
+    read_tables,
+    validate_tables_task,
+    write_validated_snapshot,
+)
 
 
 @flow(name="ingest", log_prints=True)
@@ -23,7 +30,8 @@ def ingest_flow(
         n_books: books to generate (default: GOODBOOKS_DEMO_BOOKS).
         local_dir: directory with ratings.csv and books.csv for source "local".
 
-    Returns the snapshot directory. A broken rule fails the run and writes nothing.
+    Returns the snapshot directory. A broken critical expectation fails the run, writes
+    nothing, and leaves the validation report (with the Data Docs path) as an artifact.
     """
     s = get_settings()
     source = source or s.dataset_source
@@ -48,4 +56,7 @@ def ingest_flow(
         details = {"kind": "local"}
     else:
         raise ValueError(f"source must be generate, download or local, not {source!r}")
-    return check_and_snapshot(dataset_dir, str(s.processed_dir), details)
+    tables = read_tables(dataset_dir)
+    outcome = validate_tables_task(tables, str(s.data_docs_dir), s.quarantine_max_ratio,
+                                   s.min_ratings_per_user)
+    return write_validated_snapshot(outcome, dataset_dir, str(s.processed_dir), details)

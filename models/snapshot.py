@@ -16,43 +16,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from models.schema import (
-    BOOK_ID,
-    BOOK_TAGS_COLUMNS,
-    BOOKS_FILE,
-    GOODREADS_BOOK_ID,
-    RATING,
-    RATINGS_COLUMNS,
-    RATINGS_FILE,
-    TAGS_COLUMNS,
-    TO_READ_COLUMNS,
-    USER_ID,
     DatasetError,
-    DataValidationError,
 )
 
 MANIFEST = "manifest.json"
 EXAMPLES = 5
-
-# Columns each file must have, and which of them must be whole numbers.
-REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
-    "ratings": RATINGS_COLUMNS,
-    "books": (BOOK_ID, GOODREADS_BOOK_ID, "authors", "title"),
-    "tags": TAGS_COLUMNS,
-    "book_tags": BOOK_TAGS_COLUMNS,
-    "to_read": TO_READ_COLUMNS,
-}
-INTEGER_COLUMNS: dict[str, tuple[str, ...]] = {
-    "ratings": RATINGS_COLUMNS,
-    "books": (BOOK_ID, GOODREADS_BOOK_ID),
-    "tags": ("tag_id",),
-    "book_tags": BOOK_TAGS_COLUMNS,
-    "to_read": TO_READ_COLUMNS,
-}
-
 
 def table_name(file_name: str) -> str:
     """'book_tags.csv' → 'book_tags'."""
@@ -73,62 +44,6 @@ def read_csv(path: Path) -> pd.DataFrame:
         return pd.read_csv(path, engine="pyarrow")
     except (OSError, ValueError, pd.errors.ParserError) as exc:
         raise DatasetError(f"{path}: cannot be read as CSV ({exc})") from exc
-
-
-def example_rows(frame: pd.DataFrame, mask: np.ndarray | pd.Series, limit: int = EXAMPLES) -> str:
-    """Up to `limit` offending rows as 'line N: a=1, b=x' (line numbers as in the file)."""
-    bad = frame[np.asarray(mask)].head(limit)
-    lines = []
-    for index, row in bad.iterrows():
-        values = ", ".join(f"{col}={row[col]!r}" for col in bad.columns[:6])
-        lines.append(f"    line {int(index) + 2}: {values}")  # +1 header, +1 one-based
-    return "\n".join(lines)
-
-
-def check_structure(name: str, frame: pd.DataFrame, path: Path) -> pd.DataFrame:
-    """Required columns present and integer columns numeric; returns typed columns.
-
-    Raises DataValidationError naming the file, the column and example rows.
-    """
-    missing = [c for c in REQUIRED_COLUMNS[name] if c not in frame.columns]
-    if missing:
-        raise DataValidationError(
-            f"{path.name}: missing column(s) {', '.join(missing)} "
-            f"(found: {', '.join(map(str, frame.columns))})"
-        )
-    for column in INTEGER_COLUMNS[name]:
-        values = pd.to_numeric(frame[column], errors="coerce")
-        bad = values.isna() | (values != np.floor(values))
-        if bad.any():
-            raise DataValidationError(
-                f"{path.name}: column {column!r} must hold whole numbers; "
-                f"{int(bad.sum())} row(s) do not, e.g.\n{example_rows(frame, bad)}"
-            )
-        frame[column] = values.astype(np.int64)
-    return frame
-
-
-def check_ratings_values(ratings: pd.DataFrame, books: pd.DataFrame) -> None:
-    """Ratings in 1..5 and every rated book present in books.csv."""
-    bad = ~ratings[RATING].between(1, 5)
-    if bad.any():
-        raise DataValidationError(
-            f"{RATINGS_FILE}: column 'rating' must lie in 1..5; {int(bad.sum())} row(s) "
-            f"do not, e.g.\n{example_rows(ratings, bad)}"
-        )
-    unknown = ~ratings[BOOK_ID].isin(books[BOOK_ID])
-    if unknown.any():
-        raise DataValidationError(
-            f"{RATINGS_FILE}: column 'book_id' refers to books missing from {BOOKS_FILE}; "
-            f"{int(unknown.sum())} row(s), e.g.\n{example_rows(ratings, unknown)}"
-        )
-    for column in (USER_ID, BOOK_ID):
-        bad = ratings[column] < 1
-        if bad.any():
-            raise DataValidationError(
-                f"{RATINGS_FILE}: column {column!r} must be positive; "
-                f"{int(bad.sum())} row(s) are not, e.g.\n{example_rows(ratings, bad)}"
-            )
 
 
 @dataclass(frozen=True)
@@ -165,10 +80,12 @@ def write_snapshot(
     source: dict[str, object],
     checksums: dict[str, str],
     validation: dict[str, object],
+    quarantine: dict[str, pd.DataFrame] | None = None,
     attachments: list[Path] | None = None,
 ) -> Snapshot:
     """Write tables as Parquet with a manifest; the directory appears only when complete.
 
+    ``quarantine`` holds rows dropped by validation, written as ``quarantine_<table>``;
     ``attachments`` are copied in as they are (e.g. the generator's planted truth).
     """
     snapshot_id = new_snapshot_id(checksums)
@@ -179,15 +96,21 @@ def write_snapshot(
     staging.mkdir(parents=True)
     try:
         for name, frame in tables.items():
+            if frame is None:
+                continue
             frame.to_parquet(staging / f"{name}.parquet", index=False)
+        for name, frame in (quarantine or {}).items():
+            frame.to_parquet(staging / f"quarantine_{name}.parquet", index=False)
         for attachment in attachments or []:
             shutil.copy2(attachment, staging / attachment.name)
         manifest = {
             "snapshot_id": snapshot_id,
             "created_at": datetime.now(UTC).isoformat(),
             "source": source,
-            "tables": {name: {"rows": int(len(frame))} for name, frame in tables.items()},
-            "absent": sorted(set(REQUIRED_COLUMNS) - set(tables)),
+            "tables": {name: {"rows": int(len(frame))} for name, frame in tables.items()
+                       if frame is not None},
+            "absent": sorted(name for name, frame in tables.items() if frame is None),
+            "quarantined": {name: int(len(f)) for name, f in (quarantine or {}).items()},
             "checksums": checksums,
             "attachments": [p.name for p in attachments or []],
             "validation": validation,

@@ -6,21 +6,22 @@ import json
 import time
 from pathlib import Path
 
+import pandas as pd
 from prefect import get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from models.datasets import locate_dataset
 from models.download import download_goodbooks
-from models.generator import TRUTH_FILE, generate_goodbooks
-from models.schema import ALL_FILES, BOOKS_FILE, RATINGS_FILE, DataValidationError
-from models.snapshot import (
-    check_ratings_values,
-    check_structure,
-    file_sha256,
-    read_csv,
-    table_name,
-    write_snapshot,
+from models.expectations import (
+    ValidationConfig,
+    ValidationOutcome,
+    raise_for_critical,
+    validate_tables,
 )
+from models.generator import TRUTH_FILE, generate_goodbooks
+from models.schema import ALL_FILES
+from models.snapshot import file_sha256, read_csv, table_name, write_snapshot
 
 
 class ProgressLog:
@@ -89,33 +90,66 @@ def locate_local_dataset(directory: str) -> str:
 
 
 @task(cache_policy=NO_CACHE)
-def check_and_snapshot(dataset_dir: str, processed_dir: str, source: dict[str, object]) -> str:
-    """Read every present file, check it, and write the Parquet snapshot; returns its path.
-
-    Any broken rule raises DataValidationError before anything is written.
-    """
+def read_tables(dataset_dir: str) -> dict[str, pd.DataFrame | None]:
+    """Read every goodbooks file of a directory (None for an absent optional file)."""
     logger = get_run_logger()
-    directory = Path(dataset_dir)
-    tables, checksums, absent = {}, {}, []
+    files = locate_dataset(Path(dataset_dir))
+    tables: dict[str, pd.DataFrame | None] = {}
     for file_name in ALL_FILES:
-        path = directory / file_name
-        if not path.exists():
-            if file_name in (RATINGS_FILE, BOOKS_FILE):
-                raise DataValidationError(f"{path}: required file is missing")
-            absent.append(file_name)
-            continue
-        name = table_name(file_name)
-        tables[name] = check_structure(name, read_csv(path), path)
-        checksums[file_name] = file_sha256(path)
-        logger.info("read %s: %d rows", file_name, len(tables[name]))
-    check_ratings_values(tables["ratings"], tables["books"])
+        path = files.present.get(file_name)
+        tables[table_name(file_name)] = read_csv(path) if path is not None else None
+        if path is not None:
+            logger.info("read %s: %d rows", file_name, len(tables[table_name(file_name)]))
+        else:
+            logger.info("%s is absent (optional)", file_name)
+    return tables
+
+
+@task(cache_policy=NO_CACHE)
+def validate_tables_task(
+    tables: dict[str, pd.DataFrame | None],
+    data_docs_dir: str,
+    quarantine_max_ratio: float,
+    min_ratings_per_user: int,
+) -> ValidationOutcome:
+    """Run the expectation suites; publish the report as an artifact; raise if critical."""
+    config = ValidationConfig(
+        data_docs_dir=Path(data_docs_dir),
+        quarantine_max_ratio=quarantine_max_ratio,
+        min_ratings_per_user=min_ratings_per_user,
+    )
+    outcome = validate_tables(tables, config)
+    report = outcome.report
+    create_markdown_artifact(
+        key="data-validation",
+        markdown=report.to_markdown(),
+        description="Great Expectations results for every goodbooks file",
+    )
+    logger = get_run_logger()
+    logger.info("validation: %d checks, %d failed, %d warnings, %d quarantined rows; "
+                "Data Docs: %s", len(report.checks), len(report.failures),
+                len(report.warnings), sum(report.quarantined.values()), report.data_docs_index)
+    raise_for_critical(report)
+    return outcome
+
+
+@task(cache_policy=NO_CACHE)
+def write_validated_snapshot(
+    outcome: ValidationOutcome, dataset_dir: str, processed_dir: str, source: dict[str, object]
+) -> str:
+    """Write the cleaned tables (and quarantined rows) as a snapshot; returns its path."""
+    directory = Path(dataset_dir)
+    files = locate_dataset(directory)
+    checksums = {name: file_sha256(path) for name, path in files.present.items()}
     snapshot = write_snapshot(
-        tables,
+        outcome.tables,
         Path(processed_dir),
         source={**source, "directory": str(directory)},
         checksums=checksums,
-        validation={"passed": True, "absent_files": absent},
+        validation=outcome.report.summary(),
+        quarantine={name: frame for name, frame in outcome.quarantine.items()
+                    if frame is not None and len(frame)},
         attachments=[p for p in (directory / TRUTH_FILE,) if p.exists()],
     )
-    logger.info("snapshot %s written to %s", snapshot.snapshot_id, snapshot.path)
+    get_run_logger().info("snapshot %s written to %s", snapshot.snapshot_id, snapshot.path)
     return str(snapshot.path)

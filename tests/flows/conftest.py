@@ -12,8 +12,8 @@ import pytest
 import serving
 from settings import apply_tool_environment, get_settings
 
-PIPELINE_USERS = 400
-PIPELINE_BOOKS = 500
+PIPELINE_USERS = 600
+PIPELINE_BOOKS = 800
 
 
 @pytest.fixture(scope="session")

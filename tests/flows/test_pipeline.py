@@ -18,7 +18,7 @@ pytestmark = pytest.mark.usefixtures("prefect_harness")
 
 @pytest.fixture(scope="module")
 def first_run(project_env: Path, prefect_harness: None) -> dict[str, object]:
-    return nightly_flow(source="generate", n_trials=2, max_epochs=4)
+    return nightly_flow(source="generate", n_trials=2, max_epochs=6)
 
 
 def test_pipeline_publishes_and_serves(first_run: dict, fresh_serving: None) -> None:
@@ -58,10 +58,10 @@ def corrupt(source: Path, target: Path, how: str) -> str:
     elif how == "non-numeric rating":
         ratings["rating"] = ratings["rating"].astype(object)
         ratings.loc[5, "rating"] = "five"
-        expected = "column 'rating' must hold whole numbers"
+        expected = "ratings.csv: column_types"
     else:
         ratings.loc[7, "book_id"] = 999_999
-        expected = "column 'book_id' refers to books missing from books.csv"
+        expected = "ratings.csv: book_id_in_books"
     ratings.to_csv(target / "ratings.csv", index=False)
     return expected
 
