@@ -42,10 +42,10 @@ def demo(
         help="Readers to generate (default GOODBOOKS_DEMO_USERS).")] = None,
     full: Annotated[bool, typer.Option(
         "--full", help="Full goodbooks size: 53,424 readers × 10,000 books.")] = False,
-    n_trials: Annotated[int | None, typer.Option(
-        help="Optuna trials (default GOODBOOKS_N_TRIALS).")] = None,
-    max_epochs: Annotated[int | None, typer.Option(
-        help="Upper bound on epochs per fit (default GOODBOOKS_MAX_EPOCHS).")] = None,
+    n_trials: Annotated[int, typer.Option(help="Optuna trials (a small demo budget).")] = 4,
+    max_epochs: Annotated[int, typer.Option(help="Upper bound on epochs per fit.")] = 12,
+    sample_fraction: Annotated[float, typer.Option(
+        help="Share of readers the study tunes on; the best is refit on all.")] = 0.5,
 ) -> None:
     """Run the whole pipeline on generated data, then show one reader's recommendations."""
     settings = prepare()
@@ -54,7 +54,7 @@ def demo(
     started = time.perf_counter()
     n_users = 53_424 if full else users
     result = nightly_flow(source="generate", n_users=n_users, n_trials=n_trials,
-                          max_epochs=max_epochs)
+                          max_epochs=max_epochs, sample_fraction=sample_fraction)
     elapsed = time.perf_counter() - started
     typer.echo(describe_sample_reader(settings, Path(str(result["snapshot"])), k=10))
     typer.echo(metrics_summary(result["trained"]["metrics"]))

@@ -16,9 +16,20 @@ def nightly_flow(
     local_dir: str | None = None,
     n_trials: int | None = None,
     max_epochs: int | None = None,
+    sample_fraction: float | None = None,
 ) -> dict[str, object]:
-    """Re-ingest, retrain and publish; a failure anywhere leaves what is served untouched."""
+    """Re-ingest, retrain and publish; a failure anywhere leaves what is served untouched.
+
+    Args:
+        source: "generate", "download" or "local" (default GOODBOOKS_DATASET_SOURCE).
+        n_users: readers to generate (source "generate"; 53424 is full size).
+        local_dir: directory with ratings.csv and books.csv (source "local").
+        n_trials: Optuna trials (default GOODBOOKS_N_TRIALS).
+        max_epochs: upper bound on epochs per fit (default GOODBOOKS_MAX_EPOCHS).
+        sample_fraction: share of readers to tune on; the best is refit on all.
+    """
     snapshot = ingest_flow(source=source, n_users=n_users, local_dir=local_dir)
-    trained = train_flow(snapshot=snapshot, n_trials=n_trials, max_epochs=max_epochs)
+    trained = train_flow(snapshot=snapshot, n_trials=n_trials, max_epochs=max_epochs,
+                         sample_fraction=sample_fraction)
     published = score_flow()
     return {"snapshot": snapshot, "trained": trained, "published": published}

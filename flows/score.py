@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import tempfile
+import time
 
-from prefect import flow, unmapped
+from prefect import flow, get_run_logger, unmapped
 from prefect.artifacts import create_table_artifact
+from prefect.futures import as_completed
+from prefect.task_runners import ThreadPoolTaskRunner
 
 from models.scoring import shard_bounds
 from settings import get_settings
 from tasks.publish import (
     RedisTarget,
     commit_and_switch,
+    describe_bundle,
     discard_version,
-    load_bundle,
     rollback_alias,
     score_shard,
     similar_shard,
@@ -29,7 +32,52 @@ def redis_target() -> RedisTarget:
                        prefix=s.redis_prefix)
 
 
-@flow(name="score", log_prints=True)
+def publish_alias(alias: str, n: int) -> dict[str, object]:
+    """Score every reader and book for one registry alias, then switch the Redis alias."""
+    s = get_settings()
+    log = get_run_logger()
+    target = redis_target()
+    began = time.perf_counter()
+    meta = fetch_bundle(s.tracking_uri, s.model_name, alias, tempfile.mkdtemp())
+    bundle_dir = meta["bundle_dir"]
+    sizes = describe_bundle(bundle_dir)
+    version = start_version(target)
+    try:
+        readers = shard_bounds(sizes["readers"], s.score_shard_size)
+        books = shard_bounds(sizes["books"], s.score_shard_size)
+        recs = score_shard.map(unmapped(bundle_dir), [a for a, _ in readers],
+                               [b for _, b in readers], n, version, unmapped(target))
+        similar = similar_shard.map(unmapped(bundle_dir), [a for a, _ in books],
+                                    [b for _, b in books], n, version, unmapped(target))
+        popular = write_popular(bundle_dir, n, version, target)
+        receipts = [popular]
+        scored = 0
+        for done, future in enumerate(as_completed(list(recs)), 1):
+            receipt = future.result()
+            receipts.append(receipt)
+            scored += receipt.count
+            elapsed = time.perf_counter() - began
+            log.info("%s: shard %d/%d done, %d readers, %.0f readers/s", alias, done,
+                     len(readers), scored, scored / max(elapsed, 1e-9))
+        receipts += [future.result() for future in similar]
+        fields = {
+            "model_name": s.model_name, "model_version": meta["model_version"],
+            "run_id": meta["run_id"], "snapshot": meta["snapshot"], "alias": alias,
+            "n": n, "books": sizes["books"],
+        }
+        result = commit_and_switch(version, receipts, fields, alias, s.retention, target)
+    except BaseException:
+        # Nothing was aliased: drop the half-written keys so they never linger.
+        discard_version(version, target)
+        raise
+    seconds = time.perf_counter() - began
+    return {**result, "readers": sizes["readers"], "books": sizes["books"],
+            "shards": len(readers) + len(books), "seconds": round(seconds, 2),
+            "readers_per_s": round(sizes["readers"] / max(seconds, 1e-9)),
+            "model_version": meta["model_version"]}
+
+
+@flow(name="score", log_prints=True, task_runner=ThreadPoolTaskRunner(max_workers=2))
 def score_flow(
     aliases: list[str] | None = None,
     top_n: int | None = None,
@@ -39,49 +87,41 @@ def score_flow(
     """Publish top-N lists for each registry alias; or roll an alias back.
 
     Args:
-        aliases: registry aliases to score (default: every one of champion/challenger).
-        top_n: books per reader (default: GOODBOOKS_TOP_N).
+        aliases: registry aliases to score (default: champion and challenger, when present).
+        top_n: books per reader (default GOODBOOKS_TOP_N).
         rollback_alias_name: when set, re-point this Redis alias instead of scoring.
         rollback_to: the version to roll back to (default: the previous retained one).
     """
     s = get_settings()
-    target = redis_target()
     if rollback_alias_name:
-        version = rollback_alias(rollback_alias_name, rollback_to, target)
+        version = rollback_alias(rollback_alias_name, rollback_to, redis_target())
         return [{"alias": rollback_alias_name, "version": version, "rollback": True}]
-    n = top_n or s.top_n
     known = registry_aliases(s.tracking_uri, s.model_name)
     wanted = [a for a in (aliases or ["champion", "challenger"]) if a in known]
     if not wanted:
-        raise ValueError(f"no registered model {s.model_name!r} has an alias to score; "
+        raise ValueError(f"no registered model {s.model_name!r} has an alias to score "
+                         f"(asked for {aliases or ['champion', 'challenger']}); "
                          "run the train flow first")
-    published = []
-    for alias in wanted:
-        meta = fetch_bundle(s.tracking_uri, s.model_name, alias, tempfile.mkdtemp())
-        bundle = load_bundle(meta["bundle_dir"])
-        version = start_version(target)
-        try:
-            readers = shard_bounds(bundle.ids.n_users, s.score_shard_size)
-            books = shard_bounds(bundle.ids.n_books, s.score_shard_size)
-            recs = score_shard.map(unmapped(bundle), [a for a, _ in readers],
-                                   [b for _, b in readers], n, version, unmapped(target))
-            similar = similar_shard.map(unmapped(bundle), [a for a, _ in books],
-                                        [b for _, b in books], n, version, unmapped(target))
-            popular = write_popular(bundle, n, version, target)
-            receipts = [*recs.result(), *similar.result(), popular]
-            fields = {
-                "model_name": s.model_name, "model_version": meta["model_version"],
-                "run_id": meta["run_id"], "snapshot": meta["snapshot"], "alias": alias,
-                "n": n, "books": bundle.ids.n_books,
-            }
-            result = commit_and_switch(version, receipts, fields, alias, s.retention, target)
-        except BaseException:
-            discard_version(version, target)
-            raise
-        published.append(result)
+    published = [publish_alias(alias, top_n or s.top_n) for alias in wanted]
     create_table_artifact(
         key="score-publish",
-        table=[{"alias": p["alias"], "version": p["version"]} for p in published],
-        description="Versions published to Redis by this run",
+        table=[{key: p[key] for key in ("alias", "version", "model_version", "readers",
+                                         "books", "shards", "seconds", "readers_per_s")}
+               for p in published],
+        description="Versions published to Redis by this run (switched live atomically)",
     )
     return published
+
+
+def dask_score_flow(address: str | None = None, n_workers: int = 2):  # noqa: ANN201
+    """The score flow on a Dask cluster (an existing one at `address`, or a local one).
+
+    The scale-out path: shards run on Dask workers through Prefect's Dask task runner.
+    Each worker loads the bundle once from the path (use shared storage across machines).
+    """
+    from prefect_dask import DaskTaskRunner
+
+    runner = (DaskTaskRunner(address=address) if address else DaskTaskRunner(
+        cluster_kwargs={"n_workers": n_workers, "threads_per_worker": 1,
+                        "dashboard_address": None}))
+    return score_flow.with_options(task_runner=runner)

@@ -17,6 +17,11 @@ key                                type    value
 ``{p}versions``                    zset    committed versions, scored by commit time (unix s)
 ``{p}pending``                     zset    started, not yet committed versions, scored by
                                            start time (lets crashed writes be found)
+``{p}experiment:{name}``           string  A/B experiment config as JSON (serving.experiments)
+``{p}events``                      stream  impressions and interactions (serving.events)
+``{p}stats:m:{YYYYMMDDHHMM}``      hash    event counts of one UTC minute, field
+                                           ``{experiment}|{variant}|{version}|{type}``
+``{p}stats:h:{YYYYMMDDHH}``        hash    the same per UTC hour
 =================================  ======  ================================================
 
 A batch is written under a fresh version (``new_version``), its manifest written last
@@ -31,13 +36,15 @@ The manifest checksum is the XOR of sha1("{kind}:{id}|{payload}") over every dat
 shards written by different threads or processes combine, and it does not depend on the
 prefix or version, so two versions with the same content have the same checksum.
 
-The alias scripts touch two keys, so on Redis Cluster they need the prefix to carry a hash
-tag (``{gb}:``); everything else is single-key.
+The alias scripts touch two keys, and an event batch is written to the stream and its
+counters in one MULTI/EXEC, so on Redis Cluster the prefix must carry a hash tag (``{gb}:``);
+everything else is single-key.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import operator
 import re
 import secrets
@@ -48,6 +55,8 @@ from datetime import UTC, datetime
 from typing import Literal
 
 import redis
+
+from serving.experiments import Experiment
 
 __all__ = [
     "InvalidNameError",
@@ -68,6 +77,7 @@ Kind = Literal["recs", "similar", "popular"]
 # Versions and aliases become parts of key names and SCAN patterns: no ':' and no glob chars.
 _NAME_RE = re.compile(r"[0-9A-Za-z][0-9A-Za-z._-]{0,63}")
 _PAYLOAD_CHARS_RE = re.compile(r"[0-9,]*")
+_ID_BYTES = b"0123456789,"
 _GLOB_SPECIAL_RE = re.compile(r"([*?\[\]\\])")
 _SCAN_COUNT = 1000
 _UNLINK_BATCH = 1000
@@ -202,7 +212,15 @@ def decode_items(raw: bytes | str | None) -> list[int]:
     """Decode a stored list of book ids (missing or empty gives [])."""
     if not raw:
         return []
-    # int() parses bytes directly, so no decode step on the hot path.
+    data = raw if isinstance(raw, bytes) else raw.encode()
+    # The hot path of every cache miss. json's C parser reads "[12,7,99]" about twice as fast
+    # as int() per part; with nothing but digits and commas (checked in C by translate) it
+    # can only return non-negative ints, the same ones int() would.
+    if not data.translate(None, _ID_BYTES):
+        try:
+            return json.loads(b"[" + data + b"]")  # type: ignore[no-any-return]
+        except ValueError:
+            pass  # leading zeros or empty parts: int() accepts or refuses them as before
     return [int(part) for part in raw.split(b"," if isinstance(raw, bytes) else ",")]
 
 
@@ -291,6 +309,17 @@ class RecStore:
     @property
     def pending_key(self) -> str:
         return f"{self._prefix}pending"
+
+    def experiment_key(self, name: str) -> str:
+        return f"{self._prefix}experiment:{name}"
+
+    @property
+    def events_key(self) -> str:
+        return f"{self._prefix}events"
+
+    def stats_key(self, resolution: Literal["m", "h"], bucket: str) -> str:
+        """Event counters of one UTC minute ("m", YYYYMMDDHHMM) or hour ("h", YYYYMMDDHH)."""
+        return f"{self._prefix}stats:{resolution}:{bucket}"
 
     # --- writer ------------------------------------------------------------------------
     def new_version(self) -> str:
@@ -414,7 +443,8 @@ class RecStore:
             raise ValueError(f"keep must be a non-negative integer, got {keep!r}")
         committed = self.committed_versions()
         alias_versions = self.aliases()
-        protected = set(committed[len(committed) - keep :] if keep else ()) | set(
+        # max(): with fewer committed versions than `keep`, a negative start would wrap.
+        protected = set(committed[max(len(committed) - keep, 0) :] if keep else ()) | set(
             alias_versions.values()
         )
         alias_keys = [self.alias_key(name) for name in alias_versions]
@@ -514,6 +544,21 @@ class RecStore:
                 digest ^= _digest(f"{kind}:{item_id}", _text(value))
                 count += 1
         return count == manifest.keys and f"{digest:040x}" == manifest.checksum
+
+    # --- experiments -------------------------------------------------------------------
+    def put_experiment(self, experiment: Experiment) -> None:
+        """Store (or replace) an experiment's config; serving processes see it within ~1 s."""
+        self._client.set(self.experiment_key(experiment.name), experiment.to_json())
+
+    def get_experiment(self, name: str) -> Experiment | None:
+        """The stored experiment, None if absent; InvalidExperimentError if it is malformed."""
+        _check_name(name, "experiment name")
+        raw = self._client.get(self.experiment_key(name))
+        return None if raw is None else Experiment.from_json(raw)
+
+    def delete_experiment(self, name: str) -> bool:
+        _check_name(name, "experiment name")
+        return bool(self._client.delete(self.experiment_key(name)))
 
     # --- internals ---------------------------------------------------------------------
     def _write_rows(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -37,14 +36,21 @@ def _client(url: str | None, embedded_db_path: str, socket_timeout_s: float) -> 
     return connect_redis(url, Path(embedded_db_path), socket_timeout_s=socket_timeout_s)
 
 
+@lru_cache(maxsize=2)
+def _bundle(bundle_dir: str) -> ScoringBundle:
+    """Each process (thread-pool flow run or Dask worker) loads a bundle once."""
+    return ScoringBundle.load(Path(bundle_dir))
+
+
 @task(cache_policy=NO_CACHE)
-def load_bundle(bundle_dir: str) -> ScoringBundle:
-    """Load a scoring bundle downloaded from the registry."""
-    bundle = ScoringBundle.load(Path(bundle_dir))
-    get_run_logger().info("bundle: %d readers × %d books, %d factors",
-                          bundle.ids.n_users, bundle.ids.n_books,
-                          bundle.factors.item_factors.shape[1])
-    return bundle
+def describe_bundle(bundle_dir: str) -> dict[str, int]:
+    """Load a scoring bundle downloaded from the registry; return its sizes."""
+    bundle = _bundle(bundle_dir)
+    sizes = {"readers": bundle.ids.n_users, "books": bundle.ids.n_books,
+             "factors": int(bundle.factors.item_factors.shape[1])}
+    get_run_logger().info("bundle: %(readers)d readers × %(books)d books, %(factors)d factors",
+                          sizes)
+    return sizes
 
 
 @task(cache_policy=NO_CACHE)
@@ -55,33 +61,33 @@ def start_version(target: RedisTarget) -> str:
 
 @task(retries=2, retry_delay_seconds=[1, 5], cache_policy=NO_CACHE)
 def score_shard(
-    bundle: ScoringBundle, start: int, stop: int, n: int, version: str, target: RedisTarget,
-    num_threads: int = 0,
+    bundle_dir: str, start: int, stop: int, n: int, version: str, target: RedisTarget,
+    num_threads: int = 1,
 ) -> ShardReceipt:
-    """Score reader rows [start, stop) and write their lists under `version`."""
-    began = time.perf_counter()
-    user_ids, books = score_readers(bundle, start, stop, n, num_threads=num_threads)
-    receipt = target.store().write_recs(version, encode_lists(user_ids, books))
-    elapsed = time.perf_counter() - began
-    get_run_logger().info("score: readers %d–%d written (%.0f readers/s)",
-                          start, stop - 1, (stop - start) / max(elapsed, 1e-9))
-    return receipt
+    """Score reader rows [start, stop) and write their lists under `version`.
+
+    Rewriting a shard is idempotent (same keys, same values), so a retry is safe.
+    """
+    user_ids, books = score_readers(_bundle(bundle_dir), start, stop, n,
+                                    num_threads=num_threads)
+    return target.store().write_recs(version, encode_lists(user_ids, books))
 
 
 @task(retries=2, retry_delay_seconds=[1, 5], cache_policy=NO_CACHE)
 def similar_shard(
-    bundle: ScoringBundle, start: int, stop: int, n: int, version: str, target: RedisTarget,
+    bundle_dir: str, start: int, stop: int, n: int, version: str, target: RedisTarget,
+    num_threads: int = 1,
 ) -> ShardReceipt:
     """Nearest books of book rows [start, stop) written under `version`."""
-    book_ids, neighbours = similar_books(bundle, start, stop, n)
+    book_ids, neighbours = similar_books(_bundle(bundle_dir), start, stop, n,
+                                         num_threads=num_threads)
     return target.store().write_similar(version, encode_lists(book_ids, neighbours))
 
 
 @task(cache_policy=NO_CACHE)
-def write_popular(bundle: ScoringBundle, n: int, version: str, target: RedisTarget
-                  ) -> ShardReceipt:
-    """The fallback list for readers the model does not know."""
-    payload = encode_items(int(b) for b in bundle.popular[:n])
+def write_popular(bundle_dir: str, n: int, version: str, target: RedisTarget) -> ShardReceipt:
+    """The fallback list (most read books of the training snapshot) for unknown readers."""
+    payload = encode_items(int(b) for b in _bundle(bundle_dir).popular[:n])
     return target.store().write_popular(version, payload)
 
 

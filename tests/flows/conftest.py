@@ -66,3 +66,18 @@ def fresh_serving() -> Iterator[None]:
     serving._default_service = None
     yield
     serving._default_service = None
+
+
+@pytest.fixture(scope="session")
+def first_run(project_env: Path, prefect_harness: None) -> dict[str, object]:
+    """One nightly run on generated data that the flow tests build on."""
+    from flows.nightly import nightly_flow
+
+    return nightly_flow(source="generate", n_trials=2, max_epochs=6)
+
+
+@pytest.fixture
+def live_store(first_run: dict[str, object]) -> serving.RecStore:
+    settings = get_settings()
+    client = serving.connect_redis(settings.redis_url, settings.redis_db_path)
+    return serving.RecStore(client, settings.redis_prefix)

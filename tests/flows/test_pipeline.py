@@ -16,11 +16,6 @@ from settings import get_settings
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
 
-@pytest.fixture(scope="module")
-def first_run(project_env: Path, prefect_harness: None) -> dict[str, object]:
-    return nightly_flow(source="generate", n_trials=2, max_epochs=6)
-
-
 def test_pipeline_publishes_and_serves(first_run: dict, fresh_serving: None) -> None:
     trained = first_run["trained"]
     rankers = {row["ranker"]: row for row in trained["metrics"]}

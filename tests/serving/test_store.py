@@ -7,6 +7,8 @@ import threading
 
 import pytest
 import redis
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from serving.store import (
     AliasChangedError,
@@ -70,6 +72,33 @@ def test_encode_decode_round_trip(items: list[int], payload: str) -> None:
 
 def test_decode_missing_is_empty() -> None:
     assert decode_items(None) == []
+
+
+def reference_decode(raw: bytes | str) -> list[int]:
+    # Alternative test implementation: the plain int() per part that the fast path replaces.
+    return [int(part) for part in raw.split(b"," if isinstance(raw, bytes) else ",")]
+
+
+@settings(max_examples=300, database=None)
+@given(st.lists(st.integers(min_value=0, max_value=10**12), min_size=1, max_size=120))
+def test_fast_decode_matches_int_per_part(items: list[int]) -> None:
+    payload = encode_items(items)
+    assert decode_items(payload) == decode_items(payload.encode()) == items
+
+
+@settings(max_examples=300, database=None)
+@given(st.text(alphabet="0123456789,-+_ x", min_size=1, max_size=16))
+def test_fast_decode_accepts_and_refuses_what_int_does(raw: str) -> None:
+    try:
+        expected: list[int] | type[ValueError] = reference_decode(raw)
+    except ValueError:
+        expected = ValueError
+    for value in (raw, raw.encode()):
+        if expected is ValueError:
+            with pytest.raises(ValueError):
+                decode_items(value)
+        else:
+            assert decode_items(value) == expected
 
 
 @pytest.mark.parametrize("items", [[1.5], [-3], ["x"], [True, 2]])
@@ -355,6 +384,13 @@ def test_prune_keeps_newest_and_aliased_and_deletes_exactly_the_rest(store: RecS
     assert store.prune(keep=0) == [versions[3], versions[4]]
     assert store.committed_versions() == [versions[0], versions[2]]
     assert store.prune(keep=0) == []
+
+
+def test_prune_with_fewer_versions_than_keep_removes_nothing(store: RecStore) -> None:
+    versions = [publish(store, offset=i) for i in range(3)]
+    store.set_alias("champion", versions[-1])
+    assert store.prune(keep=4) == []
+    assert store.committed_versions() == versions
 
 
 def test_prune_rejects_negative_keep(store: RecStore) -> None:

@@ -1,0 +1,156 @@
+"""Training figures: model quality beside baselines, epoch time, and what pruning saves.
+
+    .venv/bin/python benchmarks/train.py quality [--users 6000] [--trials 8]
+    .venv/bin/python benchmarks/train.py epochs  [--users 53424]
+    .venv/bin/python benchmarks/train.py pruning [--users 6000] [--trials 30]
+
+quality  tunes LightFM on generated data of demo size and prints test NDCG@10 of the tuned
+         model beside popularity, implicit ALS, LightFM with default parameters and the
+         planted oracle (ratios against popularity and the oracle).
+epochs   one WARP epoch at num_threads 1 and 2 (median of 3) on full-size data.
+pruning  the same seeded study with and without median pruning: wall time to reach the best
+         value, and the best values (ratio of times, difference of values).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from models.baselines import fit_als  # noqa: E402
+from models.evaluation import (  # noqa: E402
+    evaluate_factors,
+    evaluate_oracle,
+    evaluate_popularity,
+    validation_scorer,
+)
+from models.features import FeatureConfig, build_item_features  # noqa: E402
+from models.generator import generate_goodbooks, load_truth  # noqa: E402
+from models.interactions import temporal_split  # noqa: E402
+from models.recommender import LightFMParams, fit_lightfm  # noqa: E402
+from models.tuning import (  # noqa: E402
+    candidate_from_params,
+    create_study,
+    fit_candidate,
+    make_objective,
+    sample_readers,
+)
+
+K = 10
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def dataset(users: int, seed: int = 42):  # noqa: ANN201
+    out = Path(tempfile.gettempdir()) / f"goodbooks-bench-u{users}-s{seed}"
+    if not (out / "ratings.csv").exists():
+        generate_goodbooks(out, n_users=users, n_books=10_000, seed=seed)
+    ratings = pd.read_csv(out / "ratings.csv")
+    books = pd.read_csv(out / "books.csv")
+    split = temporal_split(ratings, book_ids=books["book_id"].to_numpy())
+    tags = pd.read_csv(out / "tags.csv")
+    book_tags = pd.read_csv(out / "book_tags.csv")
+    cache: dict = {}
+
+    def features_for(config: FeatureConfig):  # noqa: ANN202
+        if config not in cache:
+            cache[config] = build_item_features(split.ids, books, book_tags, tags, config)
+        return cache[config]
+
+    return out, split, features_for
+
+
+def quality(args: argparse.Namespace) -> dict:
+    out, split, features_for = dataset(args.users)
+    tuning = sample_readers(split, 0.5, 0)
+    study = create_study(None, "bench-quality", seed=0)
+    study.optimize(make_objective(tuning, features_for, K, 2, 0, 15, 3), n_trials=args.trials)
+    best = candidate_from_params(study.best_params, 20, 3)
+    tuned = fit_candidate(split, best, features_for, K, 2, 0)
+    default = fit_lightfm(split.train, LightFMParams(), validation_scorer(split, K),
+                          num_threads=2, seed=0)
+    als = fit_als((split.train + split.valid).tocsr(), factors=32, num_threads=2)
+    rows = {
+        "lightfm tuned": evaluate_factors(tuned.model, split, "test", K).ndcg,
+        "lightfm default": evaluate_factors(default.model, split, "test", K).ndcg,
+        "als": evaluate_factors(als, split, "test", K).ndcg,
+        "popularity": evaluate_popularity(split, "test", K).ndcg,
+        "oracle": evaluate_oracle(split, "test", K, load_truth(out).scores).ndcg,
+    }
+    for name, value in rows.items():
+        print(f"{name:<16} NDCG@10 {value:.4f}  ×popularity {value / rows['popularity']:.2f}"
+              f"  ×oracle {value / rows['oracle']:.2f}")
+    return {"users": args.users, "trials": args.trials, "ndcg": rows,
+            "best_params": study.best_params}
+
+
+def epochs(args: argparse.Namespace) -> dict:
+    _, split, _ = dataset(args.users)
+    times = {}
+    for threads in (1, 2):
+        runs = []
+        for _ in range(3):
+            began = time.perf_counter()
+            fit_lightfm(split.train, LightFMParams(max_epochs=1, patience=1),
+                        lambda model: 0.0, num_threads=threads, seed=0)
+            runs.append(time.perf_counter() - began)
+        times[threads] = statistics.median(runs)
+        print(f"WARP epoch, {split.train.nnz:,} interactions, num_threads={threads}: "
+              f"{times[threads]:.1f} s (runs {', '.join(f'{r:.1f}' for r in runs)})")
+    print(f"speed-up with 2 threads: {times[1] / times[2]:.2f}×")
+    return {"users": args.users, "epoch_s": times}
+
+
+def pruning(args: argparse.Namespace) -> dict:
+    _, split, features_for = dataset(args.users)
+    tuning = sample_readers(split, 0.5, 0)
+    result = {}
+    for pruned in (False, True):
+        study = create_study(None, f"bench-pruning-{pruned}", seed=0, pruning=pruned)
+        began = time.perf_counter()
+        reached: list[tuple[float, float]] = []
+
+        def track(study, trial) -> None:  # noqa: ANN001
+            reached.append((time.perf_counter() - began, study.best_value))
+
+        study.optimize(make_objective(tuning, features_for, K, 2, 0, 15, 3),
+                       n_trials=args.trials, callbacks=[track])
+        best = study.best_value
+        first_best = next(t for t, v in reached if v >= best)
+        result["pruned" if pruned else "full"] = {
+            "best": best, "seconds_to_best": first_best, "seconds": reached[-1][0]}
+        print(f"pruning={pruned}: best {best:.4f} reached at {first_best:.0f} s of "
+              f"{reached[-1][0]:.0f} s")
+    ratio = result["pruned"]["seconds_to_best"] / result["full"]["seconds_to_best"]
+    gap = 1 - result["pruned"]["best"] / result["full"]["best"]
+    print(f"time to best with pruning: {ratio:.2f}× of without; value gap {gap:+.2%}")
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("what", choices=["quality", "epochs", "pruning"])
+    parser.add_argument("--users", type=int, default=None)
+    parser.add_argument("--trials", type=int, default=None)
+    args = parser.parse_args()
+    defaults = {"quality": (6000, 8), "epochs": (53_424, 0), "pruning": (6000, 30)}
+    args.users = args.users or defaults[args.what][0]
+    args.trials = args.trials or defaults[args.what][1]
+    np.random.seed(0)
+    result = {"quality": quality, "epochs": epochs, "pruning": pruning}[args.what](args)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"train-{args.what}.json").write_text(json.dumps(result, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main()

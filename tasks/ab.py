@@ -1,0 +1,350 @@
+"""Tasks of the A/B evaluation: experiment config, events, promotion, stop and report."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import mlflow
+from mlflow import MlflowClient
+from prefect import get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+
+from models.ab import Decision, ExperimentDesign, Measurement, design_key, measure
+from serving.events import StoredEvent
+from serving.experiments import Experiment, InvalidExperimentError, assign_variant
+from serving.store import RecStore
+from tasks.publish import RedisTarget
+
+_PAGE = 10_000
+
+
+class ExperimentNotFoundError(LookupError):
+    """No experiment of that name is stored, and no config was given to create it."""
+
+
+class PromotionError(RuntimeError):
+    """The challenger could not be promoted; MLflow and Redis aliases are as they were."""
+
+
+@dataclass(frozen=True)
+class PromotionResult:
+    """Versions before and after a promotion (MLflow model versions, Redis batch versions)."""
+
+    model_version: str
+    previous_model_version: str | None
+    redis_version: str
+    previous_redis_version: str | None
+
+
+def load_design(
+    store: RecStore, name: str, control: str, treatment: str,
+    defaults: dict[str, object] | None = None,
+) -> ExperimentDesign:
+    """The stored design of an experiment, or ``defaults`` for its two variants."""
+    raw = store.client.get(design_key(store.prefix, name))
+    if raw is None:
+        return ExperimentDesign.from_dict(
+            {**(defaults or {}), "control": control, "treatment": treatment}
+        )
+    return ExperimentDesign.from_json(raw)
+
+
+def save_design(store: RecStore, name: str, design: ExperimentDesign) -> None:
+    """Store the design beside the experiment config."""
+    store.client.set(design_key(store.prefix, name), design.to_json())
+
+
+@task(cache_policy=NO_CACHE)
+def configure_experiment(
+    target: RedisTarget, name: str, config: dict[str, object] | None,
+    design: dict[str, object] | None, defaults: dict[str, object] | None = None,
+) -> tuple[dict[str, object], dict[str, object]]:
+    """Create or edit the experiment (config and design) and return both as stored.
+
+    ``config`` holds serving.experiments.Experiment fields (``name`` defaults to ``name``);
+    ``design`` holds ExperimentDesign fields, merged over the stored ones (or ``defaults``).
+    """
+    store = target.store()
+    current = store.get_experiment(name)
+    if config is not None:
+        raw = {**(current.to_dict() if current else {}), **config, "name": name}
+        raw.setdefault("started_at", datetime.now(UTC).isoformat())
+        current = Experiment.from_dict(raw)
+        store.put_experiment(current)
+    if current is None:
+        raise ExperimentNotFoundError(
+            f"no experiment {name!r} is stored under {store.experiment_key(name)}; pass a "
+            "config (variants, salt) to create one"
+        )
+    if len(current.variants) != 2:
+        raise InvalidExperimentError(
+            f"experiment {name!r} has {len(current.variants)} variants; the evaluation "
+            "compares exactly two (control first)"
+        )
+    stored = load_design(store, name, current.variants[0].name, current.variants[1].name,
+                         defaults)
+    if design is not None:
+        stored = ExperimentDesign.from_dict({**_design_dict(stored), **design})
+        save_design(store, name, stored)
+    get_run_logger().info("experiment %s: %s", name, current.to_json())
+    return current.to_dict(), _design_dict(stored)
+
+
+def _design_dict(design: ExperimentDesign) -> dict[str, object]:
+    return dict(json.loads(design.to_json()))
+
+
+def iter_events(store: RecStore) -> Iterator[StoredEvent]:
+    """Every entry of the event stream, oldest first, read in pages with XRANGE."""
+    start = "-"
+    while True:
+        page = store.client.xrange(store.events_key, min=start, count=_PAGE)
+        if not page:
+            return
+        for entry_id, fields in page:
+            yield StoredEvent.from_entry(entry_id, fields)
+        last = page[-1][0]
+        last = last.decode() if isinstance(last, bytes) else last
+        start = f"({last}"
+        if len(page) < _PAGE:
+            return
+
+
+@task(cache_policy=NO_CACHE)
+def measure_experiment(
+    target: RedisTarget, experiment: dict[str, object], design: dict[str, object]
+) -> Measurement:
+    """Exposures and conversions per variant from the event stream."""
+    exp = Experiment.from_dict(experiment)
+    plan = ExperimentDesign.from_dict(design)
+    result = measure(
+        iter_events(target.store()), exp.name, [v.name for v in exp.variants],
+        lambda user: assign_variant(exp, user).name, plan,
+    )
+    log = get_run_logger()
+    for arm in result.arms.values():
+        log.info("%s: %d exposures, %d conversions", arm.variant, arm.exposures, arm.conversions)
+    if result.misassigned:
+        log.warning("%d exposures were logged under a variant the assignment does not give",
+                    result.misassigned)
+    return result
+
+
+def promote(
+    tracking_uri: str, model_name: str, store: RecStore,
+    challenger: str = "challenger", champion: str = "champion", previous: str = "previous",
+) -> PromotionResult:
+    """Make the challenger the champion in MLflow and Redis together: both or neither.
+
+    MLflow: ``champion`` -> the challenger's version, ``previous`` -> the old champion, the
+    ``challenger`` alias removed. Redis: the same three aliases moved the same way (the old
+    batch stays retained through ``previous``). If any step fails, every step already done
+    is undone in reverse order and PromotionError is raised.
+    """
+    client = MlflowClient(tracking_uri)
+    try:
+        new_model = client.get_model_version_by_alias(model_name, challenger).version
+    except mlflow.exceptions.MlflowException as exc:
+        raise PromotionError(f"no {challenger!r} version of {model_name!r}: {exc}") from None
+    old_model = _mlflow_alias(client, model_name, champion)
+    old_model_previous = _mlflow_alias(client, model_name, previous)
+    new_batch = store.get_alias(challenger)
+    if new_batch is None:
+        raise PromotionError(f"Redis alias {challenger!r} is not set: publish the challenger")
+    manifest = store.get_manifest(new_batch) or {}
+    if manifest.get("model_version") not in (None, str(new_model)):
+        raise PromotionError(
+            f"Redis alias {challenger!r} serves model version {manifest.get('model_version')}, "
+            f"but the registry's {challenger!r} is version {new_model}; republish it first"
+        )
+    old_batch = store.get_alias(champion)
+    old_batch_previous = store.get_alias(previous)
+    undo: list[tuple[str, object]] = []
+    try:
+        if old_model is not None:
+            client.set_registered_model_alias(model_name, previous, old_model)
+            undo.append(("mlflow", (previous, old_model_previous)))
+        client.set_registered_model_alias(model_name, champion, str(new_model))
+        undo.append(("mlflow", (champion, old_model)))
+        client.delete_registered_model_alias(model_name, challenger)
+        undo.append(("mlflow", (challenger, str(new_model))))
+        if old_batch is not None:
+            store.set_alias(previous, old_batch)
+            undo.append(("redis", (previous, old_batch_previous)))
+        store.set_alias(champion, new_batch)
+        undo.append(("redis", (champion, old_batch)))
+        store.client.delete(store.alias_key(challenger))
+        undo.append(("redis", (challenger, new_batch)))
+    except Exception as exc:
+        _undo(client, model_name, store, undo)
+        raise PromotionError(f"promotion failed and was undone: {exc}") from exc
+    return PromotionResult(str(new_model), old_model, new_batch, old_batch)
+
+
+def _mlflow_alias(client: MlflowClient, model_name: str, alias: str) -> str | None:
+    try:
+        return str(client.get_model_version_by_alias(model_name, alias).version)
+    except mlflow.exceptions.MlflowException:
+        return None
+
+
+def _undo(
+    client: MlflowClient, model_name: str, store: RecStore, undo: list[tuple[str, object]]
+) -> None:
+    """Restore each alias a failed promotion moved, newest change first."""
+    for system, (alias, value) in reversed(undo):  # type: ignore[misc]
+        if system == "mlflow":
+            if value is None:
+                client.delete_registered_model_alias(model_name, alias)
+            else:
+                client.set_registered_model_alias(model_name, alias, value)
+        elif value is None:
+            store.client.delete(store.alias_key(alias))
+        else:
+            store.set_alias(alias, value)
+
+
+@task(cache_policy=NO_CACHE)
+def promote_challenger(
+    tracking_uri: str, model_name: str, target: RedisTarget, challenger: str = "challenger"
+) -> dict[str, str | None]:
+    """Promote the challenger in MLflow and Redis together (both or neither)."""
+    result = promote(tracking_uri, model_name, target.store(), challenger=challenger)
+    get_run_logger().info(
+        "promoted model version %s (was %s); Redis champion -> %s (was %s)",
+        result.model_version, result.previous_model_version, result.redis_version,
+        result.previous_redis_version,
+    )
+    return result.__dict__.copy()
+
+
+@task(cache_policy=NO_CACHE)
+def close_experiment(target: RedisTarget, experiment: dict[str, object]) -> dict[str, object]:
+    """Mark the experiment stopped: every reader gets the control from then on."""
+    store = target.store()
+    stopped = Experiment.from_dict(experiment).stopped()
+    store.put_experiment(stopped)
+    get_run_logger().info("experiment %s stopped", stopped.name)
+    return stopped.to_dict()
+
+
+def report_rows(measurement: Measurement, decision: Decision) -> list[dict[str, object]]:
+    """One table row per variant and published version, and the test's verdict."""
+    rows: list[dict[str, object]] = []
+    test = decision.test
+    for arm in measurement.arms.values():
+        rows.append({"variant": arm.variant, "version": "all", "exposures": arm.exposures,
+                     "conversions": arm.conversions, "rate": round(arm.rate, 5)})
+        for version, (exposures, conversions) in sorted(arm.versions.items()):
+            rows.append({"variant": arm.variant, "version": version, "exposures": exposures,
+                         "conversions": conversions,
+                         "rate": round(conversions / exposures, 5) if exposures else 0.0})
+    rows.append({"variant": "effect (treatment - control)", "version": "",
+                 "exposures": sum(a.exposures for a in measurement.arms.values()),
+                 "conversions": sum(a.conversions for a in measurement.arms.values()),
+                 "rate": f"{test.effect:+.5f} [{_fmt(test.ci_low)}, {_fmt(test.ci_high)}] "
+                         f"p={test.p_value:.4g} srm_p={decision.srm.p_value:.3g} "
+                         f"-> {decision.action}"})
+    return rows
+
+
+def _fmt(value: float) -> str:
+    return f"{value:+.5f}" if math.isfinite(value) else ("-inf" if value < 0 else "inf")
+
+
+def plot_running_estimate(decision: Decision, path: Path, title: str) -> Path:
+    """PNG of the effect estimate and its always-valid interval at each look."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    history = decision.test.history
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    if history:
+        times = [datetime.fromtimestamp(h[0] / 1000, UTC) for h in history]
+        effect = [h[1] for h in history]
+        low = [h[3] if math.isfinite(h[3]) else math.nan for h in history]
+        high = [h[4] if math.isfinite(h[4]) else math.nan for h in history]
+        ax.plot(times, effect, marker="o", label="effect (treatment - control)")
+        ax.fill_between(times, low, high, alpha=0.25, label="always-valid interval")
+    ax.axhline(0.0, color="black", linewidth=0.8)
+    ax.set_title(title)
+    ax.set_ylabel("conversion rate difference")
+    ax.legend(loc="best")
+    fig.autofmt_xdate()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+@task(cache_policy=NO_CACHE)
+def report_evaluation(
+    name: str, measurement: Measurement, decision: Decision, plot_dir: str
+) -> str:
+    """Table and markdown artifacts (with the running-estimate plot); returns the PNG path."""
+    rows = report_rows(measurement, decision)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    png = plot_running_estimate(decision, Path(plot_dir) / f"ab-{name}-{stamp}.png",
+                                f"{name}: running estimate")
+    key = "ab-" + "".join(c if c.isalnum() else "-" for c in name.lower())
+    create_table_artifact(key=key, table=rows, description=f"A/B {name}: {decision.reason}")
+    guards = "\n".join(
+        f"| {g.event_type} | {g.control_rate:.4f} | {g.treatment_rate:.4f} | "
+        f"{g.relative_change:+.1%} | {'veto' if g.vetoed else 'ok'} |"
+        for g in decision.guardrails
+    )
+    test = decision.test
+    markdown = (
+        f"# A/B evaluation: {name}\n\n**Decision: {decision.action}** — {decision.reason}\n\n"
+        f"* effect {test.effect:+.5f}, always-valid interval [{_fmt(test.ci_low)}, "
+        f"{_fmt(test.ci_high)}], always-valid p = {test.p_value:.4g}\n"
+        f"* sample ratio: chi2 = {decision.srm.chi2:.2f}, p = {decision.srm.p_value:.3g}\n"
+        f"* misassigned exposures: {measurement.misassigned}\n\n"
+        + (f"| guardrail | control | treatment | change | |\n|---|---|---|---|---|\n{guards}\n\n"
+           if guards else "")
+        + f"![running estimate]({png.as_uri()})\n\nPlot file: `{png}`\n"
+    )
+    create_markdown_artifact(key=f"{key}-report", markdown=markdown,
+                             description=f"A/B {name} verdict")
+    return str(png)
+
+
+@task(cache_policy=NO_CACHE)
+def log_to_challenger_run(
+    tracking_uri: str, model_name: str, alias: str, name: str, measurement: Measurement,
+    decision: Decision, plot_path: str,
+) -> str | None:
+    """Log the evaluation's numbers (and the plot) on the run of the challenger's version."""
+    client = MlflowClient(tracking_uri)
+    try:
+        run_id = client.get_model_version_by_alias(model_name, alias).run_id
+    except mlflow.exceptions.MlflowException:
+        run_id = None
+    if not run_id:
+        get_run_logger().warning("no run behind %s@%s: A/B numbers not logged", model_name, alias)
+        return None
+    test = decision.test
+    metrics = {"effect": test.effect, "p_value": test.p_value, "srm_p_value": decision.srm.p_value,
+               "misassigned": float(measurement.misassigned)}
+    if math.isfinite(test.ci_low):
+        metrics["ci_low"] = test.ci_low
+    if math.isfinite(test.ci_high):
+        metrics["ci_high"] = test.ci_high
+    for arm in measurement.arms.values():
+        metrics[f"{arm.variant}.exposures"] = float(arm.exposures)
+        metrics[f"{arm.variant}.conversions"] = float(arm.conversions)
+        metrics[f"{arm.variant}.rate"] = arm.rate
+    for key, value in metrics.items():
+        client.log_metric(run_id, f"ab.{name}.{key}", value)
+    client.set_tag(run_id, f"ab.{name}.decision", decision.action)
+    client.set_tag(run_id, f"ab.{name}.reason", decision.reason[:500])
+    client.log_artifact(run_id, plot_path, artifact_path=f"ab/{name}")
+    return run_id

@@ -1,0 +1,115 @@
+"""The monitor flow on the published first run: quiet on more of the same, loud on drift."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from uuid import UUID
+
+import pandas as pd
+import pytest
+
+import serving
+from flows.monitor import monitor_flow
+from models.generator import generate_continuation
+from serving.events import Event, EventWriter
+from settings import get_settings
+from tasks.monitor import DRIFT_EVENT
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+
+NEW_RATINGS = 3000  # ~5 per reader of the 600: a few days of a small service
+
+
+def generated_base() -> Path:
+    """The generated dataset the first run ingested."""
+    return next(p for p in get_settings().generated_dir.iterdir() if p.is_dir())
+
+
+def read_event(event_id: str, timeout_s: float = 60.0) -> object:
+    """The event as the test server stored it (its persister writes in batches)."""
+    from prefect.client.orchestration import get_client
+    from prefect.events.filters import EventFilter, EventIDFilter
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        with get_client(sync_client=True) as client:
+            page = client.read_events(EventFilter(id=EventIDFilter(id=[UUID(event_id)])),
+                                      limit=5)
+        if page.events:
+            return page.events[0]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"event {event_id} never reached the server")
+        time.sleep(0.5)
+
+
+def test_same_distribution_raises_no_alarm(first_run: dict, tmp_path: Path) -> None:
+    continuation = generate_continuation(generated_base(), tmp_path / "none", "none", 0.0,
+                                         NEW_RATINGS, seed=3)
+    report = monitor_flow(current=str(continuation.directory))
+
+    assert report["drifted"] is False, report["summary"]
+    assert report["fired"] == [] and report["event_id"] is None
+    assert report["n_ratings"] == NEW_RATINGS
+    assert report["reference_snapshot"] == Path(first_run["snapshot"]).name
+    measures = {m["measure"]: m for m in report["measures"]}
+    judged = ["rating_mix_psi", "reader_activity_ks", "book_popularity_js",
+              "unseen_readers_share", "unseen_books_share", "hit_rate_drop"]
+    for name in judged:
+        assert measures[name]["status"] == "ok", measures[name]
+        assert measures[name]["value"] < measures[name]["threshold"]
+    # The served lists were read from Redis and compared with the to-read shelves.
+    assert measures["hit_rate_drop"]["current"] > 0
+    assert measures["hit_rate_drop"]["reference"] > 0
+    assert Path(report["plot"]).stat().st_size > 10_000
+    metrics = Path(report["metrics_file"]).read_text()
+    assert "goodbooks_drift_detected 0.0" in metrics
+    assert 'goodbooks_drift_measure{measure="rating_mix_psi"}' in metrics
+
+
+def test_planted_drift_is_detected_and_announced(first_run: dict, tmp_path: Path) -> None:
+    continuation = generate_continuation(generated_base(), tmp_path / "wave", "new_readers",
+                                         0.3, NEW_RATINGS, seed=4)
+    report = monitor_flow(current=str(continuation.directory))
+
+    assert report["drifted"] is True
+    assert "unseen_readers_share" in report["fired"]
+    measures = {m["measure"]: m for m in report["measures"]}
+    assert measures["unseen_readers_share"]["value"] == pytest.approx(0.3, abs=0.01)
+    assert "goodbooks_drift_detected 1.0" in Path(report["metrics_file"]).read_text()
+
+    event = read_event(report["event_id"])
+    assert event.event == DRIFT_EVENT
+    assert event.resource.id == f"goodbooks.dataset.{continuation.directory.name}"
+    assert event.payload["fired"] == report["fired"]
+    assert event.payload["measures"]["unseen_readers_share"] == pytest.approx(0.3, abs=0.01)
+    assert event.payload["reference_snapshot"] == report["reference_snapshot"]
+
+
+def test_rating_events_of_the_stream_count_as_new_ratings(
+    first_run: dict, tmp_path: Path
+) -> None:
+    settings = get_settings()
+    store = serving.RecStore(serving.connect_redis(settings.redis_url, settings.redis_db_path),
+                             settings.redis_prefix)
+    version = store.get_alias("champion")
+    inflated = generate_continuation(generated_base(), tmp_path / "inflated",
+                                     "rating_inflation", 1.5, 800, seed=5)
+    rows = pd.read_csv(inflated.directory / "ratings.csv")
+    events = [Event(type="rating", user_id=int(r.user_id), book_id=int(r.book_id),
+                    variant="champion", version=version, rating=int(r.rating))
+              for r in rows.itertuples()]
+    writer = EventWriter(store)
+    try:
+        for start in range(0, len(events), writer.max_batch):
+            writer.write(events[start:start + writer.max_batch])
+        # The snapshot the model was trained on adds nothing new: only the stream does.
+        report = monitor_flow(current=first_run["snapshot"], emit=False)
+    finally:
+        store.client.delete(store.events_key)
+
+    assert report["source"].endswith("+events")
+    assert report["n_ratings"] == len(rows)
+    assert report["events"]["rating"] == len(rows)
+    assert "rating_mix_psi" in report["fired"]
+    assert report["event_id"] is None  # emit=False
