@@ -120,7 +120,7 @@ def pruning(args: argparse.Namespace) -> dict:
         began = time.perf_counter()
         reached: list[tuple[float, float]] = []
 
-        def track(study, trial) -> None:  # noqa: ANN001
+        def track(study, trial, reached=reached, began=began) -> None:  # noqa: ANN001
             reached.append((time.perf_counter() - began, study.best_value))
 
         study.optimize(make_objective(tuning, features_for, K, 2, 0, 15, 3),
