@@ -42,8 +42,8 @@ def demo(
         help="Readers to generate (default GOODBOOKS_DEMO_USERS).")] = None,
     full: Annotated[bool, typer.Option(
         "--full", help="Full goodbooks size: 53,424 readers × 10,000 books.")] = False,
-    n_trials: Annotated[int, typer.Option(help="Optuna trials (a small demo budget).")] = 4,
-    max_epochs: Annotated[int, typer.Option(help="Upper bound on epochs per fit.")] = 12,
+    n_trials: Annotated[int, typer.Option(help="Optuna trials (a small demo budget).")] = 3,
+    max_epochs: Annotated[int, typer.Option(help="Upper bound on epochs per fit.")] = 10,
     sample_fraction: Annotated[float, typer.Option(
         help="Share of readers the study tunes on; the best is refit on all.")] = 0.5,
 ) -> None:

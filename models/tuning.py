@@ -165,15 +165,27 @@ def make_objective(
     return objective
 
 
+# A known-good start (WARP, every feature family): small budgets begin from a sound model and
+# TPE explores around it.
+FIRST_TRIAL: dict[str, object] = {
+    "loss": "warp", "no_components": 64, "learning_rate": 0.05, "item_alpha": 1e-7,
+    "user_alpha": 1e-7, "max_sampled": 30, "use_authors": True, "use_tags": True,
+    "use_decade": True, "use_language": True,
+}
+
+
 def create_study(
     storage: str | None, study_name: str, seed: int, pruning: bool = True
 ) -> optuna.Study:
-    """A maximising study: TPE with a seed, median pruning after a few epochs and trials."""
+    """A maximising study: TPE with a seed, median pruning after a few epochs and trials.
+
+    A new study starts with FIRST_TRIAL enqueued; a resumed one continues where it was.
+    """
     pruner: optuna.pruners.BasePruner = (
         optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=2)
         if pruning else optuna.pruners.NopPruner()
     )
-    return optuna.create_study(
+    study = optuna.create_study(
         study_name=study_name,
         storage=storage,
         direction="maximize",
@@ -181,3 +193,6 @@ def create_study(
         pruner=pruner,
         load_if_exists=True,
     )
+    if not study.trials:
+        study.enqueue_trial(FIRST_TRIAL)
+    return study

@@ -355,16 +355,26 @@ def _stop_server(socket_path: str, pid_file: str) -> None:
         # SHUTDOWN SAVE writes the snapshot before it closes the connection.
         client.shutdown(save=True)
     except redis.RedisError:
-        # Unreachable or refusing: SIGTERM also saves (save points are configured).
-        if pid:
-            try:
-                os.kill(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                return
+        try:
+            # The snapshot cannot be written (its directory was removed, the disk is
+            # full): a server that cannot save refuses SHUTDOWN SAVE and SIGTERM alike, so
+            # stop it without saving rather than leave it running.
+            client.shutdown(nosave=True)
+        except redis.RedisError:
+            if pid:
+                try:
+                    os.kill(pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    return
     finally:
         client.close()
     if pid:
-        _wait_for_exit(pid, _STOP_WAIT_S)
+        try:
+            _wait_for_exit(pid, _STOP_WAIT_S)
+        except EmbeddedRedisError:
+            # Last resort, so no server outlives its last user.
+            os.kill(pid, signal.SIGKILL)
+            _wait_for_exit(pid, _STOP_WAIT_S)
 
 
 def _read_pid(pid_file: str) -> int:

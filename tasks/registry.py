@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import warnings
 from pathlib import Path
 
 import mlflow
@@ -70,9 +71,13 @@ def log_and_register(
                                 for key, value in row.items() if key != "ranker"})
         mlflow.log_table(pd.DataFrame(metrics_table), artifact_file="test_metrics.json")
         example = pd.DataFrame({"user_id": [1]})
-        signature = infer_signature(
-            example, pd.DataFrame({"user_id": [1], "book_ids": [[1, 2]]}), params={"k": 10}
-        )
+        with warnings.catch_warnings():
+            # Reader ids are never missing, so MLflow's hint about integer columns is noise.
+            warnings.simplefilter("ignore", UserWarning)
+            signature = infer_signature(
+                example, pd.DataFrame({"user_id": [1], "book_ids": [[1, 2]]}),
+                params={"k": 10},
+            )
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=str(MODEL_CODE),

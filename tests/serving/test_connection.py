@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -223,6 +224,18 @@ def test_embedded_server_persists_and_stops_on_release(db_path: Path) -> None:
     assert again.get("kept") == b"1"  # saved on shutdown, loaded on start
     assert release_embedded_redis(db_path) is True
     assert release_embedded_redis(db_path) is False
+
+
+def test_server_whose_data_directory_vanished_still_stops(tmp_path: Path) -> None:
+    path = tmp_path.resolve() / "gone" / "serving.rdb"
+    client = connect_redis(None, path)
+    pid = int(client.info("server")["process_id"])
+    client.set("lost", "1")
+    shutil.rmtree(path.parent)  # e.g. `make clean` while a process still uses the store
+    release_embedded_redis(path)
+    # It could not save, so it refused a normal shutdown; it must be gone all the same.
+    stat = Path(f"/proc/{pid}/stat")
+    assert not stat.exists() or stat.read_text().split(") ")[1].startswith("Z")
 
 
 def test_embedded_socket_path_stays_short_under_a_long_tmpdir(

@@ -1,0 +1,94 @@
+"""The Optuna objective, its observer hooks, the reader sample and the registry gate."""
+
+import numpy as np
+import optuna
+import pandas as pd
+import pytest
+
+from models.features import FeatureConfig
+from models.gate import decide_alias
+from models.interactions import temporal_split
+from models.tuning import (
+    FIRST_TRIAL,
+    candidate_from_params,
+    create_study,
+    make_objective,
+    sample_readers,
+)
+
+
+@pytest.fixture(scope="module")
+def split():
+    rng = np.random.default_rng(0)
+    rows = [(u, int(b), 4) for u in range(1, 121)
+            for b in rng.choice(np.arange(1 + u % 2, 81, 2), size=15, replace=False)]
+    return temporal_split(pd.DataFrame(rows, columns=["user_id", "book_id", "rating"]),
+                          book_ids=np.arange(1, 81))
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.events: list[tuple] = []
+
+    def started(self, number, params):  # noqa: ANN001, ANN201
+        self.events.append(("started", number))
+
+    def epoch(self, number, epoch, value):  # noqa: ANN001, ANN201
+        self.events.append(("epoch", number, epoch))
+
+    def finished(self, number, state, value):  # noqa: ANN001, ANN201
+        self.events.append(("finished", number, state))
+
+
+def test_study_starts_from_the_known_good_trial_and_reports_every_epoch(split) -> None:
+    recorder = Recorder()
+    study = create_study(None, "t", seed=1)
+    objective = make_objective(split, lambda config: None, 5, 1, 0, max_epochs=3,
+                               patience=3, observer=recorder)
+    study.optimize(objective, n_trials=2)
+    assert study.trials[0].params == FIRST_TRIAL
+    assert [e for e in recorder.events if e[0] != "epoch"] == [
+        ("started", 0), ("finished", 0, "COMPLETE"), ("started", 1), ("finished", 1, "COMPLETE")]
+    epochs = [e for e in recorder.events if e[0] == "epoch" and e[1] == 0]
+    assert [e[2] for e in epochs] == [0, 1, 2]
+    assert len(study.trials[0].user_attrs["curve"]) == 3
+    assert study.best_value == max(t.value for t in study.trials)
+
+
+def test_pruned_trials_are_reported_as_pruned(split) -> None:
+    recorder = Recorder()
+    study = optuna.create_study(direction="maximize",
+                                pruner=optuna.pruners.ThresholdPruner(lower=2.0))
+    objective = make_objective(split, lambda config: None, 5, 1, 0, 3, 3, recorder)
+    study.optimize(objective, n_trials=1)
+    assert study.trials[0].state == optuna.trial.TrialState.PRUNED
+    assert recorder.events[-1] == ("finished", 0, "PRUNED")
+
+
+def test_candidate_round_trips_through_params() -> None:
+    candidate = candidate_from_params(FIRST_TRIAL, max_epochs=9, patience=2)
+    assert candidate.params.loss == "warp" and candidate.params.max_epochs == 9
+    assert candidate.features == FeatureConfig()
+
+
+def test_reader_sample_keeps_the_catalogue(split) -> None:
+    sample = sample_readers(split, 0.25, seed=3)
+    assert sample.ids.n_users == 30 and sample.ids.n_books == split.ids.n_books
+    rows = split.ids.user_index(sample.ids.user_ids)
+    assert (sample.test != split.test[rows]).nnz == 0
+    assert sample_readers(split, 1.0, 0) is split
+    with pytest.raises(ValueError):
+        sample_readers(split, 0.0, 0)
+
+
+@pytest.mark.parametrize("candidate, popularity, champion, alias", [
+    (0.10, 0.12, None, None),            # must beat popularity
+    (0.20, 0.12, None, "champion"),      # first model
+    (0.20, 0.12, 0.21, "challenger"),    # within 2% of the champion
+    (0.20, 0.12, 0.25, None),            # worse by more than the margin
+    (0.30, 0.12, 0.25, "challenger"),    # better: the A/B test decides
+])
+def test_registry_gate(candidate, popularity, champion, alias) -> None:  # noqa: ANN001
+    decision = decide_alias(candidate, popularity, champion, margin=0.05)
+    assert decision.alias == alias
+    assert decision.reason
