@@ -58,6 +58,7 @@ def demo(
     elapsed = time.perf_counter() - started
     typer.echo(describe_sample_reader(settings, Path(str(result["snapshot"])), k=10))
     typer.echo(metrics_summary(result["trained"]["metrics"]))
+    typer.echo(show_api_request(settings, Path(str(result["snapshot"]))))
     typer.echo(f"\nPipeline finished in {elapsed:.0f} s.")
     typer.echo(where_to_look(settings))
 
@@ -92,6 +93,49 @@ def describe_sample_reader(settings: Settings, snapshot_dir: Path, k: int = 10) 
                f"(read from Redis: {result.source}, version {result.version}):")
     out += [line(i, int(b)) for i, b in enumerate(result.items, 1)]
     return "\n".join(out)
+
+
+def show_api_request(settings: Settings, snapshot_dir: Path) -> str:
+    """Start the HTTP API briefly, make one request, and show it with its response."""
+    import json
+    import signal
+    import socket
+    import subprocess
+    import urllib.error
+    import urllib.request
+
+    from models.snapshot import open_snapshot
+
+    ratings = open_snapshot(snapshot_dir).read("ratings", columns=["user_id"])
+    user_id = int(ratings["user_id"].iloc[0])
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "serving.api:create_app", "--factory",
+         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}/recommendations/{user_id}?k=5"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(url, timeout=2) as response:
+                    body = json.loads(response.read())
+                    status = response.status
+                break
+            except (urllib.error.URLError, ConnectionError):
+                if time.monotonic() > deadline or server.poll() is not None:
+                    return "\n(the HTTP API did not start; try `make serve`)"
+                time.sleep(0.3)
+    finally:
+        # SIGINT, not SIGTERM: uvicorn re-raises the signal after its graceful shutdown, and
+        # only SIGINT lets Python run its exit hooks (which release the embedded Redis).
+        server.send_signal(signal.SIGINT)
+        server.wait(timeout=15)
+    return (f"\nThe HTTP API (started briefly on port {port}; `make serve` runs it):\n"
+            f"  GET {url}\n  → {status} {json.dumps(body)}")
 
 
 def metrics_summary(table: list[dict[str, object]]) -> str:
@@ -188,6 +232,61 @@ def rollback(
 
     result = score_flow(rollback_alias_name=alias, rollback_to=to)
     typer.echo(f"{alias} → version {result[0]['version']}")
+
+
+@app.command("ab-evaluate")
+def ab_evaluate(
+    experiment: Annotated[str | None, typer.Argument(
+        help="Experiment name (default GOODBOOKS_EXPERIMENT_NAME).")] = None,
+    start: Annotated[bool, typer.Option(
+        "--start", help="Create (or restart) the experiment: champion vs challenger.",
+    )] = False,
+    share: Annotated[float, typer.Option(help="Challenger's share of readers (--start).")] = 0.5,
+    salt: Annotated[str | None, typer.Option(
+        help="Assignment salt (--start; default the experiment name and today's date).")] = None,
+    min_sample: Annotated[int | None, typer.Option(
+        help="Exposures per variant before deciding.")] = None,
+    max_days: Annotated[float | None, typer.Option(
+        help="Stop an undecided experiment after this many days.")] = None,
+    metric: Annotated[list[str] | None, typer.Option(
+        help="Primary metric event types (repeatable: click, add_to_shelf, rating).")] = None,
+    guardrail: Annotated[list[str] | None, typer.Option(
+        help="TYPE=MAX_DROP, e.g. rating=0.2 (repeatable).")] = None,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Report the decision without promoting or stopping.")] = False,
+) -> None:
+    """Judge an A/B experiment: promote the challenger, stop, or continue (ab_evaluate flow)."""
+    settings = prepare()
+    from datetime import UTC, datetime
+
+    from flows.ab_evaluate import ab_evaluate_flow
+
+    config = None
+    if start:
+        name = experiment or settings.experiment_name
+        config = {
+            "salt": salt or f"{name}-{datetime.now(UTC):%Y%m%d}",
+            "status": "active",
+            "started_at": datetime.now(UTC).isoformat(),
+            "stopped_at": None,
+            "variants": [{"name": "control", "alias": "champion", "share": 1 - share},
+                         {"name": "treatment", "alias": "challenger", "share": share}],
+        }
+    design: dict[str, object] = {}
+    if min_sample is not None:
+        design["min_sample"] = min_sample
+    if max_days is not None:
+        design["max_duration_s"] = max_days * 86400
+    if metric:
+        design["primary_metric"] = metric
+    if guardrail:
+        design["guardrails"] = [
+            {"event_type": g.split("=", 1)[0], "max_relative_drop": float(g.split("=", 1)[1])}
+            for g in guardrail
+        ]
+    result = ab_evaluate_flow(experiment=experiment, config=config, design=design or None,
+                              act=not dry_run)
+    typer.echo(f"{result['experiment']}: {result['action']} ({result['reason']})")
 
 
 @app.command()

@@ -117,6 +117,85 @@ class Settings(BaseSettings):
     retention: int = Field(3, ge=1, description="Earlier versions kept for rollback.")
     score_shard_size: int = Field(4096, ge=64, description="Readers per scoring shard.")
 
+    # --- monitoring --------------------------------------------------------------------
+    # Thresholds of the drift measures (models/drift.py). Their false-alarm rate and the
+    # smallest planted drift each catches are measured by benchmarks/drift.py.
+    drift_psi_threshold: float = Field(
+        0.1, gt=0,
+        description="Rating mix PSI past which drift fires. 0.1 is the usual 'moderate "
+        "shift' line; the model takes ratings as implicit feedback, so a smaller move in the "
+        "stars does not hurt it. Same-distribution windows of 500+ ratings stay below 0.04.",
+    )
+    drift_ks_threshold: float = Field(
+        0.1, gt=0, le=1,
+        description="KS distance of new ratings per reader from proportional activity. "
+        "Same-distribution windows of 500+ ratings stay below 0.04.",
+    )
+    drift_js_threshold: float = Field(
+        0.05, gt=0, le=1,
+        description="Jensen-Shannon divergence (bits) of the new ratings over books, "
+        "pooled by popularity so that same-distribution windows of 500+ ratings stay below "
+        "0.035.",
+    )
+    drift_unseen_readers_threshold: float = Field(
+        0.05, ge=0, le=1,
+        description="Share of new ratings by readers the model does not know (they get "
+        "the popular fallback). Raise it where steady sign-ups exceed 5%.",
+    )
+    drift_unseen_books_threshold: float = Field(
+        0.02, ge=0, le=1,
+        description="Share of new ratings on books the model does not know (it can never "
+        "recommend them). 2% means new titles draw real attention.",
+    )
+    drift_hit_rate_drop_threshold: float = Field(
+        0.15, gt=0, le=1,
+        description="Relative fall of the served lists' hit rate on new ratings from their "
+        "hit rate on the to-read shelves at training time; fires only when past it with 95% "
+        "confidence. With no drift new ratings score at or above the shelves, so 15% below "
+        "is a real loss.",
+    )
+    drift_min_ratings: int = Field(
+        500, ge=1, description="Fewer new ratings are reported but not judged (too noisy)."
+    )
+    drift_min_interactions: int = Field(
+        200, ge=1,
+        description="Fewer new interactions of readers with a served list: the hit rate is "
+        "reported but not judged.",
+    )
+    monitor_alias: str = Field(
+        "champion", min_length=1, description="The Redis alias whose served lists are judged."
+    )
+    drift_metrics_file: Path | None = Field(
+        None,
+        description="Prometheus text file the monitor flow writes its gauges to (default "
+        "<state_dir>/metrics/goodbooks_drift.prom; point a node exporter's textfile "
+        "collector at its directory).",
+    )
+
+    # --- experiments -------------------------------------------------------------------
+    # Defaults of a new experiment's evaluation design (models/ab.py ExperimentDesign); a
+    # stored design (<prefix>experiment:<name>:design) or the flow's `design` overrides them.
+    ab_alpha: float = Field(
+        0.05, gt=0, lt=1, description="False-promotion rate the sequential test guarantees."
+    )
+    ab_min_sample: int = Field(
+        1000, ge=1, description="Exposures per variant before the test may decide."
+    )
+    ab_max_duration_s: float = Field(
+        14 * 86400.0, gt=0, description="Past this age an undecided experiment is stopped."
+    )
+    ab_attribution_window_s: float = Field(
+        3600.0, gt=0, description="An interaction counts for an impression this long after it."
+    )
+    ab_mixture_variance: float = Field(
+        1e-4, gt=0,
+        description="mSPRT mixture variance tau^2: about the square of the effect worth "
+        "detecting (1e-4: one percentage point).",
+    )
+    ab_srm_threshold: float = Field(
+        0.001, gt=0, lt=1, description="Chi-square p-value below which the split is skewed."
+    )
+
     # --- serving -----------------------------------------------------------------------
     api_host: str = "127.0.0.1"
     api_port: int = Field(8000, ge=1, le=65535)
@@ -153,6 +232,46 @@ class Settings(BaseSettings):
         2 * 86400.0, gt=0, description="/ready fails when a served version is older than this."
     )
     api_access_log: bool = Field(True, description="One JSON log line per HTTP request.")
+
+    # --- operations --------------------------------------------------------------------
+    # The local services `make up` starts (infra/stack.py) and the deployments it creates.
+    stack_host: str = Field(
+        "127.0.0.1",
+        description="Address the Prefect and MLflow servers bind to and are reached at "
+        "(the API's is GOODBOOKS_API_HOST).",
+    )
+    prefect_port: int = Field(4200, ge=1, le=65535, description="Prefect server and UI port.")
+    prefect_database_url: str | None = Field(
+        None,
+        validation_alias=AliasChoices(
+            "GOODBOOKS_PREFECT_DATABASE_URL", "PREFECT_API_DATABASE_CONNECTION_URL"
+        ),
+        repr=False,
+        description="Prefect server database; unset is SQLite under the Prefect home, "
+        "postgresql+asyncpg://user:password@host:5432/prefect for PostgreSQL.",
+    )
+    mlflow_port: int = Field(5000, ge=1, le=65535, description="MLflow tracking server port.")
+    mlflow_backend_store_uri: str | None = Field(
+        None,
+        repr=False,
+        description="Store the MLflow server serves; unset is the tracking URI's SQLite "
+        "database, postgresql://user:password@host:5432/mlflow for PostgreSQL.",
+    )
+    mlflow_artifacts_destination: str | None = Field(
+        None, description="Artifact root of the MLflow server (default <state_dir>/mlartifacts)."
+    )
+    schedule_timezone: str = Field(
+        "UTC", min_length=1, description="IANA time zone of the nightly 02:00 schedule."
+    )
+    worker_poll_s: float = Field(
+        10.0, gt=0, le=300, description="How often the worker asks the server for runs."
+    )
+    worker_limit: int = Field(
+        1, ge=1, le=16, description="Flow runs one worker runs at a time (2 cores: one)."
+    )
+    stack_timeout_s: float = Field(
+        180.0, gt=0, description="How long `make up` waits for each service to answer."
+    )
 
     @field_validator("books_csv", "tags_csv", "local_dataset_dir", mode="before")
     @classmethod

@@ -11,6 +11,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from models.gate import decide_alias
 from models.snapshot import latest_snapshot, open_snapshot
 from settings import get_settings
+from tasks.monitor import save_reference_stats
 from tasks.registry import fetch_bundle, log_and_register, record_gate, registry_aliases
 from tasks.train import (
     build_bundle,
@@ -79,6 +80,7 @@ def train_flow(
     table = compare_on_test(split, fit, snapshot_path, champion_dir, s.eval_k,
                             s.num_threads, s.seed)
     bundle_dir = build_bundle(split, fit, {"snapshot": snapshot_id})
+    save_reference_stats(snapshot_path, bundle_dir, s.eval_k, s.num_threads)
     params = {**candidate.params.as_dict(), **{f"feature.{k}": v for k, v in
                                                 candidate.features.as_dict().items()}}
     registered = log_and_register(s.tracking_uri, parent, s.model_name, bundle_dir, params,

@@ -1,82 +1,670 @@
-"""The HTTP API around the serving function: it only reads Redis, no model is loaded."""
+"""The HTTP API around the serving function: it only reads Redis, no model is loaded.
 
-from __future__ import annotations
+``create_app()`` with no arguments reads the settings and connects to Redis on the first
+request that needs it; ``goodbooks serve`` starts it with ``uvicorn --factory``. Tests and
+embedding applications pass a ``ServingConfig`` and a ``RecStore`` instead.
 
-from typing import Annotated, Literal
+The recommendation routes are ``async`` and call the (blocking) service directly on the
+event loop: an answer costs at most one Redis GET (~0.1 ms), less than handing the request
+to a worker thread would, and a hung Redis blocks the loop for at most the serving socket
+timeout once per outage backoff, after which answers come from memory. Routes doing
+heavier Redis work (events, analytics, readiness) run in the thread pool.
+"""
 
-from fastapi import FastAPI, HTTPException, Path, Query
-from pydantic import BaseModel, Field
+# No "from __future__ import annotations": FastAPI reads the route signatures at runtime,
+# and their bounds (k <= max_k) are local to create_app.
+import hmac
+import json
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
 
+import redis
+from fastapi import FastAPI, HTTPException, Path, Query, Request, Security
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.security import APIKeyHeader
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from serving.analytics import WindowSummary, summarise
+from serving.config import ServingConfig
+from serving.events import MAX_ID, EventBatch, EventWriter
+from serving.fastpath import ROUTE_PATH, RecommendationsFastPath, recommendations_body
 from serving.handler import (
     InvalidRequestError,
     NoLiveVersionError,
+    Readiness,
     RecommendationService,
+    ServiceStats,
     ServingUnavailableError,
+    UnknownBookError,
 )
+from serving.metrics import ApiMetrics
+from serving.middleware import RequestTelemetry, configure_json_logging, request_id_var
+from serving.store import RecStore
+
+__all__ = ["create_app"]
+
+API_KEY_HEADER = "X-API-Key"
+VERSION_EXAMPLE = "20261128T213000123456Z-a1b2"
 
 
+# --- response models (the OpenAPI contract) ------------------------------------------------
 class RecommendationsOut(BaseModel):
-    """A reader's books, best first, with the version and path that produced them."""
+    """A reader's books, best first, with the arm and version that produced them."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "user_id": 42,
+                    "items": [2767, 4, 1, 18, 27],
+                    "source": "personalised",
+                    "variant": "treatment",
+                    "alias": "challenger",
+                    "version": VERSION_EXAMPLE,
+                    "experiment": "lightfm-vs-champion",
+                }
+            ]
+        }
+    )
 
     user_id: int
-    items: list[int] = Field(examples=[[2, 18, 27, 4, 1]])
-    source: Literal["personalised", "popular-fallback", "degraded"]
-    alias: str
-    version: str
+    items: list[int] = Field(description="Book ids, best first.")
+    source: Literal["personalised", "popular-fallback", "degraded"] = Field(
+        description="personalised: the reader's own list; popular-fallback: the reader is "
+        "unknown to the model; degraded: Redis is unreachable, answered from memory."
+    )
+    variant: str = Field(description="Experiment arm; send it back with events.")
+    alias: str = Field(description="Alias the arm serves (champion, challenger).")
+    version: str = Field(description="Published version; send it back with events.")
+    experiment: str | None = Field(description="Active experiment, null outside one.")
 
 
 class SimilarOut(BaseModel):
     """Books that readers of `book_id` also liked."""
 
-    book_id: int
-    items: list[int] = Field(examples=[[3, 5, 17]])
-    source: Literal["similar", "popular-fallback", "degraded"]
-    alias: str
-    version: str
-
-
-def create_app(service: RecommendationService | None = None) -> FastAPI:
-    """Build the app; without a service, the process's default one (from settings) is used."""
-    app = FastAPI(
-        title="GoodBooks Recommender",
-        description="Precomputed book recommendations read from Redis.",
-        version="0.1.0",
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "book_id": 2767,
+                    "items": [3, 5, 17],
+                    "source": "similar",
+                    "variant": "control",
+                    "alias": "champion",
+                    "version": VERSION_EXAMPLE,
+                    "experiment": None,
+                }
+            ]
+        }
     )
 
-    def current() -> RecommendationService:
-        if service is not None:
-            return service
-        import serving
+    book_id: int
+    items: list[int]
+    source: Literal["similar", "degraded"] = Field(
+        description="degraded: Redis is unreachable, answered from memory or popular books."
+    )
+    variant: str
+    alias: str
+    version: str
+    experiment: str | None
 
-        return serving.default_service()
 
-    def answer(call):  # type: ignore[no-untyped-def]
-        try:
-            return call()
-        except InvalidRequestError as exc:
-            raise HTTPException(status_code=422, detail=str(exc)) from None
-        except (NoLiveVersionError, ServingUnavailableError) as exc:
-            raise HTTPException(status_code=503, detail=str(exc)) from None
+class EventsAccepted(BaseModel):
+    """Events appended to the stream, with their stream ids, in the order sent."""
 
-    @app.get("/recommendations/{user_id}", response_model=RecommendationsOut)
-    def recommendations(
-        user_id: Annotated[int, Path(ge=1, description="Reader id.")],
-        k: Annotated[int, Query(ge=1, le=1000, description="How many books.")] = 10,
-    ) -> RecommendationsOut:
-        result = answer(lambda: current().recommend(user_id, k))
-        return RecommendationsOut(**result.__dict__)
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"accepted": 2, "ids": ["1764365400000-0", "1764365400000-1"]}]
+        }
+    )
 
-    @app.get("/books/{book_id}/similar", response_model=SimilarOut)
-    def similar(
-        book_id: Annotated[int, Path(ge=1, description="Book id.")],
-        k: Annotated[int, Query(ge=1, le=1000, description="How many books.")] = 10,
-    ) -> SimilarOut:
-        result = answer(lambda: current().similar(book_id, k))
-        return SimilarOut(**result.__dict__)
+    accepted: int
+    ids: list[str]
 
-    @app.get("/health")
-    def health() -> dict[str, str]:
-        """Liveness: the process answers."""
-        return {"status": "ok"}
 
+class ArmOut(BaseModel):
+    """Event counts of one experiment arm and version in a window."""
+
+    experiment: str | None
+    variant: str
+    version: str
+    exposures: int = Field(description="Impressions.")
+    clicks: int
+    add_to_shelf: int
+    ratings: int
+    interactions: int = Field(description="Clicks + add-to-shelf + ratings.")
+    ctr: float | None = Field(description="Clicks per impression; null without impressions.")
+
+
+class WindowOut(BaseModel):
+    """Counts over one window (UTC buckets from `start` to `end`)."""
+
+    start: str
+    end: str
+    arms: list[ArmOut]
+
+
+class SummaryOut(BaseModel):
+    """Live counters per arm over the last hour and the last day."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "hour": {
+                        "start": "2026-11-28T20:31:00+00:00",
+                        "end": "2026-11-28T21:31:00+00:00",
+                        "arms": [
+                            {
+                                "experiment": "lightfm-vs-champion",
+                                "variant": "treatment",
+                                "version": VERSION_EXAMPLE,
+                                "exposures": 1200,
+                                "clicks": 150,
+                                "add_to_shelf": 40,
+                                "ratings": 12,
+                                "interactions": 202,
+                                "ctr": 0.125,
+                            }
+                        ],
+                    },
+                    "day": {
+                        "start": "2026-11-27T22:00:00+00:00",
+                        "end": "2026-11-28T22:00:00+00:00",
+                        "arms": [],
+                    },
+                }
+            ]
+        }
+    )
+
+    hour: WindowOut
+    day: WindowOut
+
+
+class AliasOut(BaseModel):
+    alias: str
+    version: str | None
+    age_s: float | None
+    problem: str | None
+
+
+class ReadyOut(BaseModel):
+    """Readiness: Redis reachable and every served alias on a recent version."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "status": "ready",
+                    "redis": "ok",
+                    "experiment": None,
+                    "aliases": [
+                        {
+                            "alias": "champion",
+                            "version": VERSION_EXAMPLE,
+                            "age_s": 3600.0,
+                            "problem": None,
+                        }
+                    ],
+                }
+            ]
+        }
+    )
+
+    status: Literal["ready", "not-ready"]
+    redis: str
+    experiment: str | None
+    aliases: list[AliasOut]
+
+
+class HealthOut(BaseModel):
+    status: Literal["ok"]
+
+
+class ErrorOut(BaseModel):
+    """An error the caller can act on."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"detail": "what went wrong"}]})
+
+    detail: str
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    descriptions = {
+        401: "No API key sent (X-API-Key).",
+        403: "Wrong API key.",
+        404: "Unknown book.",
+        413: "Batch or body too large.",
+        503: "Redis unreachable before anything was cached, nothing published, or the "
+        "feature is not configured.",
+    }
+    return {code: {"model": ErrorOut, "description": descriptions[code]} for code in codes}
+
+
+# --- the app ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Parts:
+    service: RecommendationService
+    writer: EventWriter
+
+
+class _Backend:
+    """The service and event writer, built on first use (connecting to Redis lazily)."""
+
+    def __init__(self, config: ServingConfig, store: RecStore | None) -> None:
+        self._config = config
+        self._store = store
+        self._parts: _Parts | None = None
+        self._lock = threading.Lock()
+
+    def service(self) -> RecommendationService:
+        return self._built().service
+
+    def writer(self) -> EventWriter:
+        return self._built().writer
+
+    def stats(self) -> ServiceStats | None:
+        parts = self._parts
+        return parts.service.stats() if parts is not None else None
+
+    def close(self) -> None:
+        """Close the Redis client this backend connected itself (not one it was given)."""
+        parts = self._parts
+        if parts is not None and self._store is None:
+            parts.service.store.client.close()
+
+    def _built(self) -> _Parts:
+        parts = self._parts
+        if parts is None:
+            with self._lock:
+                parts = self._parts
+                if parts is None:
+                    store = self._store or self._config.connect_store()
+                    parts = _Parts(
+                        self._config.build_service(store), self._config.build_event_writer(store)
+                    )
+                    self._parts = parts
+        return parts
+
+
+def create_app(config: ServingConfig | None = None, store: RecStore | None = None) -> FastAPI:
+    """Build the API; without arguments it is configured from the settings."""
+    own_backend = store is None
+    if config is None:
+        # Imported here: importing serving must not read the environment.
+        from settings import get_settings
+
+        config = ServingConfig.from_settings(get_settings())
+    if config.json_logs:
+        configure_json_logging(access_log=config.access_log)
+    backend = _Backend(config, store)
+    metrics = ApiMetrics(backend.stats)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        if own_backend:
+            backend.close()
+
+    app = FastAPI(
+        title="GoodBooks Recommender",
+        description=(
+            "Precomputed book recommendations read from Redis, A/B experiment routing, and "
+            "reader events for judging experiments. Every response carries an `X-Request-ID` "
+            "header (the caller's, when it sent a plain one)."
+        ),
+        version="0.2.0",
+        lifespan=lifespan,
+    )
+    _add_error_handlers(app)
+    max_k = config.max_k
+
+    @app.get(
+        ROUTE_PATH,
+        response_model=RecommendationsOut,
+        responses=_errors(503),
+        tags=["recommendations"],
+        summary="A reader's recommendations",
+    )
+    async def recommendations(
+        user_id: Annotated[int, Path(ge=1, le=MAX_ID, description="Reader id.", examples=[42])],
+        k: Annotated[int, Query(ge=1, le=max_k, description="How many books.")] = 10,
+    ) -> Response:
+        """The reader's top `k` books from their experiment arm's published version."""
+        # Plain valid requests are answered by RecommendationsFastPath before reaching here;
+        # this route documents the endpoint and answers the rest.
+        result = backend.service().recommend(user_id, k)
+        body = recommendations_body(
+            result.user_id,
+            result.items,
+            result.source,
+            result.variant,
+            result.alias,
+            result.version,
+            result.experiment,
+        )
+        return Response(body, media_type="application/json")
+
+    @app.get(
+        "/books/{book_id}/similar",
+        response_model=SimilarOut,
+        responses=_errors(404, 503),
+        tags=["recommendations"],
+        summary="Books similar to a book",
+    )
+    async def similar(
+        book_id: Annotated[int, Path(ge=1, le=MAX_ID, description="Book id.", examples=[2767])],
+        k: Annotated[int, Query(ge=1, le=max_k, description="How many books.")] = 10,
+        user_id: Annotated[
+            int | None,
+            Query(ge=1, le=MAX_ID, description="The reader asking: picks their experiment arm."),
+        ] = None,
+    ) -> Response:
+        """Books liked by readers who liked `book_id`, best first."""
+        result = backend.service().similar(book_id, k, user_id)
+        return _json_response(
+            {
+                "book_id": result.book_id,
+                "items": result.items,
+                "source": result.source,
+                "variant": result.variant,
+                "alias": result.alias,
+                "version": result.version,
+                "experiment": result.experiment,
+            }
+        )
+
+    api_key = APIKeyHeader(
+        name=API_KEY_HEADER,
+        scheme_name="ApiKey",
+        auto_error=False,
+        description="The key configured as GOODBOOKS_EVENTS_API_KEY.",
+    )
+
+    async def require_events_key(key: Annotated[str | None, Security(api_key)]) -> None:
+        expected = config.events_api_key
+        if not expected:
+            raise HTTPException(
+                503,
+                "event ingestion is disabled: no API key is configured; set "
+                "GOODBOOKS_EVENTS_API_KEY on the server",
+            )
+        if not key:
+            raise HTTPException(
+                401,
+                f"send the events API key in the {API_KEY_HEADER} header",
+                headers={"WWW-Authenticate": "ApiKey"},
+            )
+        if not hmac.compare_digest(key.encode(), expected.encode()):
+            raise HTTPException(403, "the API key is not valid")
+
+    @app.post(
+        "/events",
+        status_code=202,
+        response_model=EventsAccepted,
+        dependencies=[Security(require_events_key)],
+        responses={
+            **_errors(401, 403, 413, 503),
+            # Declared by hand: the body is parsed by hand (auth first, then size, then schema).
+            422: {
+                "description": "Invalid events: unknown type, non-integer ids, missing "
+                "variant or version, ...",
+                "content": {
+                    "application/json": {
+                        "schema": {"$ref": "#/components/schemas/HTTPValidationError"}
+                    }
+                },
+            },
+        },
+        openapi_extra={"requestBody": _events_body_spec(config.events_max_batch)},
+        tags=["events"],
+        summary="Record impressions and interactions",
+    )
+    async def post_events(request: Request) -> Response:
+        """Append a batch of events to the event stream; all are recorded or none."""
+        body = await _read_body(request, config.events_max_body_bytes)
+        batch = _parse_batch(body, config.events_max_batch)
+        ids = await run_in_threadpool(backend.writer().write, batch.events, request_id_var.get())
+        metrics.count_events([event.type for event in batch.events])
+        return _json_response({"accepted": len(ids), "ids": ids}, status=202)
+
+    @app.get(
+        "/analytics/summary",
+        response_model=SummaryOut,
+        responses=_errors(503),
+        tags=["events"],
+        summary="Exposures, interactions and CTR per arm",
+    )
+    def analytics_summary() -> Response:
+        """Counts per experiment, variant and version over the last hour and the last day."""
+        windows = summarise(backend.service().store)
+        return _json_response({name: _window(w) for name, w in windows.items()})
+
+    @app.get("/health", response_model=HealthOut, tags=["operations"], summary="Liveness")
+    async def health() -> Response:
+        """The process answers (Redis is not consulted)."""
+        return _json_response({"status": "ok"})
+
+    @app.get(
+        "/ready",
+        response_model=ReadyOut,
+        responses={503: {"model": ReadyOut, "description": "Not ready; the body says why."}},
+        tags=["operations"],
+        summary="Readiness",
+    )
+    def ready() -> Response:
+        """Redis answers and every alias served has a live version younger than the limit."""
+        state = backend.service().readiness(config.ready_max_age_s)
+        return _json_response(_readiness(state), status=200 if state.ready else 503)
+
+    @app.get(
+        "/metrics",
+        response_class=PlainTextResponse,
+        tags=["operations"],
+        summary="Prometheus metrics",
+    )
+    async def prometheus_metrics() -> Response:
+        """Request counts and latencies, cache hits and misses, fallbacks, Redis errors."""
+        body, content_type = metrics.render()
+        return Response(body, media_type=content_type)
+
+    # Added before RequestTelemetry, so it runs inside it: fast answers get request ids,
+    # metrics and access log lines like every other.
+    route = next(r for r in app.routes if getattr(r, "path", None) == ROUTE_PATH)
+    app.add_middleware(
+        RecommendationsFastPath, service=backend.service, max_k=config.max_k, route=route
+    )
+    app.add_middleware(RequestTelemetry, metrics=metrics, access_log=config.access_log)
+    app.openapi = _openapi_with_event_schemas(app)  # type: ignore[method-assign]
     return app
+
+
+# --- helpers ------------------------------------------------------------------------------
+def _json_response(payload: dict[str, Any], status: int = 200) -> Response:
+    """A JSON response without the response-model round trip (the payload is built exact)."""
+    body = json.dumps(payload, separators=(",", ":")).encode()
+    return Response(body, status_code=status, media_type="application/json")
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    # Async handlers: Starlette runs plain functions in the thread pool.
+    def handler(status: int) -> Callable[[Request, Exception], Awaitable[Response]]:
+        async def respond(request: Request, exc: Exception) -> Response:
+            return JSONResponse({"detail": str(exc)}, status_code=status)
+
+        return respond
+
+    app.add_exception_handler(InvalidRequestError, handler(422))
+    app.add_exception_handler(UnknownBookError, handler(404))
+    app.add_exception_handler(NoLiveVersionError, handler(503))
+    app.add_exception_handler(ServingUnavailableError, handler(503))
+
+    async def redis_unreachable(request: Request, exc: Exception) -> Response:
+        return JSONResponse(
+            {"detail": f"Redis is unreachable ({exc}); nothing was recorded, retry later"},
+            status_code=503,
+        )
+
+    # Only outages: any other Redis error is a bug and stays a 500.
+    app.add_exception_handler(redis.ConnectionError, redis_unreachable)
+    app.add_exception_handler(redis.TimeoutError, redis_unreachable)
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 as soon as it is known to exceed ``limit`` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise HTTPException(413, f"request body over {limit} bytes; send smaller batches")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise HTTPException(413, f"request body over {limit} bytes; send smaller batches")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _parse_batch(body: bytes, max_batch: int) -> EventBatch:
+    """Validate a POST /events body: 413 for too many events, 422 for anything invalid."""
+    try:
+        raw = json.loads(body)
+    except ValueError as exc:
+        raise RequestValidationError(
+            [{"type": "json_invalid", "loc": ("body",), "msg": f"body is not JSON: {exc}"}]
+        ) from None
+    events = raw.get("events") if isinstance(raw, dict) else None
+    if isinstance(events, list) and len(events) > max_batch:
+        raise HTTPException(
+            413, f"{len(events)} events in one batch; send at most {max_batch} at a time"
+        )
+    try:
+        return EventBatch.model_validate(raw)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False, include_context=False, include_input=False)
+        raise RequestValidationError(
+            [{**error, "loc": ("body", *error["loc"])} for error in errors]
+        ) from None
+
+
+def _events_body_spec(max_batch: int) -> dict[str, Any]:
+    """The OpenAPI request body of POST /events (parsed by hand, so declared by hand)."""
+    return {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["events"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "events": {
+                            "type": "array",
+                            "minItems": 1,
+                            "maxItems": max_batch,
+                            "items": {"$ref": "#/components/schemas/Event"},
+                        }
+                    },
+                },
+                "examples": {
+                    "impression and click": {
+                        "value": {
+                            "events": [
+                                {
+                                    "type": "impression",
+                                    "user_id": 42,
+                                    "book_id": 2767,
+                                    "variant": "treatment",
+                                    "version": VERSION_EXAMPLE,
+                                    "experiment": "lightfm-vs-champion",
+                                    "position": 0,
+                                },
+                                {
+                                    "type": "click",
+                                    "user_id": 42,
+                                    "book_id": 2767,
+                                    "variant": "treatment",
+                                    "version": VERSION_EXAMPLE,
+                                    "experiment": "lightfm-vs-champion",
+                                    "position": 0,
+                                },
+                            ]
+                        }
+                    },
+                    "rating": {
+                        "value": {
+                            "events": [
+                                {
+                                    "type": "rating",
+                                    "user_id": 42,
+                                    "book_id": 2767,
+                                    "variant": "control",
+                                    "version": VERSION_EXAMPLE,
+                                    "rating": 5,
+                                },
+                            ]
+                        }
+                    },
+                },
+            }
+        },
+    }
+
+
+def _openapi_with_event_schemas(app: FastAPI) -> Callable[[], dict[str, Any]]:
+    """FastAPI's schema plus the Event model, which POST /events refers to."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=app.routes,
+            )
+            event = EventBatch.model_json_schema(ref_template="#/components/schemas/{model}")
+            schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+            schemas.update(event.get("$defs", {}))
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    return openapi
+
+
+def _window(window: WindowSummary) -> dict[str, Any]:
+    return {
+        "start": window.start.isoformat(),
+        "end": window.end.isoformat(),
+        "arms": [
+            {
+                "experiment": arm.experiment,
+                "variant": arm.variant,
+                "version": arm.version,
+                "exposures": arm.exposures,
+                "clicks": arm.clicks,
+                "add_to_shelf": arm.add_to_shelf,
+                "ratings": arm.ratings,
+                "interactions": arm.interactions,
+                "ctr": arm.ctr,
+            }
+            for arm in window.arms
+        ],
+    }
+
+
+def _readiness(state: Readiness) -> dict[str, Any]:
+    return {
+        "status": "ready" if state.ready else "not-ready",
+        "redis": state.redis,
+        "experiment": state.experiment,
+        "aliases": [
+            {"alias": a.alias, "version": a.version, "age_s": a.age_s, "problem": a.problem}
+            for a in state.aliases
+        ],
+    }

@@ -221,7 +221,9 @@ def decode_items(raw: bytes | str | None) -> list[int]:
             return json.loads(b"[" + data + b"]")  # type: ignore[no-any-return]
         except ValueError:
             pass  # leading zeros or empty parts: int() accepts or refuses them as before
-    return [int(part) for part in raw.split(b"," if isinstance(raw, bytes) else ",")]
+    if isinstance(raw, bytes):
+        return [int(part) for part in raw.split(b",")]
+    return [int(part) for part in raw.split(",")]
 
 
 def _is_payload(payload: str) -> bool:

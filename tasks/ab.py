@@ -126,6 +126,7 @@ def measure_experiment(
     result = measure(
         iter_events(target.store()), exp.name, [v.name for v in exp.variants],
         lambda user: assign_variant(exp, user).name, plan,
+        since_ms=int(datetime.fromisoformat(exp.started_at).timestamp() * 1000),
     )
     log = get_run_logger()
     for arm in result.arms.values():
@@ -274,10 +275,10 @@ def plot_running_estimate(decision: Decision, path: Path, title: str) -> Path:
         high = [h[4] if math.isfinite(h[4]) else math.nan for h in history]
         ax.plot(times, effect, marker="o", label="effect (treatment - control)")
         ax.fill_between(times, low, high, alpha=0.25, label="always-valid interval")
+        ax.legend(loc="best")
     ax.axhline(0.0, color="black", linewidth=0.8)
     ax.set_title(title)
     ax.set_ylabel("conversion rate difference")
-    ax.legend(loc="best")
     fig.autofmt_xdate()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100, bbox_inches="tight")

@@ -117,11 +117,11 @@ def reference_stats(bundle_dir: str, snapshot_dir: str, k: int, num_threads: int
 @task(cache_policy=NO_CACHE)
 def read_new_ratings(current: str | None, bundle_dir: str, event_ratings: pd.DataFrame | None
                      ) -> tuple[pd.DataFrame, str]:
-    """Ratings the served model has not seen: from a snapshot or a directory of new ratings
-    (``current``, may be None) plus rating events.
+    """Ratings the served model has not seen, from ``current`` and the rating events.
 
-    Returns the ratings and a name for their source (the snapshot id or directory name,
-    "+events" when the stream added some).
+    ``current`` is a snapshot or a directory of new ratings (or None: events only). Returns
+    the ratings and a name for their source (the snapshot id or directory name, "+events"
+    when the stream added some).
     """
     frames: list[pd.DataFrame] = []
     names: list[str] = []
@@ -184,8 +184,7 @@ def read_rating_events(target: RedisTarget, since_ms: int, limit: int = 1_000_00
 @task(cache_policy=NO_CACHE)
 def read_served_lists(target: RedisTarget, version: str, new_ratings: pd.DataFrame, k: int
                       ) -> dict[int, list[int]]:
-    """The first k books of the live list of every reader in the new ratings (if they have one).
-    """
+    """The first k books of the live list of each reader in the new ratings who has one."""
     store = target.store()
     user_ids = np.unique(new_ratings[USER_ID].to_numpy(dtype=np.int64)).tolist()
     lists: dict[int, list[int]] = {}

@@ -113,3 +113,14 @@ def test_rating_events_of_the_stream_count_as_new_ratings(
     assert report["events"]["rating"] == len(rows)
     assert "rating_mix_psi" in report["fired"]
     assert report["event_id"] is None  # emit=False
+
+
+def test_resource_ids_match_the_retraining_trigger() -> None:
+    from tasks.monitor import dataset_resource_id
+
+    # prefect.yaml's retrain-on-drift trigger matches goodbooks.dataset.*
+    assert dataset_resource_id("20261128T213000Z-1a2b3c4d") == \
+        "goodbooks.dataset.20261128T213000Z-1a2b3c4d"
+    assert dataset_resource_id("week 48/ratings+events") == \
+        "goodbooks.dataset.week-48-ratings-events"
+    assert dataset_resource_id("///") == "goodbooks.dataset.unknown"

@@ -18,6 +18,7 @@ from serving.handler import (
     NoLiveVersionError,
     RecommendationService,
     ServingUnavailableError,
+    UnknownBookError,
 )
 from serving.store import RecStore, encode_items
 
@@ -81,12 +82,12 @@ def test_unknown_reader_gets_popular_fallback(store: RecStore, live: str) -> Non
     assert result.version == live
 
 
-def test_similar_books_and_unknown_book_fallback(store: RecStore, live: str) -> None:
+def test_similar_books_and_unknown_book(store: RecStore, live: str) -> None:
     service = RecommendationService(store)
     hit = service.similar(11, k=2)
     assert hit.items == [12, 13] and hit.source == "similar" and hit.version == live
-    miss = service.similar(52, k=3)  # a popular book the version has no list for
-    assert miss.items == [50, 51, 53] and miss.source == "popular-fallback"
+    with pytest.raises(UnknownBookError, match="book 52 is not in the catalogue"):
+        service.similar(52, k=3)  # a book the version has no list for
 
 
 @pytest.mark.parametrize("user_id", [0, -1, "1", 1.0, True, None])

@@ -1,0 +1,549 @@
+"""A/B evaluation: the experiment design, measurement from events, and the sequential test.
+
+Plain Python (numpy/scipy only, no Prefect): the evaluation flow, the benchmarks and the
+tests call the same functions.
+
+The assignment of readers to variants is ``serving.experiments`` (a hash of salt and user
+id), stored under ``{p}experiment:{name}``. What only the evaluation needs (minimum sample,
+maximum duration, primary metric, guardrails, alpha, attribution window) is an
+``ExperimentDesign`` stored as JSON beside it under ``{p}experiment:{name}:design`` (names
+cannot contain ':', so the two keys never collide)::
+
+    {"alpha": 0.05, "attribution_window_s": 3600.0, "control": "control",
+     "guardrails": [{"event_type": "rating", "max_relative_drop": 0.2}],
+     "max_duration_s": 1209600.0, "min_sample": 1000, "mixture_variance": 0.0001,
+     "primary_metric": ["click", "add_to_shelf", "rating"], "srm_threshold": 0.001,
+     "treatment": "treatment"}
+
+Measurement: an exposure is the first impression of a (reader, book) pair in a variant; it
+converts on a primary event for the same reader and book in the same variant within the
+attribution window after the impression. The conversion rate per exposure is the primary
+metric; each guardrail is the same rate for one interaction type.
+
+The sequential test is the normal-mixture mSPRT of Johari, Koomen, Pekelis and Walsh
+("Always valid inference", 2017/2022) for the difference of two proportions
+theta = p_treatment - p_control. With the plug-in variance V = p_c(1-p_c)/n_c + p_t(1-p_t)/n_t
+and mixture variance tau^2 its likelihood ratio is
+
+    Lambda = sqrt(V / (V + tau^2)) * exp(theta_hat^2 * tau^2 / (2 V (V + tau^2)))
+
+The always-valid p-value is the running minimum of min(1, 1/Lambda) over the looks, and the
+always-valid interval is the running intersection of
+theta_hat +- sqrt(V (V + tau^2) / tau^2 * (2 log(1/alpha) + log((V + tau^2) / V))),
+so looking after every batch of events does not inflate the false-positive rate.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal, Protocol
+
+from scipy import stats
+
+__all__ = [
+    "ArmMeasure",
+    "Decision",
+    "ExperimentDesign",
+    "Guardrail",
+    "GuardrailResult",
+    "InvalidDesignError",
+    "Look",
+    "Measurement",
+    "SequentialResult",
+    "SrmResult",
+    "decide",
+    "design_key",
+    "measure",
+    "msprt_sample_size",
+    "msprt_statistic",
+    "sample_size_per_arm",
+    "sequential_test",
+    "srm_check",
+    "wilson_interval",
+]
+
+INTERACTION_TYPES = ("click", "add_to_shelf", "rating")
+Action = Literal["promote", "stop", "continue"]
+
+
+class InvalidDesignError(ValueError):
+    """An experiment design that cannot be evaluated; the message says which field."""
+
+
+class EventLike(Protocol):
+    """What the measurement reads of an event (serving.events.StoredEvent has it)."""
+
+    type: str
+    user_id: int
+    book_id: int
+    variant: str
+    version: str
+    ts_ms: int
+    experiment: str | None
+
+
+@dataclass(frozen=True)
+class Guardrail:
+    """A rate of one interaction type the treatment may not drop by more than a share."""
+
+    event_type: str
+    max_relative_drop: float
+
+    def __post_init__(self) -> None:
+        if self.event_type not in INTERACTION_TYPES:
+            raise InvalidDesignError(
+                f"guardrail event_type must be one of {INTERACTION_TYPES}, got "
+                f"{self.event_type!r}"
+            )
+        if not 0 < self.max_relative_drop <= 1:
+            raise InvalidDesignError(
+                f"guardrail max_relative_drop must be in (0, 1], got {self.max_relative_drop}"
+            )
+
+
+@dataclass(frozen=True)
+class ExperimentDesign:
+    """How an experiment is judged: sample, duration, metric, guardrails and error rate."""
+
+    control: str = "control"
+    treatment: str = "treatment"
+    min_sample: int = 1000
+    max_duration_s: float = 14 * 86400.0
+    primary_metric: tuple[str, ...] = INTERACTION_TYPES
+    guardrails: tuple[Guardrail, ...] = ()
+    alpha: float = 0.05
+    # Prior variance of the effect under the alternative; ~(expected effect)^2 tunes power.
+    mixture_variance: float = 1e-4
+    attribution_window_s: float = 3600.0
+    srm_threshold: float = 0.001
+
+    def __post_init__(self) -> None:
+        if self.control == self.treatment:
+            raise InvalidDesignError("control and treatment must be different variants")
+        if self.min_sample < 1:
+            raise InvalidDesignError(f"min_sample must be >= 1, got {self.min_sample}")
+        if self.max_duration_s <= 0 or self.attribution_window_s <= 0:
+            raise InvalidDesignError("max_duration_s and attribution_window_s must be > 0")
+        if not self.primary_metric or set(self.primary_metric) - set(INTERACTION_TYPES):
+            raise InvalidDesignError(
+                f"primary_metric must be a non-empty subset of {INTERACTION_TYPES}, got "
+                f"{self.primary_metric!r}"
+            )
+        if not 0 < self.alpha < 1 or not 0 < self.srm_threshold < 1:
+            raise InvalidDesignError("alpha and srm_threshold must be in (0, 1)")
+        if self.mixture_variance <= 0:
+            raise InvalidDesignError("mixture_variance must be > 0")
+
+    def to_json(self) -> str:
+        """The JSON stored under ``{p}experiment:{name}:design``."""
+        raw = asdict(self)
+        raw["primary_metric"] = list(self.primary_metric)
+        raw["guardrails"] = [asdict(g) for g in self.guardrails]
+        return json.dumps(raw, separators=(",", ":"), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> ExperimentDesign:
+        """Build a design from a mapping (stored JSON or a flow parameter)."""
+        if not isinstance(raw, Mapping):
+            raise InvalidDesignError(f"a design must be a JSON object, got {raw!r:.80}")
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise InvalidDesignError(f"unknown design fields {unknown}; known: {sorted(known)}")
+        values = dict(raw)
+        if "primary_metric" in values:
+            metric = values["primary_metric"]
+            values["primary_metric"] = (metric,) if isinstance(metric, str) else tuple(metric)
+        if "guardrails" in values:
+            try:
+                values["guardrails"] = tuple(
+                    g if isinstance(g, Guardrail) else Guardrail(**g) for g in values["guardrails"]
+                )
+            except TypeError as exc:
+                raise InvalidDesignError(f"malformed guardrail: {exc}") from None
+        return cls(**values)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> ExperimentDesign:
+        try:
+            return cls.from_dict(json.loads(text))
+        except json.JSONDecodeError as exc:
+            raise InvalidDesignError(f"design is not valid JSON: {exc}") from None
+
+
+def design_key(prefix: str, name: str) -> str:
+    """Where an experiment's design is stored, beside ``{prefix}experiment:{name}``."""
+    return f"{prefix}experiment:{name}:design"
+
+
+# --- measurement ------------------------------------------------------------------------
+@dataclass
+class ArmMeasure:
+    """Exposures and conversions of one variant (and per published version)."""
+
+    variant: str
+    exposures: int = 0
+    conversions: int = 0
+    by_type: dict[str, int] = field(default_factory=dict)
+    versions: dict[str, list[int]] = field(default_factory=dict)  # version -> [exp, conv]
+
+    @property
+    def rate(self) -> float:
+        return self.conversions / self.exposures if self.exposures else 0.0
+
+    def type_rate(self, event_type: str) -> float:
+        return self.by_type.get(event_type, 0) / self.exposures if self.exposures else 0.0
+
+
+@dataclass(frozen=True)
+class Look:
+    """Cumulative counts of both arms at one point in time (a 'look' at the data)."""
+
+    ts_ms: int
+    n_control: int
+    x_control: int
+    n_treatment: int
+    x_treatment: int
+
+
+@dataclass
+class Measurement:
+    """What the event stream says about one experiment."""
+
+    arms: dict[str, ArmMeasure]
+    looks: list[Look]
+    misassigned: int  # exposures whose variant differs from the recomputed assignment
+    first_ts_ms: int | None
+    last_ts_ms: int | None
+
+
+def measure(
+    events: Iterable[EventLike],
+    experiment: str,
+    variants: Sequence[str],
+    assign: Callable[[int], str],
+    design: ExperimentDesign,
+    n_looks: int = 20,
+    since_ms: int | None = None,
+) -> Measurement:
+    """Exposures and attributed conversions per variant, and cumulative looks over time.
+
+    Events before ``since_ms`` (the experiment's start) are ignored: a restarted experiment
+    of the same name begins afresh. ``assign(user_id) -> variant name`` is the serving
+    assignment: exposures logged under another variant are counted as misassigned and left
+    out (serving falls back to the control when an arm has nothing published; counting
+    those would bias the control).
+    """
+    window_ms = int(design.attribution_window_s * 1000)
+    primary = set(design.primary_metric)
+    arms = {name: ArmMeasure(name) for name in variants}
+    # (user, book, variant) -> [impression ts, version, converted types]
+    exposed: dict[tuple[int, int, str], tuple[int, str, set[str]]] = {}
+    misassigned = 0
+    ordered = sorted(
+        (e for e in events if e.experiment == experiment and e.variant in arms
+         and (since_ms is None or e.ts_ms >= since_ms)),
+        key=lambda e: e.ts_ms,
+    )
+    for event in ordered:
+        key = (event.user_id, event.book_id, event.variant)
+        if event.type == "impression":
+            if key in exposed:
+                continue
+            if assign(event.user_id) != event.variant:
+                misassigned += 1
+                continue
+            exposed[key] = (event.ts_ms, event.version, set())
+            arm = arms[event.variant]
+            arm.exposures += 1
+            arm.versions.setdefault(event.version, [0, 0])[0] += 1
+            continue
+        seen = exposed.get(key)
+        if seen is None or not 0 <= event.ts_ms - seen[0] <= window_ms:
+            continue  # not attributable: no exposure of this book in this arm, or too late
+        _, version, types = seen
+        if event.type in types:
+            continue
+        arm = arms[event.variant]
+        if not types & primary and event.type in primary:
+            arm.conversions += 1
+            arm.versions.setdefault(version, [0, 0])[1] += 1
+        types.add(event.type)
+        arm.by_type[event.type] = arm.by_type.get(event.type, 0) + 1
+    looks = _looks(exposed, primary, design.control, design.treatment, n_looks)
+    first = ordered[0].ts_ms if ordered else None
+    last = ordered[-1].ts_ms if ordered else None
+    return Measurement(arms, looks, misassigned, first, last)
+
+
+def _looks(
+    exposed: Mapping[tuple[int, int, str], tuple[int, str, set[str]]],
+    primary: set[str],
+    control: str,
+    treatment: str,
+    n_looks: int,
+) -> list[Look]:
+    """Cumulative counts at evenly spaced times; a conversion counts at its exposure time."""
+    rows = sorted(
+        (ts, variant, bool(types & primary)) for (_, _, variant), (ts, _, types) in exposed.items()
+    )
+    if not rows:
+        return []
+    start, end = rows[0][0], rows[-1][0]
+    cuts = [start + (end - start) * (i + 1) // n_looks for i in range(n_looks)]
+    looks, counts, index = [], {control: [0, 0], treatment: [0, 0]}, 0
+    for cut in cuts:
+        while index < len(rows) and rows[index][0] <= cut:
+            _, variant, converted = rows[index]
+            if variant in counts:
+                counts[variant][0] += 1
+                counts[variant][1] += int(converted)
+            index += 1
+        looks.append(Look(cut, *counts[control], *counts[treatment]))
+    return looks
+
+
+# --- statistics ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SrmResult:
+    """Sample-ratio-mismatch check: chi-square of observed against planned counts."""
+
+    chi2: float
+    p_value: float
+    mismatch: bool
+
+
+def srm_check(
+    observed: Sequence[int], shares: Sequence[float], threshold: float = 0.001
+) -> SrmResult:
+    """Chi-square goodness of fit of the arms' counts to the planned split.
+
+    A p-value below ``threshold`` (conventionally 0.001: the check runs at every look)
+    means the assignment or logging is broken, and no decision may be drawn.
+    """
+    if len(observed) != len(shares) or len(observed) < 2:
+        raise ValueError("observed and shares need the same length, at least 2")
+    total = sum(observed)
+    share_sum = sum(shares)
+    if total == 0:
+        return SrmResult(0.0, 1.0, False)
+    chi2 = 0.0
+    for count, share in zip(observed, shares, strict=True):
+        expected = total * share / share_sum
+        if expected > 0:
+            chi2 += (count - expected) ** 2 / expected
+        elif count:
+            return SrmResult(math.inf, 0.0, True)
+    p_value = float(stats.chi2.sf(chi2, len(observed) - 1))
+    return SrmResult(chi2, p_value, p_value < threshold)
+
+
+def msprt_statistic(
+    x_control: int, n_control: int, x_treatment: int, n_treatment: int, tau2: float
+) -> tuple[float, float, float]:
+    """(theta_hat, V, log Lambda) of the normal-mixture mSPRT for p_treatment - p_control."""
+    if min(n_control, n_treatment) <= 0:
+        return 0.0, math.inf, 0.0
+    p_c, p_t = x_control / n_control, x_treatment / n_treatment
+    theta = p_t - p_c
+    variance = p_c * (1 - p_c) / n_control + p_t * (1 - p_t) / n_treatment
+    if variance <= 0:
+        # Both rates are 0 or 1: no information about a difference yet.
+        return theta, 0.0, 0.0
+    log_lambda = 0.5 * math.log(variance / (variance + tau2)) + theta**2 * tau2 / (
+        2 * variance * (variance + tau2)
+    )
+    return theta, variance, log_lambda
+
+
+def _half_width(variance: float, tau2: float, alpha: float) -> float:
+    """Half-width of the always-valid interval at plug-in variance ``variance``."""
+    if variance <= 0 or math.isinf(variance):
+        return math.inf
+    return math.sqrt(
+        variance * (variance + tau2) / tau2
+        * (2 * math.log(1 / alpha) + math.log((variance + tau2) / variance))
+    )
+
+
+@dataclass(frozen=True)
+class SequentialResult:
+    """The mSPRT after the latest look: estimate, always-valid p-value and interval."""
+
+    effect: float
+    p_value: float
+    ci_low: float
+    ci_high: float
+    rejected: bool
+    history: tuple[tuple[int, float, float, float, float], ...]  # ts, effect, p, low, high
+
+
+def sequential_test(looks: Sequence[Look], tau2: float, alpha: float) -> SequentialResult:
+    """Run the mSPRT over the looks in order; p-values and intervals are always valid."""
+    p_value, low, high = 1.0, -math.inf, math.inf
+    effect = 0.0
+    history = []
+    for look in looks:
+        effect, variance, log_lambda = msprt_statistic(
+            look.x_control, look.n_control, look.x_treatment, look.n_treatment, tau2
+        )
+        p_value = min(p_value, math.exp(-log_lambda) if log_lambda > 0 else 1.0)
+        half = _half_width(variance, tau2, alpha)
+        low, high = max(low, effect - half), min(high, effect + half)
+        if low > high:
+            # Intersections of always-valid intervals can cross only by chance (prob <= alpha);
+            # keep the latest interval then rather than an empty one.
+            low, high = effect - half, effect + half
+        history.append((look.ts_ms, effect, p_value, low, high))
+    return SequentialResult(effect, p_value, low, high, p_value <= alpha, tuple(history))
+
+
+def wilson_interval(successes: int, trials: int, z: float = 1.959964) -> tuple[float, float]:
+    """The Wilson score interval of a binomial proportion."""
+    if trials <= 0:
+        return 0.0, 1.0
+    phat = successes / trials
+    denom = 1 + z * z / trials
+    centre = (phat + z * z / (2 * trials)) / denom
+    half = z * math.sqrt(phat * (1 - phat) / trials + z * z / (4 * trials * trials)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def sample_size_per_arm(
+    p_control: float, p_treatment: float, alpha: float = 0.05, power: float = 0.9
+) -> int:
+    """Fixed-horizon two-sided sample size per arm (the design's planning figure)."""
+    z_a = stats.norm.ppf(1 - alpha / 2)
+    z_b = stats.norm.ppf(power)
+    variance = p_control * (1 - p_control) + p_treatment * (1 - p_treatment)
+    delta = p_treatment - p_control
+    if delta == 0:
+        raise ValueError("p_control and p_treatment must differ")
+    return math.ceil((z_a + z_b) ** 2 * variance / delta**2)
+
+
+def msprt_sample_size(
+    p_control: float, p_treatment: float, tau2: float, alpha: float = 0.05, power: float = 0.9
+) -> int:
+    """Exposures per arm at which the mSPRT rejects with probability ``power`` at that look.
+
+    The test rejects once |theta_hat| passes the always-valid half-width c(V), so at one
+    look the power is about Phi((|theta| - c(V_n)) / sqrt(V_n)); earlier looks only add to it.
+    """
+    delta = abs(p_treatment - p_control)
+    if delta == 0:
+        raise ValueError("p_control and p_treatment must differ")
+    spread = p_control * (1 - p_control) + p_treatment * (1 - p_treatment)
+
+    def achieved(n: int) -> float:
+        variance = spread / n
+        return float(stats.norm.cdf((delta - _half_width(variance, tau2, alpha))
+                                    / math.sqrt(variance)))
+
+    high = 16
+    while achieved(high) < power:
+        high *= 2
+    low = high // 2
+    while low + 1 < high:  # smallest n reaching the power: bisection
+        mid = (low + high) // 2
+        low, high = (mid, high) if achieved(mid) < power else (low, mid)
+    return high
+
+
+# --- decision ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class GuardrailResult:
+    """One guardrail's rates and whether it vetoes promotion."""
+
+    event_type: str
+    control_rate: float
+    treatment_rate: float
+    relative_change: float
+    vetoed: bool
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What to do with the experiment now, and why."""
+
+    action: Action
+    reason: str
+    srm: SrmResult
+    test: SequentialResult
+    guardrails: tuple[GuardrailResult, ...]
+
+
+def check_guardrails(
+    control: ArmMeasure, treatment: ArmMeasure, guardrails: Sequence[Guardrail]
+) -> tuple[GuardrailResult, ...]:
+    """Each guardrail vetoes when the treatment's rate falls by more than its bound."""
+    results = []
+    for guard in guardrails:
+        rate_c, rate_t = control.type_rate(guard.event_type), treatment.type_rate(guard.event_type)
+        change = (rate_t - rate_c) / rate_c if rate_c > 0 else 0.0
+        results.append(
+            GuardrailResult(guard.event_type, rate_c, rate_t, change,
+                            change < -guard.max_relative_drop)
+        )
+    return tuple(results)
+
+
+def decide(
+    design: ExperimentDesign,
+    measurement: Measurement,
+    shares: Sequence[float],
+    started_at: str,
+    now: datetime | None = None,
+) -> Decision:
+    """Promote, stop or continue; ``shares`` are the planned (control, treatment) shares.
+
+    Order: a sample-ratio mismatch blocks any decision from the data (stop only at the
+    maximum duration); below the minimum sample per arm nothing is judged; a significant
+    gain promotes unless a guardrail vetoes (then stop); a significant loss or a vetoing
+    guardrail stops; past the maximum duration the champion is kept (stop).
+    """
+    control = measurement.arms[design.control]
+    treatment = measurement.arms[design.treatment]
+    srm = srm_check([control.exposures, treatment.exposures], shares, design.srm_threshold)
+    test = sequential_test(measurement.looks, design.mixture_variance, design.alpha)
+    guards = check_guardrails(control, treatment, design.guardrails)
+    moment = now or datetime.now(UTC)
+    expired = (moment - datetime.fromisoformat(started_at)).total_seconds() >= (
+        design.max_duration_s
+    )
+
+    def result(action: Action, reason: str) -> Decision:
+        return Decision(action, reason, srm, test, guards)
+
+    if srm.mismatch:
+        if expired:
+            return result("stop", f"maximum duration reached with a sample ratio mismatch "
+                                  f"(p={srm.p_value:.2g}); champion kept")
+        return result("continue", f"sample ratio mismatch (chi2={srm.chi2:.1f}, "
+                                  f"p={srm.p_value:.2g}): decisions blocked")
+    if min(control.exposures, treatment.exposures) < design.min_sample:
+        if expired:
+            return result("stop", "maximum duration reached before the minimum sample; "
+                                  "champion kept")
+        return result("continue", f"minimum sample not reached ({control.exposures} / "
+                                  f"{treatment.exposures} < {design.min_sample} per arm)")
+    vetoes = [g.event_type for g in guards if g.vetoed]
+    if test.rejected and test.effect > 0:
+        if vetoes:
+            return result("stop", f"treatment wins on the primary metric but guardrails "
+                                  f"{vetoes} veto it")
+        return result("promote", f"treatment better: effect {test.effect:+.4f}, "
+                                 f"always-valid p={test.p_value:.3g}")
+    if test.rejected:
+        return result("stop", f"treatment worse: effect {test.effect:+.4f}, "
+                              f"always-valid p={test.p_value:.3g}")
+    if vetoes:
+        return result("stop", f"guardrails {vetoes} breached")
+    if expired:
+        return result("stop", "maximum duration reached without a significant difference; "
+                              "champion kept")
+    return result("continue", f"no decision yet (always-valid p={test.p_value:.3g})")
