@@ -12,7 +12,7 @@ export GOODBOOKS_TAGS_CSV ?= $(TAGS_CSV)
 .PHONY: help install install-dev demo test lint prefect-ui mlflow-ui serve bench clean
 
 help:            ## list targets
-	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
+	@grep -E '^[a-z0-9-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
@@ -53,3 +53,26 @@ serve: install                 ## the HTTP API on Redis (http://127.0.0.1:8000/d
 
 clean:                         ## remove generated data and tool state (keeps .venv)
 	rm -rf .goodbooks data/generated data/processed data/redis
+
+# --- operations: the local stack (infra/stack.py; pid files and logs under .goodbooks/stack) -
+STACK := $(BIN)/python -m infra.stack
+
+.PHONY: up down status deploy undeploy e2e
+
+up: install                    ## start Prefect server + worker, MLflow server and the API; deploy the flows
+	$(STACK) up
+
+down:                          ## stop exactly what `make up` started
+	$(STACK) down
+
+status:                        ## what runs where: pid, URL, health
+	$(STACK) status
+
+deploy: install                ## create or update the deployments of prefect.yaml on the running server
+	$(STACK) deploy
+
+undeploy:                      ## delete the deployments and their trigger automations
+	$(STACK) undeploy
+
+e2e: install-dev               ## end-to-end tests: real Prefect server, worker, deployments, Redis
+	$(BIN)/python -m pytest -m e2e tests/e2e $(PYTEST_ARGS)

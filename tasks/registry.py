@@ -37,10 +37,9 @@ def use_tracking(tracking_uri: str, experiment: str, artifacts_dir: str) -> str:
     found = client.get_experiment_by_name(experiment)
     if found is None:
         Path(artifacts_dir).mkdir(parents=True, exist_ok=True)
-        return client.create_experiment(experiment,
-                                        artifact_location=Path(artifacts_dir).as_uri())
-    mlflow.set_experiment(experiment)
-    return found.experiment_id
+        client.create_experiment(experiment, artifact_location=Path(artifacts_dir).as_uri())
+    # Nested trial runs take the active experiment, so make it this one in every case.
+    return mlflow.set_experiment(experiment).experiment_id
 
 
 @task(cache_policy=NO_CACHE)
