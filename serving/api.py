@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from serving.analytics import WindowSummary, summarise
 from serving.config import ServingConfig
+from serving.connection import release_embedded_redis
 from serving.events import MAX_ID, EventBatch, EventWriter
 from serving.fastpath import ROUTE_PATH, RecommendationsFastPath, recommendations_body
 from serving.handler import (
@@ -279,6 +280,10 @@ class _Backend:
         parts = self._parts
         if parts is not None and self._store is None:
             parts.service.store.client.close()
+            if self._config.redis_url is None and self._config.redis_db_path is not None:
+                # uvicorn re-raises SIGTERM after shutting down, which skips exit hooks:
+                # release the embedded server here so it does not outlive the API.
+                release_embedded_redis(self._config.redis_db_path)
 
     def _built(self) -> _Parts:
         parts = self._parts
@@ -309,6 +314,10 @@ def create_app(config: ServingConfig | None = None, store: RecStore | None = Non
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Built before the first request rather than during it (starting an embedded Redis
+        # takes a while); connecting to a Redis URL does not touch the network yet, so a
+        # Redis that is down does not stop the API from starting.
+        await run_in_threadpool(backend.service)
         yield
         if own_backend:
             backend.close()

@@ -85,7 +85,10 @@ class ServingUnavailableError(ServingError):
     """Redis is unreachable and no fallback list has been read yet."""
 
 
-@dataclass(frozen=True)
+# Answers and _Target are built on every request: slotted, not frozen, because a frozen
+# dataclass sets each field through object.__setattr__, which costs about as much as the
+# rest of an in-process cache hit put together.
+@dataclass(slots=True)
 class Recommendations:
     """Books for one reader, best first, where they came from and which arm served them."""
 
@@ -98,7 +101,7 @@ class Recommendations:
     experiment: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class SimilarBooks:
     """Books liked by readers who liked ``book_id``, best first, and where they came from."""
 
@@ -157,7 +160,7 @@ class _Routing:
     expires_at: float
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class _Target:
     """Where a request is served from: the variant, its experiment, and the alias's version."""
 

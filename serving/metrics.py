@@ -78,8 +78,8 @@ class ApiMetrics:
         )
         self._latency = Histogram(
             "goodbooks_http_request_duration_seconds",
-            "Time from request to the end of the response, by route template and method.",
-            ["route", "method"],
+            "Time from request to the end of the response, by route template, method, status.",
+            ["route", "method", "status"],
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
@@ -92,7 +92,7 @@ class ApiMetrics:
         self.registry.register(_ServiceCollector(service_stats))
         # labels() takes a lock and builds a key on every call; the label sets are few.
         self._request_children: dict[tuple[str, str, int], Counter] = {}
-        self._latency_children: dict[tuple[str, str], Histogram] = {}
+        self._latency_children: dict[tuple[str, str, int], Histogram] = {}
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         key = (route, method, status)
@@ -101,10 +101,10 @@ class ApiMetrics:
             counter = self._requests.labels(route, method, str(status))
             self._request_children[key] = counter
         counter.inc()
-        histogram = self._latency_children.get((route, method))
+        histogram = self._latency_children.get(key)
         if histogram is None:
-            histogram = self._latency.labels(route, method)
-            self._latency_children[(route, method)] = histogram
+            histogram = self._latency.labels(route, method, str(status))
+            self._latency_children[key] = histogram
         histogram.observe(seconds)
 
     def count_events(self, event_types: list[str]) -> None:
