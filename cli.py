@@ -153,6 +153,8 @@ def where_to_look(settings: Settings) -> str:
         "\nWhere to look:\n"
         "  Prefect UI (flow runs, task logs, artifacts):  make prefect-ui   → http://127.0.0.1:4200\n"
         "  MLflow UI (runs, metrics, registered model):    make mlflow-ui    → http://127.0.0.1:5000\n"
+        f"  Data validation report (Great Expectations Data Docs): "
+        f"{settings.data_docs_dir / 'index.html'}\n"
         f"  MLflow store: {settings.tracking_uri}\n"
         f"  Snapshots:    {settings.processed_dir}\n"
         "  Recommendations from Redis:  .venv/bin/goodbooks recommend <user_id>\n"
