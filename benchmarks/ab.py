@@ -2,8 +2,8 @@
 
     .venv/bin/python benchmarks/ab.py [--runs 500] [--seed 7]
 
-Three figures, each over ``--runs`` simulated experiments of Bernoulli conversions (pure
-statistics: the decision rules of models/ab.py on binomial counts, no Redis):
+Four figures, each over ``--runs`` simulated experiments (pure statistics: the decision
+rules of models/ab.py on simulated counts, no Redis):
 
 - A/A: both arms convert at 10%; the evaluation looks after every 1% of the planned sample
   (100 looks) and promotes when the always-valid p-value falls below alpha with a positive
@@ -12,8 +12,17 @@ statistics: the decision rules of models/ab.py on binomial counts, no Redis):
 - A/B: the treatment converts at 12% against 10%. The design's sample size
   (models.ab.msprt_sample_size, 90% power at one look) is the horizon; the share of runs
   promoted by then, and the median exposures (both arms) at the promoting look.
+- Clustered A/A: readers, not impressions, are assigned. 2,000 readers (about 1,000 per
+  arm) each see 1 + Poisson(9) books (mean 10) and click each with their own propensity
+  drawn from Beta(0.3, 2.7) (mean 10%, intra-reader correlation 0.25); 100 looks. The
+  false-promotion rate with the delta-method (cluster-robust) variance the evaluation uses,
+  beside the rate the binomial variance (impressions as independent) would give, each
+  with its Wilson interval; and how each variance compares with the spread of the final
+  effect estimate across runs.
 - SRM: 50,000 exposures split 55/45 instead of 50/50; the share flagged by the chi-square
-  check (and, as a control, the share flagged at a true 50/50 split).
+  check (and, as a control, the share flagged at a true 50/50 split). Then a fair 50/50
+  split of 6,000 readers with ~10 impressions each: false alarms when the check counts
+  impressions against when it counts readers (what the evaluation does).
 
 Prints a JSON summary and writes it to benchmarks/results/ab.json.
 """
@@ -34,7 +43,9 @@ sys.path.insert(0, str(REPO))  # run as a script from anywhere: import this repo
 
 from models.ab import (  # noqa: E402
     Look,
+    ReaderSums,
     msprt_sample_size,
+    msprt_statistic,
     sample_size_per_arm,
     sequential_test,
     srm_check,
@@ -72,6 +83,65 @@ def aa_figure(rng: np.random.Generator, runs: int, n_per_arm: int) -> dict[str, 
             "wilson_95": [round(low, 4), round(high, 4)], "alpha": ALPHA}
 
 
+CLUSTER_READERS = 2_000
+PROPENSITY = (0.3, 2.7)  # Beta(a, b): mean a / (a + b) = 0.1, correlation 1 / (a + b + 1)
+
+
+def clustered_experiment(
+    rng: np.random.Generator,
+) -> tuple[dict[str, bool], float, dict[str, float]]:
+    """One clustered A/A run: promoted? per variance, final effect, final variance per kind."""
+    arm = rng.integers(0, 2, CLUSTER_READERS)
+    m = 1 + rng.poisson(9, CLUSTER_READERS)
+    c = rng.binomial(m, rng.beta(*PROPENSITY, CLUSTER_READERS))
+    cuts = np.arange(1, LOOKS + 1) * CLUSTER_READERS // LOOKS - 1
+    columns = []
+    for variant in (0, 1):
+        inside = arm == variant
+        columns.append([np.cumsum(v * inside)[cuts]
+                        for v in (m, c, np.ones_like(m), m * m, c * c, m * c)])
+    promoted, final_variance, effect = {}, {}, 0.0
+    for kind in ("delta", "binomial"):
+        looks = []
+        for i in range(LOOKS):
+            (n_c, x_c, *s_c), (n_t, x_t, *s_t) = ([int(v[i]) for v in col] for col in columns)
+            sums = kind == "delta"
+            looks.append(Look(i, n_c, x_c, n_t, x_t, ReaderSums(*s_c) if sums else None,
+                              ReaderSums(*s_t) if sums else None))
+        result = sequential_test(looks, TAU2, ALPHA)
+        promoted[kind] = next((e > 0 for _, e, p, _, _ in result.history if p <= ALPHA), False)
+        effect = result.effect
+        final_variance[kind] = msprt_statistic(
+            looks[-1].x_control, looks[-1].n_control, looks[-1].x_treatment,
+            looks[-1].n_treatment, TAU2, looks[-1].sums_control, looks[-1].sums_treatment)[1]
+    return promoted, effect, final_variance
+
+
+def clustered_aa_figure(rng: np.random.Generator, runs: int) -> dict[str, object]:
+    promoted = {"delta": 0, "binomial": 0}
+    effects, variances = [], {"delta": [], "binomial": []}
+    for _ in range(runs):
+        run, effect, variance = clustered_experiment(rng)
+        effects.append(effect)
+        for kind in promoted:
+            promoted[kind] += run[kind]
+            variances[kind].append(variance[kind])
+    spread = float(np.var(effects))
+    a, b = PROPENSITY
+    figure: dict[str, object] = {
+        "runs": runs, "looks": LOOKS, "readers": CLUSTER_READERS,
+        "impressions_per_reader": "1 + Poisson(9)", "propensity": f"Beta({a}, {b})",
+        "intra_reader_correlation": round(1 / (a + b + 1), 3), "alpha": ALPHA,
+    }
+    for kind, count in promoted.items():
+        low, high = wilson_interval(count, runs)
+        figure[kind] = {"false_promotions": count, "rate": count / runs,
+                        "wilson_95": [round(low, 4), round(high, 4)],
+                        "mean_variance_over_empirical": round(
+                            float(np.mean(variances[kind])) / spread, 3)}
+    return figure
+
+
 def ab_figure(rng: np.random.Generator, runs: int) -> dict[str, object]:
     planned = msprt_sample_size(0.10, 0.12, TAU2, ALPHA, 0.9)
     needed = [run_experiment(rng, 0.10, 0.12, planned) for _ in range(runs)]
@@ -91,9 +161,21 @@ def srm_figure(rng: np.random.Generator, runs: int) -> dict[str, object]:
                  for c in rng.binomial(total, 0.55, runs))
     fair = sum(srm_check([int(c), total - int(c)], [0.5, 0.5]).mismatch
                for c in rng.binomial(total, 0.50, runs))
+    readers = 6_000
+    by_impressions = by_readers = 0
+    for _ in range(runs):
+        control = rng.random(readers) < 0.5
+        shown = 1 + rng.poisson(9, readers)
+        n_control = int(control.sum())
+        by_readers += srm_check([n_control, readers - n_control], [0.5, 0.5]).mismatch
+        by_impressions += srm_check([int(shown[control].sum()), int(shown[~control].sum())],
+                                    [0.5, 0.5]).mismatch
     return {"runs": runs, "exposures": total, "skewed_share": 0.55,
             "detected": skewed / runs, "false_alarms_at_50_50": fair / runs,
-            "threshold_p": 0.001}
+            "threshold_p": 0.001,
+            "fair_reader_split": {"readers": readers, "impressions_per_reader": "1 + Poisson(9)",
+                                  "false_alarms_counting_impressions": by_impressions / runs,
+                                  "false_alarms_counting_readers": by_readers / runs}}
 
 
 def main() -> None:
@@ -108,6 +190,7 @@ def main() -> None:
         "a_a": aa_figure(rng, args.runs, int(ab["planned_exposures_per_arm"])),  # type: ignore[call-overload]
         "a_b": ab,
         "srm": srm_figure(rng, args.runs),
+        "clustered_a_a": clustered_aa_figure(rng, args.runs),
         "seconds": 0.0,
     }
     summary["seconds"] = round(time.perf_counter() - began, 1)

@@ -72,6 +72,7 @@ def ab_evaluate_flow(
         "ci": [decision.test.ci_low, decision.test.ci_high],
         "srm_p_value": decision.srm.p_value, "plot": plot, "run_id": run_id,
         "promotion": promotion,
+        "readers": {v: a.readers for v, a in measurement.arms.items()},
         "exposures": {v: a.exposures for v, a in measurement.arms.items()},
         "conversions": {v: a.conversions for v, a in measurement.arms.items()},
     }

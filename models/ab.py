@@ -20,10 +20,23 @@ converts on a primary event for the same reader and book in the same variant wit
 attribution window after the impression. The conversion rate per exposure is the primary
 metric; each guardrail is the same rate for one interaction type.
 
+Readers, not impressions, are randomised: a visit shows about ten books to one reader, and a
+reader who clicks readily does so across the visit. So the sample-ratio check counts distinct
+exposed readers per arm, and the variance of an arm's rate r = C / M (C conversions over M
+exposures, from N readers with m_i exposures and c_i conversions each) is the delta-method
+(cluster-robust) one for a ratio of sums:
+
+    Var(r) = N / (N - 1) * sum_i (c_i - r m_i)^2 / M^2
+
+With one exposure per reader it is the binomial r(1-r)/M times N/(N-1); treating clustered
+impressions as independent would understate it by about the design effect
+1 + (m - 1) * ICC and inflate both the SRM alarms and the mSPRT's false positives.
+
 The sequential test is the normal-mixture mSPRT of Johari, Koomen, Pekelis and Walsh
-("Always valid inference", 2017/2022) for the difference of two proportions
-theta = p_treatment - p_control. With the plug-in variance V = p_c(1-p_c)/n_c + p_t(1-p_t)/n_t
-and mixture variance tau^2 its likelihood ratio is
+("Always valid inference", 2017/2022) for the difference of two rates
+theta = p_treatment - p_control. With the plug-in variance V = Var(r_c) + Var(r_t) (the
+binomial p_c(1-p_c)/n_c + p_t(1-p_t)/n_t when no per-reader sums are known) and mixture
+variance tau^2 its likelihood ratio is
 
     Lambda = sqrt(V / (V + tau^2)) * exp(theta_hat^2 * tau^2 / (2 V (V + tau^2)))
 
@@ -53,6 +66,7 @@ __all__ = [
     "InvalidDesignError",
     "Look",
     "Measurement",
+    "ReaderSums",
     "SequentialResult",
     "SrmResult",
     "decide",
@@ -60,9 +74,11 @@ __all__ = [
     "measure",
     "msprt_sample_size",
     "msprt_statistic",
+    "ratio_variance",
     "sample_size_per_arm",
     "sequential_test",
     "srm_check",
+    "srm_counts",
     "wilson_interval",
 ]
 
@@ -183,13 +199,19 @@ def design_key(prefix: str, name: str) -> str:
 # --- measurement ------------------------------------------------------------------------
 @dataclass
 class ArmMeasure:
-    """Exposures and conversions of one variant (and per published version)."""
+    """Exposures, conversions and exposed readers of one variant (and per published version).
+
+    ``readers`` counts distinct readers with at least one exposure, the unit the assignment
+    randomises; None when unknown (a hand-built measure), and then the sample-ratio check
+    falls back to exposures.
+    """
 
     variant: str
     exposures: int = 0
     conversions: int = 0
     by_type: dict[str, int] = field(default_factory=dict)
     versions: dict[str, list[int]] = field(default_factory=dict)  # version -> [exp, conv]
+    readers: int | None = None
 
     @property
     def rate(self) -> float:
@@ -200,14 +222,34 @@ class ArmMeasure:
 
 
 @dataclass(frozen=True)
+class ReaderSums:
+    """Per-reader sums of one arm, for the cluster-robust variance of its rate.
+
+    Reader i has m_i exposures and c_i conversions; the arm's exposures and conversions are
+    sum m_i and sum c_i, so these four complete what ``ratio_variance`` needs.
+    """
+
+    readers: int
+    sum_m2: int  # sum of m_i^2
+    sum_c2: int  # sum of c_i^2
+    sum_mc: int  # sum of m_i * c_i
+
+
+@dataclass(frozen=True)
 class Look:
-    """Cumulative counts of both arms at one point in time (a 'look' at the data)."""
+    """Cumulative counts of both arms at one point in time (a 'look' at the data).
+
+    Without per-reader sums (None) each exposure counts as its own reader: the variance is
+    binomial, right only when every reader saw one book.
+    """
 
     ts_ms: int
     n_control: int
     x_control: int
     n_treatment: int
     x_treatment: int
+    sums_control: ReaderSums | None = None
+    sums_treatment: ReaderSums | None = None
 
 
 @dataclass
@@ -240,9 +282,10 @@ def measure(
     """
     window_ms = int(design.attribution_window_s * 1000)
     primary = set(design.primary_metric)
-    arms = {name: ArmMeasure(name) for name in variants}
+    arms = {name: ArmMeasure(name, readers=0) for name in variants}
     # (user, book, variant) -> [impression ts, version, converted types]
     exposed: dict[tuple[int, int, str], tuple[int, str, set[str]]] = {}
+    readers: set[tuple[int, str]] = set()
     misassigned = 0
     ordered = sorted(
         (e for e in events if e.experiment == experiment and e.variant in arms
@@ -260,6 +303,9 @@ def measure(
             exposed[key] = (event.ts_ms, event.version, set())
             arm = arms[event.variant]
             arm.exposures += 1
+            if (event.user_id, event.variant) not in readers:
+                readers.add((event.user_id, event.variant))
+                arm.readers = (arm.readers or 0) + 1
             arm.versions.setdefault(event.version, [0, 0])[0] += 1
             continue
         seen = exposed.get(key)
@@ -287,23 +333,43 @@ def _looks(
     treatment: str,
     n_looks: int,
 ) -> list[Look]:
-    """Cumulative counts at evenly spaced times; a conversion counts at its exposure time."""
+    """Cumulative counts at evenly spaced times; a conversion counts at its exposure time.
+
+    Each look also carries the arms' per-reader sums, updated one exposure at a time: adding
+    an exposure (converted or not) to a reader with m, c so far changes m^2, c^2 and m*c by
+    the difference of the new and old products.
+    """
     rows = sorted(
-        (ts, variant, bool(types & primary)) for (_, _, variant), (ts, _, types) in exposed.items()
+        (ts, variant, user, bool(types & primary))
+        for (user, _, variant), (ts, _, types) in exposed.items()
     )
     if not rows:
         return []
     start, end = rows[0][0], rows[-1][0]
     cuts = [start + (end - start) * (i + 1) // n_looks for i in range(n_looks)]
-    looks, counts, index = [], {control: [0, 0], treatment: [0, 0]}, 0
+    # per arm: [exposures, conversions, readers, sum m^2, sum c^2, sum m*c]
+    totals = {control: [0] * 6, treatment: [0] * 6}
+    per_reader: dict[str, dict[int, tuple[int, int]]] = {control: {}, treatment: {}}
+    looks, index = [], 0
     for cut in cuts:
         while index < len(rows) and rows[index][0] <= cut:
-            _, variant, converted = rows[index]
-            if variant in counts:
-                counts[variant][0] += 1
-                counts[variant][1] += int(converted)
+            _, variant, user, converted = rows[index]
             index += 1
-        looks.append(Look(cut, *counts[control], *counts[treatment]))
+            if variant not in totals:
+                continue
+            t = totals[variant]
+            m, c = per_reader[variant].get(user, (0, 0))
+            m1, c1 = m + 1, c + int(converted)
+            per_reader[variant][user] = (m1, c1)
+            t[0] += 1
+            t[1] += c1 - c
+            t[2] += m == 0
+            t[3] += m1 * m1 - m * m
+            t[4] += c1 * c1 - c * c
+            t[5] += m1 * c1 - m * c
+        tc, tt = totals[control], totals[treatment]
+        looks.append(Look(cut, tc[0], tc[1], tt[0], tt[1],
+                          ReaderSums(*tc[2:]), ReaderSums(*tt[2:])))
     return looks
 
 
@@ -342,15 +408,44 @@ def srm_check(
     return SrmResult(chi2, p_value, p_value < threshold)
 
 
+def ratio_variance(conversions: int, exposures: int, sums: ReaderSums | None = None) -> float:
+    """Variance of an arm's rate conversions / exposures, clustered by reader (delta method).
+
+    N / (N - 1) * sum_i (c_i - r m_i)^2 / M^2 with r = C / M, where the sum of squares is
+    sum c^2 - 2 r sum m*c + r^2 sum m^2; evaluated as M^2 sum c^2 - 2 C M sum m*c +
+    C^2 sum m^2 over M^4 in exact integers, so no cancellation creeps in. Without ``sums``
+    every exposure is its own reader and the result is the binomial r(1 - r) / M. Infinite
+    (no information yet) with no exposures, or with fewer than two readers.
+    """
+    if exposures <= 0:
+        return math.inf
+    if sums is None:
+        rate = conversions / exposures
+        return rate * (1 - rate) / exposures
+    if sums.readers < 2:
+        return math.inf
+    m, c = exposures, conversions
+    scaled = m * m * sums.sum_c2 - 2 * c * m * sums.sum_mc + c * c * sums.sum_m2
+    return sums.readers / (sums.readers - 1) * max(scaled, 0) / m**4
+
+
 def msprt_statistic(
-    x_control: int, n_control: int, x_treatment: int, n_treatment: int, tau2: float
+    x_control: int, n_control: int, x_treatment: int, n_treatment: int, tau2: float,
+    sums_control: ReaderSums | None = None, sums_treatment: ReaderSums | None = None,
 ) -> tuple[float, float, float]:
-    """(theta_hat, V, log Lambda) of the normal-mixture mSPRT for p_treatment - p_control."""
+    """(theta_hat, V, log Lambda) of the normal-mixture mSPRT for p_treatment - p_control.
+
+    V is the sum of the arms' ``ratio_variance``: cluster-robust given the per-reader sums,
+    binomial without them.
+    """
     if min(n_control, n_treatment) <= 0:
         return 0.0, math.inf, 0.0
     p_c, p_t = x_control / n_control, x_treatment / n_treatment
     theta = p_t - p_c
-    variance = p_c * (1 - p_c) / n_control + p_t * (1 - p_t) / n_treatment
+    variance = (ratio_variance(x_control, n_control, sums_control)
+                + ratio_variance(x_treatment, n_treatment, sums_treatment))
+    if math.isinf(variance):
+        return theta, math.inf, 0.0
     if variance <= 0:
         # Both rates are 0 or 1: no information about a difference yet.
         return theta, 0.0, 0.0
@@ -389,7 +484,8 @@ def sequential_test(looks: Sequence[Look], tau2: float, alpha: float) -> Sequent
     history = []
     for look in looks:
         effect, variance, log_lambda = msprt_statistic(
-            look.x_control, look.n_control, look.x_treatment, look.n_treatment, tau2
+            look.x_control, look.n_control, look.x_treatment, look.n_treatment, tau2,
+            look.sums_control, look.sums_treatment,
         )
         p_value = min(p_value, math.exp(-log_lambda) if log_lambda > 0 else 1.0)
         half = _half_width(variance, tau2, alpha)
@@ -433,6 +529,8 @@ def msprt_sample_size(
 
     The test rejects once |theta_hat| passes the always-valid half-width c(V), so at one
     look the power is about Phi((|theta| - c(V_n)) / sqrt(V_n)); earlier looks only add to it.
+    V here is binomial: with several exposures per reader, the clustered variance is larger
+    by the design effect, and so is the sample needed.
     """
     delta = abs(p_treatment - p_control)
     if delta == 0:
@@ -492,6 +590,13 @@ def check_guardrails(
     return tuple(results)
 
 
+def srm_counts(control: ArmMeasure, treatment: ArmMeasure) -> tuple[str, list[int]]:
+    """What the sample-ratio check counts: readers per arm, or exposures if those are unknown."""
+    if control.readers is None or treatment.readers is None:
+        return "exposures", [control.exposures, treatment.exposures]
+    return "readers", [control.readers, treatment.readers]
+
+
 def decide(
     design: ExperimentDesign,
     measurement: Measurement,
@@ -505,10 +610,15 @@ def decide(
     maximum duration); below the minimum sample per arm nothing is judged; a significant
     gain promotes unless a guardrail vetoes (then stop); a significant loss or a vetoing
     guardrail stops; past the maximum duration the champion is kept (stop).
+
+    The sample-ratio check counts readers, the unit the assignment randomises: impressions
+    come ~10 to a visit, so their counts vary far more than a chi-square on independent
+    draws expects. Only when an arm's readers are unknown does it count exposures.
     """
     control = measurement.arms[design.control]
     treatment = measurement.arms[design.treatment]
-    srm = srm_check([control.exposures, treatment.exposures], shares, design.srm_threshold)
+    unit, counts = srm_counts(control, treatment)
+    srm = srm_check(counts, shares, design.srm_threshold)
     test = sequential_test(measurement.looks, design.mixture_variance, design.alpha)
     guards = check_guardrails(control, treatment, design.guardrails)
     moment = now or datetime.now(UTC)
@@ -523,8 +633,9 @@ def decide(
         if expired:
             return result("stop", f"maximum duration reached with a sample ratio mismatch "
                                   f"(p={srm.p_value:.2g}); champion kept")
-        return result("continue", f"sample ratio mismatch (chi2={srm.chi2:.1f}, "
-                                  f"p={srm.p_value:.2g}): decisions blocked")
+        return result("continue", f"sample ratio mismatch in {unit} ({counts[0]} / "
+                                  f"{counts[1]}; chi2={srm.chi2:.1f}, p={srm.p_value:.2g}): "
+                                  f"decisions blocked")
     if min(control.exposures, treatment.exposures) < design.min_sample:
         if expired:
             return result("stop", "maximum duration reached before the minimum sample; "

@@ -15,7 +15,14 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from models.ab import Decision, ExperimentDesign, Measurement, design_key, measure
+from models.ab import (
+    Decision,
+    ExperimentDesign,
+    Measurement,
+    design_key,
+    measure,
+    srm_counts,
+)
 from serving.events import StoredEvent
 from serving.experiments import Experiment, InvalidExperimentError, assign_variant
 from serving.store import RecStore
@@ -130,7 +137,8 @@ def measure_experiment(
     )
     log = get_run_logger()
     for arm in result.arms.values():
-        log.info("%s: %d exposures, %d conversions", arm.variant, arm.exposures, arm.conversions)
+        log.info("%s: %d readers, %d exposures, %d conversions", arm.variant, arm.readers or 0,
+                 arm.exposures, arm.conversions)
     if result.misassigned:
         log.warning("%d exposures were logged under a variant the assignment does not give",
                     result.misassigned)
@@ -240,13 +248,15 @@ def report_rows(measurement: Measurement, decision: Decision) -> list[dict[str, 
     rows: list[dict[str, object]] = []
     test = decision.test
     for arm in measurement.arms.values():
-        rows.append({"variant": arm.variant, "version": "all", "exposures": arm.exposures,
-                     "conversions": arm.conversions, "rate": round(arm.rate, 5)})
+        rows.append({"variant": arm.variant, "version": "all", "readers": arm.readers,
+                     "exposures": arm.exposures, "conversions": arm.conversions,
+                     "rate": round(arm.rate, 5)})
         for version, (exposures, conversions) in sorted(arm.versions.items()):
-            rows.append({"variant": arm.variant, "version": version, "exposures": exposures,
-                         "conversions": conversions,
+            rows.append({"variant": arm.variant, "version": version, "readers": None,
+                         "exposures": exposures, "conversions": conversions,
                          "rate": round(conversions / exposures, 5) if exposures else 0.0})
     rows.append({"variant": "effect (treatment - control)", "version": "",
+                 "readers": sum(a.readers or 0 for a in measurement.arms.values()),
                  "exposures": sum(a.exposures for a in measurement.arms.values()),
                  "conversions": sum(a.conversions for a in measurement.arms.values()),
                  "rate": f"{test.effect:+.5f} [{_fmt(test.ci_low)}, {_fmt(test.ci_high)}] "
@@ -303,11 +313,15 @@ def report_evaluation(
         for g in decision.guardrails
     )
     test = decision.test
+    arms = list(measurement.arms.values())
+    srm_unit, counts = srm_counts(arms[0], arms[1]) if len(arms) == 2 else ("exposures", [])
+    srm_counts_text = " / ".join(f"{a.variant} {n:,}" for a, n in zip(arms, counts, strict=False))
     markdown = (
         f"# A/B evaluation: {name}\n\n**Decision: {decision.action}** — {decision.reason}\n\n"
         f"* effect {test.effect:+.5f}, always-valid interval [{_fmt(test.ci_low)}, "
         f"{_fmt(test.ci_high)}], always-valid p = {test.p_value:.4g}\n"
-        f"* sample ratio: chi2 = {decision.srm.chi2:.2f}, p = {decision.srm.p_value:.3g}\n"
+        f"* sample ratio ({srm_unit}: {srm_counts_text}): chi2 = {decision.srm.chi2:.2f}, "
+        f"p = {decision.srm.p_value:.3g}\n"
         f"* misassigned exposures: {measurement.misassigned}\n\n"
         + (f"| guardrail | control | treatment | change | |\n|---|---|---|---|---|\n{guards}\n\n"
            if guards else "")
@@ -340,6 +354,8 @@ def log_to_challenger_run(
     if math.isfinite(test.ci_high):
         metrics["ci_high"] = test.ci_high
     for arm in measurement.arms.values():
+        if arm.readers is not None:
+            metrics[f"{arm.variant}.readers"] = float(arm.readers)
         metrics[f"{arm.variant}.exposures"] = float(arm.exposures)
         metrics[f"{arm.variant}.conversions"] = float(arm.conversions)
         metrics[f"{arm.variant}.rate"] = arm.rate

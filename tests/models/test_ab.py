@@ -17,9 +17,11 @@ from models.ab import (
     InvalidDesignError,
     Look,
     Measurement,
+    ReaderSums,
     decide,
     measure,
     msprt_statistic,
+    ratio_variance,
     sample_size_per_arm,
     sequential_test,
     srm_check,
@@ -154,8 +156,10 @@ def test_measure_attributes_conversions_within_the_window_only() -> None:
     assert control.by_type == {"click": 1, "add_to_shelf": 1}
     assert (treatment.exposures, treatment.conversions) == (1, 0)
     assert treatment.versions == {"v2": [1, 0]}
+    assert (control.readers, treatment.readers) == (1, 1)  # reader 3 was misassigned
     assert result.misassigned == 1
-    assert result.looks[-1] == Look(0, 1, 1, 1, 0)
+    # One reader per arm with one exposure: (readers, sum m^2, sum c^2, sum m*c).
+    assert result.looks[-1] == Look(0, 1, 1, 1, 0, ReaderSums(1, 1, 1, 1), ReaderSums(1, 1, 0, 0))
 
 
 def test_measure_ignores_events_before_the_experiment_started() -> None:
@@ -218,3 +222,145 @@ def test_max_duration_stops_an_undecided_experiment() -> None:
     assert decide(design, measurement, [0.5, 0.5], START, SOON).action == "stop"
     assert decide(design, measurement, [0.5, 0.5], START,
                   datetime(2026, 11, 1, 1, tzinfo=UTC)).action == "continue"
+
+
+# --- readers are the randomisation unit -------------------------------------------------
+# One arm of three readers, (exposures m_i, conversions c_i) = (2, 1), (3, 0), (5, 3):
+# M = 10, C = 4, r = 0.4; residuals c_i - r m_i = 0.2, -1.2, 1.0; squares 0.04 + 1.44 + 1.0
+# = 2.48; Var(r) = N / (N - 1) * 2.48 / M^2 = 1.5 * 2.48 / 100 = 0.0372. The sums:
+# sum m^2 = 4 + 9 + 25 = 38, sum c^2 = 1 + 0 + 9 = 10, sum m*c = 2 + 0 + 15 = 17, and
+# 10 - 2 * 0.4 * 17 + 0.16 * 38 = 2.48 again.
+THREE_READERS = ((1, 2, 1), (2, 3, 0), (3, 5, 3))  # (reader, exposures, conversions)
+
+
+def test_delta_method_variance_matches_hand_computation() -> None:
+    assert ratio_variance(4, 10, ReaderSums(3, 38, 10, 17)) == pytest.approx(0.0372)
+    # Independent impressions would claim 0.4 * 0.6 / 10 = 0.024.
+    assert ratio_variance(4, 10) == pytest.approx(0.024)
+
+
+def test_measure_accumulates_the_per_reader_sums() -> None:
+    events = []
+    for reader, shown, converted in THREE_READERS:
+        for book in range(shown):
+            events.append(Ev("impression", reader, book, "control", 10 * book))
+            if book < converted:
+                events.append(Ev("click", reader, book, "control", 10 * book + 1))
+    events.append(Ev("impression", 9, 1, "treatment", 0))
+    result = measure(events, "exp", ["control", "treatment"],
+                     lambda u: "treatment" if u == 9 else "control", ExperimentDesign(), n_looks=4)
+    control = result.arms["control"]
+    assert (control.exposures, control.conversions, control.readers) == (10, 4, 3)
+    last = result.looks[-1]
+    assert (last.n_control, last.x_control) == (10, 4)
+    assert last.sums_control == ReaderSums(3, 38, 10, 17)
+    assert last.sums_treatment == ReaderSums(1, 1, 0, 0)
+    # Earlier looks hold partial per-reader counts: the sums only grow.
+    readers = [look.sums_control.readers for look in result.looks if look.sums_control]
+    assert readers == sorted(readers) and readers[-1] == 3
+
+
+def test_one_exposure_per_reader_gives_the_binomial_variance_times_n_over_n_minus_1() -> None:
+    # m_i = 1 for all 1,000 readers, 100 of whom converted: sum m^2 = 1000, c^2 = m*c = 100.
+    binomial = 0.1 * 0.9 / 1000
+    assert ratio_variance(100, 1000) == pytest.approx(binomial)  # no sums: plain binomial
+    assert ratio_variance(100, 1000, ReaderSums(1000, 1000, 100, 100)) == pytest.approx(
+        binomial * 1000 / 999)
+    _, variance, _ = msprt_statistic(100, 1000, 130, 1000, 1e-3, ReaderSums(1000, 1000, 100, 100),
+                                     ReaderSums(1000, 1000, 130, 130))
+    assert variance == pytest.approx((0.1 * 0.9 + 0.13 * 0.87) / 1000 * 1000 / 999)
+
+
+def test_a_single_reader_carries_no_information_about_the_spread() -> None:
+    assert ratio_variance(3, 10, ReaderSums(1, 100, 9, 30)) == math.inf
+    assert msprt_statistic(3, 10, 1, 10, 1e-4, ReaderSums(1, 100, 9, 30),
+                           ReaderSums(2, 50, 1, 5))[2] == 0.0
+
+
+def _clustered_arm(rng: np.random.Generator, readers: int) -> tuple[int, int, ReaderSums]:
+    """An arm of readers with Beta(0.1, 0.9) click propensities (mean 0.1, intra-reader
+    correlation 0.5), ten impressions each: conversions, exposures and the reader sums."""
+    m = np.full(readers, 10)
+    c = rng.binomial(m, rng.beta(0.1, 0.9, readers))
+    return int(c.sum()), int(m.sum()), ReaderSums(readers, int(m @ m), int(c @ c), int(m @ c))
+
+
+def test_delta_method_variance_matches_the_spread_of_simulated_rates() -> None:
+    rng = np.random.default_rng(5)
+    arms = [_clustered_arm(rng, 300) for _ in range(2000)]
+    empirical = np.var([c / m for c, m, _ in arms])
+    delta = np.mean([ratio_variance(c, m, sums) for c, m, sums in arms])
+    binomial = np.mean([ratio_variance(c, m) for c, m, _ in arms])
+    assert delta / empirical == pytest.approx(1.0, abs=0.1)
+    # The design effect 1 + (10 - 1) * 0.5 = 5.5: binomial sees about a fifth of the spread.
+    assert binomial / empirical == pytest.approx(1 / 5.5, abs=0.05)
+
+
+def _clustered_a_a_promotes(rng: np.random.Generator, clustered: bool) -> bool:
+    """One A/A experiment, 400 readers in arrival order, 20 looks: does it promote?"""
+    readers, k = 400, 20
+    arm = rng.integers(0, 2, readers)
+    m = np.full(readers, 10)
+    c = rng.binomial(m, rng.beta(0.1, 0.9, readers))
+    cuts = np.arange(1, k + 1) * readers // k
+    columns = []
+    for variant in (0, 1):
+        inside = arm == variant
+        columns.append([np.cumsum(v * inside)[cuts - 1]
+                        for v in (m, c, np.ones(readers, int), m * m, c * c, m * c)])
+    looks = []
+    for i in range(k):
+        (n_c, x_c, *s_c), (n_t, x_t, *s_t) = ([int(v[i]) for v in col] for col in columns)
+        looks.append(Look(i, n_c, x_c, n_t, x_t, ReaderSums(*s_c) if clustered else None,
+                          ReaderSums(*s_t) if clustered else None))
+    for _, effect, p_value, _, _ in sequential_test(looks, 1e-4, 0.05).history:
+        if p_value <= 0.05:
+            return effect > 0  # the first rejecting look decides: promote or stop
+    return False
+
+
+def test_clustered_a_a_false_promotions_stay_below_alpha_with_the_delta_method() -> None:
+    runs, alpha, tolerance = 200, 0.05, 0.03
+    delta = sum(_clustered_a_a_promotes(np.random.default_rng([11, i]), True)
+                for i in range(runs))
+    binomial = sum(_clustered_a_a_promotes(np.random.default_rng([11, i]), False)
+                   for i in range(runs))
+    assert delta / runs <= alpha + tolerance
+    # The same experiments judged as if impressions were independent promote far too often.
+    assert binomial / runs > alpha + tolerance
+
+
+def _arms_and_looks(readers: tuple[int, int], per_reader: int,
+                    rates: tuple[float, float]) -> Measurement:
+    """Hand-built arms with exposed readers known, each shown ``per_reader`` books."""
+    arms = {}
+    for variant, n, rate in zip(("control", "treatment"), readers, rates, strict=True):
+        exposures = n * per_reader
+        arms[variant] = ArmMeasure(variant, exposures, round(exposures * rate),
+                                   {"click": round(exposures * rate)}, readers=n)
+    c, t = arms["control"], arms["treatment"]
+    looks = [Look(i, c.exposures * i // 10, c.conversions * i // 10,
+                  t.exposures * i // 10, t.conversions * i // 10) for i in range(1, 11)]
+    return Measurement(arms, looks, 0, 0, 1)
+
+
+def test_sample_ratio_is_checked_on_readers_not_impressions() -> None:
+    # A fair 50/50 split of 6,000 readers, 3,050 / 2,950: chi2 = 2 * 50^2 / 3000 = 1.667,
+    # p = erfc(sqrt(1.667 / 2)) = 0.197. Their 30,500 / 29,500 impressions give ten times
+    # the chi-square (16.67, p = 4.5e-5): a false alarm on impression counts.
+    measurement = _arms_and_looks((3050, 2950), 10, (0.10, 0.13))
+    assert srm_check([30_500, 29_500], [0.5, 0.5]).mismatch
+    decision = decide(ExperimentDesign(), measurement, [0.5, 0.5], START, SOON)
+    assert decision.srm.chi2 == pytest.approx(2 * 50**2 / 3000)
+    assert decision.srm.p_value == pytest.approx(math.erfc(math.sqrt(2 * 50**2 / 3000 / 2)))
+    assert not decision.srm.mismatch
+    assert decision.action == "promote"
+
+
+def test_a_skewed_reader_split_blocks_a_decision_and_says_so() -> None:
+    # 3,300 / 2,700 readers: chi2 = 2 * 300^2 / 3000 = 60, far past the threshold.
+    decision = decide(ExperimentDesign(), _arms_and_looks((3300, 2700), 10, (0.10, 0.13)),
+                      [0.5, 0.5], START, SOON)
+    assert decision.srm.chi2 == pytest.approx(60.0)
+    assert decision.action == "continue"
+    assert "mismatch in readers (3300 / 2700" in decision.reason
