@@ -46,8 +46,17 @@ def demo(
     max_epochs: Annotated[int, typer.Option(help="Upper bound on epochs per fit.")] = 10,
     sample_fraction: Annotated[float, typer.Option(
         help="Share of readers the study tunes on; the best is refit on all.")] = 0.5,
+    experiment: Annotated[bool, typer.Option(
+        help="Then run a short simulated A/B experiment and show its verdict.")] = True,
+    monitor: Annotated[bool, typer.Option(
+        help="Then check a drifted continuation of the data and show the drift report.")] = True,
 ) -> None:
-    """Run the whole pipeline on generated data, then show one reader's recommendations."""
+    """Run the whole pipeline on generated data, then show one reader's recommendations.
+
+    After the pipeline (generate → validate → train → register → score), the demo runs a
+    short A/B experiment on simulated readers and a drift check on new generated ratings,
+    and ends with one request to the HTTP API.
+    """
     settings = prepare()
     from flows.nightly import nightly_flow
 
@@ -56,10 +65,16 @@ def demo(
     result = nightly_flow(source="generate", n_users=n_users, n_trials=n_trials,
                           max_epochs=max_epochs, sample_fraction=sample_fraction)
     elapsed = time.perf_counter() - started
-    typer.echo(describe_sample_reader(settings, Path(str(result["snapshot"])), k=10))
+    snapshot = Path(str(result["snapshot"]))
+    typer.echo(describe_sample_reader(settings, snapshot, k=10))
     typer.echo(metrics_summary(result["trained"]["metrics"]))
-    typer.echo(show_api_request(settings, Path(str(result["snapshot"]))))
     typer.echo(f"\nPipeline finished in {elapsed:.0f} s.")
+    if experiment:
+        typer.echo(run_demo_experiment(settings, snapshot))
+    if monitor:
+        typer.echo(run_demo_drift_check(settings, snapshot))
+    typer.echo(show_api_request(settings, snapshot))
+    typer.echo(f"\nDemo finished in {time.perf_counter() - started:.0f} s.")
     typer.echo(where_to_look(settings))
 
 
@@ -93,6 +108,114 @@ def describe_sample_reader(settings: Settings, snapshot_dir: Path, k: int = 10) 
                f"(read from Redis: {result.source}, version {result.version}):")
     out += [line(i, int(b)) for i, b in enumerate(result.items, 1)]
     return "\n".join(out)
+
+
+# The demo's simulated readers: about one shown book in ten is clicked (a plausible
+# click-through rate for recommendations), and the challenger's readers get a planted extra
+# click logit, so the right verdict is known.
+DEMO_CLICKS = {"intercept": -5.5, "lift": 0.3}
+
+
+def run_demo_experiment(settings: Settings, snapshot_dir: Path) -> str:
+    """A short A/B experiment on simulated readers: champion vs a challenger, then the verdict.
+
+    The challenger is a copy of the champion's model version, published under the
+    `challenger` alias; the simulated readers (the generator's planted taste model) click
+    its lists with a planted extra logit (DEMO_CLICKS), so the right verdict is known.
+    Events enter through the API's event path; the ab_evaluate flow judges them.
+    """
+    from datetime import UTC, datetime
+
+    from mlflow import MlflowClient
+
+    import serving
+    from flows.ab_evaluate import ab_evaluate_flow
+    from flows.score import score_flow
+    from models.generator import load_truth
+    from models.simulator import ClickModel, simulate_traffic
+    from models.snapshot import open_snapshot
+
+    client = MlflowClient(settings.tracking_uri)
+    champion = client.get_model_version_by_alias(settings.model_name, "champion")
+    copied = client.copy_model_version(
+        f"models:/{settings.model_name}@champion", settings.model_name)
+    client.set_registered_model_alias(settings.model_name, "challenger", copied.version)
+    score_flow(aliases=["challenger"])
+
+    started = datetime.now(UTC)
+    name = f"demo-{started:%Y%m%dT%H%M%S}"
+    ab_evaluate_flow(experiment=name, config={
+        "salt": name, "status": "active", "started_at": started.isoformat(),
+        "stopped_at": None,
+        "variants": [{"name": "control", "alias": "champion", "share": 0.5},
+                     {"name": "treatment", "alias": "challenger", "share": 0.5}],
+    }, design={"min_sample": 1000})
+    readers = sorted(open_snapshot(snapshot_dir).read("ratings", columns=["user_id"])
+                     ["user_id"].unique().tolist())
+    store = serving.RecStore(serving.connect_redis(settings.redis_url, settings.redis_db_path),
+                             settings.redis_prefix)
+    simulated = simulate_traffic(store, name, load_truth(snapshot_dir), readers, k=10,
+                                 seed=settings.seed, start_time_s=started.timestamp(),
+                                 click_model=ClickModel(
+                                     intercept=DEMO_CLICKS["intercept"],
+                                     lift={"treatment": DEMO_CLICKS["lift"]}))
+    result = ab_evaluate_flow(
+        experiment=name, now=datetime.fromtimestamp(simulated.end_time_s, UTC).isoformat())
+
+    exposures, conversions = result["exposures"], result["conversions"]
+    low, high = result["ci"]
+    lines = [
+        f"\nA/B experiment {name} on simulated readers: champion (model version "
+        f"{champion.version}) vs challenger (version {copied.version}, a copy whose readers "
+        f"are planted to click {DEMO_CLICKS['lift']:+} logit more), "
+        f"{len(readers):,} readers split 50/50",
+        f"  {'variant':<10} {'exposures':>10} {'conversions':>12} {'rate':>8}",
+    ]
+    for variant in exposures:
+        n, c = int(exposures[variant]), int(conversions[variant])
+        lines.append(f"  {variant:<10} {n:>10,} {c:>12,} {c / max(n, 1):>8.2%}")
+    lines.append(f"  effect {result['effect']:+.4f} (always-valid 95% interval "
+                 f"{low:+.4f} … {high:+.4f}), p = {result['p_value']:.2g}, "
+                 f"sample-ratio check p = {result['srm_p_value']:.2g}")
+    lines.append(f"  verdict: {result['action']} — {result['reason']}")
+    promotion = result.get("promotion")
+    if isinstance(promotion, dict):
+        lines.append(f"  champion is now model version {promotion.get('model_version')} in "
+                     f"MLflow and Redis version {promotion.get('redis_version')} "
+                     f"(previous kept as `previous`)")
+    lines.append(f"  running estimate: {result['plot']}")
+    return "\n".join(lines)
+
+
+def run_demo_drift_check(settings: Settings, snapshot_dir: Path) -> str:
+    """New generated ratings with planted rating inflation, judged by the monitor flow."""
+    from flows.monitor import monitor_flow
+    from models.generator import generate_continuation
+    from models.snapshot import open_snapshot
+
+    source = open_snapshot(snapshot_dir).manifest.get("source", {})
+    base = Path(str(source.get("directory", ""))) if isinstance(source, dict) else Path()
+    if not (base / "ratings.csv").is_file():
+        return "\n(drift check skipped: the snapshot does not name its generated dataset)"
+    kind, magnitude, new_ratings = "rating_inflation", 1.0, 5000
+    continuation = generate_continuation(base, settings.generated_dir / "continuation-demo",
+                                         kind, magnitude, new_ratings, seed=settings.seed)
+    report = monitor_flow(current=str(continuation.directory))
+    lines = [
+        f"\nDrift check: {new_ratings:,} new ratings with planted {kind.replace('_', ' ')} "
+        f"({magnitude:g} sd) against snapshot {report['reference_snapshot']}",
+        f"  {'measure':<26} {'value':>8} {'threshold':>10}  status",
+    ]
+    for m in report["measures"]:
+        value = "—" if m["value"] is None else f"{m['value']:.4g}"
+        threshold = "—" if m["threshold"] is None else f"{m['threshold']:g}"
+        lines.append(f"  {m['measure']:<26} {value:>8} {threshold:>10}  {m['status']}")
+    lines.append(f"  verdict: {report['summary']}")
+    if report["event_id"]:
+        lines.append(f"  emitted goodbooks.drift.detected (event {report['event_id']}); with "
+                     "`make up`, the retrain-on-drift deployment turns it into a retraining run")
+    lines.append(f"  report: Prefect artifact drift-report; plot: {report['plot']}")
+    return "\n".join(lines)
 
 
 def show_api_request(settings: Settings, snapshot_dir: Path) -> str:
@@ -292,6 +415,33 @@ def ab_evaluate(
 
 
 @app.command()
+def monitor(
+    current: Annotated[Path | None, typer.Option(
+        help="New data: a newer snapshot, or a directory whose ratings.csv holds new ratings "
+             "(e.g. from `goodbooks data continue`). Default: the newest snapshot.")] = None,
+    alias: Annotated[str | None, typer.Option(
+        help="Redis alias whose served lists are judged (GOODBOOKS_MONITOR_ALIAS).")] = None,
+    no_events: Annotated[bool, typer.Option(
+        "--no-events", help="Leave out the rating events of the Redis stream.")] = False,
+    no_emit: Annotated[bool, typer.Option(
+        "--no-emit", help="Report drift without emitting goodbooks.drift.detected.")] = False,
+) -> None:
+    """Compare new ratings with the served model's training data; emit an event on drift."""
+    prepare()
+    from flows.monitor import monitor_flow
+
+    report = monitor_flow(current=str(current) if current else None, alias=alias,
+                          include_events=not no_events, emit=not no_emit)
+    for m in report["measures"]:
+        value = "—" if m["value"] is None else f"{m['value']:.4g}"
+        threshold = "—" if m["threshold"] is None else f"{m['threshold']:g}"
+        typer.echo(f"{m['measure']:<26} {value:>8} {threshold:>10}  {m['status']}")
+    typer.echo(report["summary"])
+    if report["event_id"]:
+        typer.echo(f"emitted goodbooks.drift.detected (event {report['event_id']})")
+
+
+@app.command()
 def recommend(
     user_id: Annotated[int, typer.Argument(help="Reader id.")],
     k: Annotated[int, typer.Option(help="How many books.")] = 10,
@@ -346,6 +496,31 @@ def data_generate(
                        tags_csv=tags_csv, progress=progress)
     print(file=sys.stderr)
     typer.echo(f"written to {out}")
+
+
+@data_app.command("continue")
+def data_continue(
+    base: Annotated[Path, typer.Argument(help="A generated dataset directory.")],
+    out: Annotated[Path, typer.Option(help="Output directory.")],
+    kind: Annotated[str, typer.Option(
+        help="none, taste_shift, new_popular_books, rating_inflation or new_readers.")] = "none",
+    magnitude: Annotated[float, typer.Option(
+        help="Share (taste_shift, new_popular_books, new_readers) or shift in sd "
+             "(rating_inflation).")] = 0.0,
+    ratings: Annotated[int, typer.Option(help="New ratings to write.")] = 10_000,
+    seed: Annotated[int, typer.Option(help="Same seed, same bytes.")] = 0,
+) -> None:
+    """Write new ratings that follow a generated dataset, with or without planted drift."""
+    prepare()
+    from models.generator import generate_continuation
+
+    try:
+        made = generate_continuation(base, out, kind, magnitude, ratings, seed)  # type: ignore[arg-type]
+    except (ValueError, OSError) as exc:
+        typer.secho(str(exc), fg="red", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"written to {made.directory}; check it with: goodbooks monitor --current "
+               f"{made.directory}")
 
 
 @data_app.command("download")

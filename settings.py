@@ -348,6 +348,8 @@ class Settings(BaseSettings):
             "MLFLOW_TRACKING_URI": self.tracking_uri,
             "MPLCONFIGDIR": str(self.state_dir / "matplotlib"),
             "MPLBACKEND": "Agg",
+            # Bundles are a few files; a progress bar per download only clutters run logs.
+            "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
         }
 
 

@@ -56,6 +56,7 @@ def ingest_flow(
         details = {"kind": "local"}
     else:
         raise ValueError(f"source must be generate, download or local, not {source!r}")
+    details["directory"] = str(dataset_dir)  # where a continuation can build on
     tables = read_tables(dataset_dir)
     outcome = validate_tables_task(tables, str(s.data_docs_dir), s.quarantine_max_ratio,
                                    s.min_ratings_per_user)
