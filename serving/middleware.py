@@ -7,14 +7,15 @@ throughput.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import math
 import os
 import re
 import sys
 import time
 from contextvars import ContextVar
-from datetime import UTC, datetime
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -40,6 +41,8 @@ request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 _access_log = logging.getLogger("goodbooks.serving.access")
 # Attributes every LogRecord has; anything else was passed with extra= and is logged too.
 _RECORD_FIELDS = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+# json.dumps(payload, default=str) would build this encoder anew for every line.
+_JSON_ENCODER = json.JSONEncoder(default=str)
 
 
 class JsonLogFormatter(logging.Formatter):
@@ -47,7 +50,7 @@ class JsonLogFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         payload: dict[str, Any] = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "ts": _utc_timestamp(record.created),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
@@ -55,12 +58,30 @@ class JsonLogFormatter(logging.Formatter):
         request_id = request_id_var.get()
         if request_id is not None:
             payload["request_id"] = request_id
-        for key, value in vars(record).items():
-            if key not in _RECORD_FIELDS:
-                payload[key] = value
+        payload.update({k: v for k, v in vars(record).items() if k not in _RECORD_FIELDS})
         if record.exc_info:
             payload["exception"] = self.formatException(record.exc_info)
-        return json.dumps(payload, default=str)
+        return _JSON_ENCODER.encode(payload)
+
+
+def _utc_timestamp(created: float) -> str:
+    """``datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds")``, cheaper.
+
+    The text up to the seconds is formatted once per second; the microseconds are rounded
+    half to even from the fractional part, as datetime rounds them.
+    """
+    fraction, seconds = math.modf(created)
+    micros = round(fraction * 1e6)
+    if micros >= 1_000_000:
+        seconds, micros = seconds + 1, micros - 1_000_000
+    elif micros < 0:
+        seconds, micros = seconds - 1, micros + 1_000_000
+    return f"{_utc_second(seconds)}.{micros // 1000:03d}+00:00"
+
+
+@functools.lru_cache(maxsize=8)
+def _utc_second(seconds: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
 
 
 def configure_json_logging(level: int = logging.INFO, access_log: bool = True) -> None:
@@ -110,21 +131,42 @@ class RequestTelemetry:
             route = getattr(scope.get("route"), "path", None) or _UNMATCHED
             method = scope["method"]
             self._metrics.observe_request(route, method, status, elapsed)
-            if self._access_log:
-                _access_log.info(
-                    "%s %s %d",
-                    method,
-                    scope["path"],
-                    status,
-                    extra={
-                        "method": method,
-                        "path": scope["path"],
-                        "route": route,
-                        "status": status,
-                        "duration_ms": round(elapsed * 1000, 3),
-                    },
-                )
+            if self._access_log and _access_log.isEnabledFor(logging.INFO):
+                _log_access(method, scope["path"], route, status, elapsed)
             request_id_var.reset(token)
+
+
+def _log_access(method: str, path: str, route: str, status: int, elapsed: float) -> None:
+    """Hand one access line to the access logger's handlers.
+
+    The record is made here rather than by Logger.info, whose caller lookup (a walk up the
+    stack), checks on the extra fields and layers of calls cost about as much as the request
+    id and the metrics together. It comes from the same record factory, with the same
+    attributes and extra fields, so handlers, filters and formatters see what Logger.info
+    would have given them.
+    """
+    record = logging.getLogRecordFactory()(
+        _access_log.name,
+        logging.INFO,
+        _ACCESS_SOURCE.co_filename,
+        _ACCESS_SOURCE.co_firstlineno,
+        "%s %s %d",
+        (method, path, status),
+        None,
+        _ACCESS_SOURCE.co_name,
+    )
+    record.__dict__.update(
+        method=method,
+        path=path,
+        route=route,
+        status=status,
+        duration_ms=round(elapsed * 1000, 3),
+    )
+    _access_log.handle(record)
+
+
+# Where access records say they come from: the middleware's __call__, as with Logger.info.
+_ACCESS_SOURCE = RequestTelemetry.__call__.__code__
 
 
 def _incoming_request_id(scope: Scope) -> str | None:
