@@ -7,7 +7,7 @@ import time
 
 from prefect import flow, get_run_logger, unmapped
 from prefect.artifacts import create_table_artifact
-from prefect.futures import as_completed
+from prefect.futures import PrefectFuture, as_completed, wait
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from models.scoring import shard_bounds
@@ -16,6 +16,7 @@ from tasks.publish import (
     RedisTarget,
     commit_and_switch,
     describe_bundle,
+    discard_abandoned,
     discard_version,
     rollback_alias,
     score_shard,
@@ -41,14 +42,18 @@ def publish_alias(alias: str, n: int) -> dict[str, object]:
     meta = fetch_bundle(s.tracking_uri, s.model_name, alias, tempfile.mkdtemp())
     bundle_dir = meta["bundle_dir"]
     sizes = describe_bundle(bundle_dir)
+    discard_abandoned(target)
     version = start_version(target)
+    shards: list[PrefectFuture] = []
     try:
         readers = shard_bounds(sizes["readers"], s.score_shard_size)
         books = shard_bounds(sizes["books"], s.score_shard_size)
         recs = score_shard.map(unmapped(bundle_dir), [a for a, _ in readers],
                                [b for _, b in readers], n, version, unmapped(target))
+        shards += recs
         similar = similar_shard.map(unmapped(bundle_dir), [a for a, _ in books],
                                     [b for _, b in books], n, version, unmapped(target))
+        shards += similar
         popular = write_popular(bundle_dir, n, version, target)
         receipts = [popular]
         scored = 0
@@ -67,7 +72,9 @@ def publish_alias(alias: str, n: int) -> dict[str, object]:
         }
         result = commit_and_switch(version, receipts, fields, alias, s.retention, target)
     except BaseException:
-        # Nothing was aliased: drop the half-written keys so they never linger.
+        # Nothing was aliased: drop the half-written keys so they never linger. Shards still
+        # running would write after the discard, so let every one of them finish first.
+        wait(shards)
         discard_version(version, target)
         raise
     seconds = time.perf_counter() - began

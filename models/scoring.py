@@ -54,7 +54,11 @@ def similar_books(
 
 def encode_lists(keys: np.ndarray, lists: np.ndarray) -> list[tuple[int, str]]:
     """(id, "b1,b2,...") pairs in the store's plain comma-separated encoding, -1s dropped."""
+    # Most rows are full: join them directly (map(str) is ~2x a filtering generator) and
+    # filter only the rows that hold unfillable slots.
+    full = (lists >= 0).all(axis=1).tolist()
     out: list[tuple[int, str]] = []
-    for key, row in zip(keys.tolist(), lists.tolist(), strict=True):
-        out.append((key, ",".join(str(b) for b in row if b >= 0)))
+    for key, row, whole in zip(keys.tolist(), lists.tolist(), full, strict=True):
+        out.append((key, ",".join(map(str, row)) if whole
+                    else ",".join(str(b) for b in row if b >= 0)))
     return out

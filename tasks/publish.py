@@ -30,6 +30,12 @@ class RedisTarget:
                         prefix=self.prefix)
 
 
+# A version still pending this long after it was started belongs to a run that died before
+# it could discard it (a full-size score run takes under a minute, so a live writer is never
+# this old). Younger pending versions may be another run's batch in progress: left alone.
+ABANDONED_AFTER_S = 3600.0
+
+
 @lru_cache(maxsize=8)
 def _client(url: str | None, embedded_db_path: str, socket_timeout_s: float) -> redis.Redis:
     """One pooled client per target and process (tasks in threads share it safely)."""
@@ -51,6 +57,16 @@ def describe_bundle(bundle_dir: str) -> dict[str, int]:
     get_run_logger().info("bundle: %(readers)d readers × %(books)d books, %(factors)d factors",
                           sizes)
     return sizes
+
+
+@task(cache_policy=NO_CACHE)
+def discard_abandoned(target: RedisTarget, older_than_s: float = ABANDONED_AFTER_S) -> list[str]:
+    """Remove the keys of versions that earlier runs started, never committed, and left behind."""
+    discarded = target.store().discard_uncommitted(older_than_s)
+    if discarded:
+        get_run_logger().warning("discarded versions abandoned by earlier runs: %s",
+                                 ", ".join(discarded))
+    return discarded
 
 
 @task(cache_policy=NO_CACHE)
@@ -117,10 +133,21 @@ def commit_and_switch(
 
 
 @task(cache_policy=NO_CACHE)
-def discard_version(version: str, target: RedisTarget) -> int:
-    """Remove every key of a version that was never committed."""
-    removed = target.store().discard_version(version)
-    get_run_logger().warning("discarded uncommitted version %s (%d keys)", version, removed)
+def discard_version(version: str, target: RedisTarget) -> int | None:
+    """Remove every key of a version that was never committed; None if Redis is unreachable.
+
+    Runs while a failed publish unwinds, often because Redis went away: raising here would
+    hide that first error. The version then stays in the pending set, and the first run
+    after ``ABANDONED_AFTER_S`` discards it (``discard_abandoned``).
+    """
+    logger = get_run_logger()
+    try:
+        removed = target.store().discard_version(version)
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        logger.error("could not discard uncommitted version %s (%s); it stays pending and a "
+                     "later run discards it", version, exc)
+        return None
+    logger.warning("discarded uncommitted version %s (%d keys)", version, removed)
     return removed
 
 
