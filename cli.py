@@ -169,14 +169,16 @@ def run_demo_experiment(settings: Settings, snapshot_dir: Path) -> str:
         f"{champion.version}) vs challenger (version {copied.version}, a copy whose readers "
         f"are planted to click {DEMO_CLICKS['lift']:+} logit more), "
         f"{len(readers):,} readers split 50/50",
-        f"  {'variant':<10} {'exposures':>10} {'conversions':>12} {'rate':>8}",
+        f"  {'variant':<10} {'exposures':>10} {'conversions':>12} {'rate':>8} {'readers':>8}",
     ]
+    readers_of = result.get("readers") or {}
     for variant in exposures:
         n, c = int(exposures[variant]), int(conversions[variant])
-        lines.append(f"  {variant:<10} {n:>10,} {c:>12,} {c / max(n, 1):>8.2%}")
+        lines.append(f"  {variant:<10} {n:>10,} {c:>12,} {c / max(n, 1):>8.2%} "
+                     f"{int(readers_of.get(variant) or 0):>8,}")
     lines.append(f"  effect {result['effect']:+.4f} (always-valid 95% interval "
                  f"{low:+.4f} … {high:+.4f}), p = {result['p_value']:.2g}, "
-                 f"sample-ratio check p = {result['srm_p_value']:.2g}")
+                 f"sample-ratio check (readers) p = {result['srm_p_value']:.2g}")
     lines.append(f"  verdict: {result['action']} — {result['reason']}")
     promotion = result.get("promotion")
     if isinstance(promotion, dict):

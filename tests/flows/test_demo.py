@@ -40,6 +40,7 @@ def test_demo_experiment_serves_every_reader_and_shows_a_verdict(
     readers = pd.read_parquet(Path(str(first_run["snapshot"])) / "ratings.parquet",
                               columns=["user_id"])["user_id"].nunique()
     assert sum(exposures.values()) == readers * 10
+    assert sum(int(cells[3].replace(",", "")) for cells in rows.values()) == readers
     # The planted lift favours the challenger's readers: its observed rate is higher.
     rate = {name: conversions[name] / exposures[name] for name in rows}
     assert rate["treatment"] > rate["control"]
