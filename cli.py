@@ -154,8 +154,11 @@ def run_demo_experiment(settings: Settings, snapshot_dir: Path) -> str:
                      ["user_id"].unique().tolist())
     store = serving.RecStore(serving.connect_redis(settings.redis_url, settings.redis_db_path),
                              settings.redis_prefix)
+    # Visits 10 ms apart: the simulated traffic ends within a minute of real time, so the
+    # stream and the per-minute counters show no events from the future.
     simulated = simulate_traffic(store, name, load_truth(snapshot_dir), readers, k=10,
                                  seed=settings.seed, start_time_s=started.timestamp(),
+                                 seconds_per_visit=0.01,
                                  click_model=ClickModel(
                                      intercept=DEMO_CLICKS["intercept"],
                                      lift={"treatment": DEMO_CLICKS["lift"]}))
@@ -192,15 +195,17 @@ def run_demo_experiment(settings: Settings, snapshot_dir: Path) -> str:
 def run_demo_drift_check(settings: Settings, snapshot_dir: Path) -> str:
     """New generated ratings with planted rating inflation, judged by the monitor flow."""
     from flows.monitor import monitor_flow
-    from models.generator import generate_continuation
+    from models.generator import MANIFEST_FILE, generate_continuation
     from models.snapshot import open_snapshot
 
     source = open_snapshot(snapshot_dir).manifest.get("source", {})
-    base = Path(str(source.get("directory", ""))) if isinstance(source, dict) else Path()
-    if not (base / "ratings.csv").is_file():
-        return "\n(drift check skipped: the snapshot does not name its generated dataset)"
+    directory = source.get("directory") if isinstance(source, dict) else None
+    if not directory or not (Path(str(directory)) / MANIFEST_FILE).is_file():
+        return "\n(drift check skipped: the snapshot was not made from a generated dataset)"
     kind, magnitude, new_ratings = "rating_inflation", 1.0, 5000
-    continuation = generate_continuation(base, settings.generated_dir / "continuation-demo",
+    # Outside generated_dir, which holds only complete generated datasets.
+    continuation = generate_continuation(Path(str(directory)),
+                                         settings.data_dir / "continuations" / "demo",
                                          kind, magnitude, new_ratings, seed=settings.seed)
     report = monitor_flow(current=str(continuation.directory))
     lines = [
@@ -419,6 +424,7 @@ def ab_evaluate(
 @app.command()
 def monitor(
     current: Annotated[Path | None, typer.Option(
+        exists=True, file_okay=False,
         help="New data: a newer snapshot, or a directory whose ratings.csv holds new ratings "
              "(e.g. from `goodbooks data continue`). Default: the newest snapshot.")] = None,
     alias: Annotated[str | None, typer.Option(
@@ -431,9 +437,15 @@ def monitor(
     """Compare new ratings with the served model's training data; emit an event on drift."""
     prepare()
     from flows.monitor import monitor_flow
+    from models.schema import GoodbooksError
+    from tasks.monitor import MonitorError
 
-    report = monitor_flow(current=str(current) if current else None, alias=alias,
-                          include_events=not no_events, emit=not no_emit)
+    try:
+        report = monitor_flow(current=str(current) if current else None, alias=alias,
+                              include_events=not no_events, emit=not no_emit)
+    except (MonitorError, GoodbooksError) as exc:
+        typer.secho(str(exc), fg="red", err=True)
+        raise typer.Exit(2) from None
     for m in report["measures"]:
         value = "—" if m["value"] is None else f"{m['value']:.4g}"
         threshold = "—" if m["threshold"] is None else f"{m['threshold']:g}"
@@ -515,10 +527,15 @@ def data_continue(
     """Write new ratings that follow a generated dataset, with or without planted drift."""
     prepare()
     from models.generator import generate_continuation
+    from models.schema import GoodbooksError
 
+    if out.resolve() == base.resolve():
+        typer.secho("--out must differ from BASE: the continuation would overwrite it",
+                    fg="red", err=True)
+        raise typer.Exit(2)
     try:
         made = generate_continuation(base, out, kind, magnitude, ratings, seed)  # type: ignore[arg-type]
-    except (ValueError, OSError) as exc:
+    except (GoodbooksError, ValueError, OSError) as exc:
         typer.secho(str(exc), fg="red", err=True)
         raise typer.Exit(2) from None
     typer.echo(f"written to {made.directory}; check it with: goodbooks monitor --current "

@@ -71,10 +71,12 @@ def publish_alias(alias: str, n: int) -> dict[str, object]:
             "n": n, "books": sizes["books"],
         }
         result = commit_and_switch(version, receipts, fields, alias, s.retention, target)
-    except BaseException:
-        # Nothing was aliased: drop the half-written keys so they never linger. Shards still
-        # running would write after the discard, so let every one of them finish first.
-        wait(shards)
+    except BaseException as exc:
+        # Drop the half-written keys so they never linger. Shards still running would write
+        # after the discard, so let them finish first, unless the run is being interrupted
+        # or cancelled (then a later run discards the abandoned version).
+        if isinstance(exc, Exception):
+            wait(shards)
         discard_version(version, target)
         raise
     seconds = time.perf_counter() - began

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import shutil
 import zipfile
@@ -1402,8 +1403,9 @@ def generate_continuation(
     share_kinds = ("taste_shift", "new_popular_books", "new_readers")
     if kind in share_kinds and not 0.0 <= magnitude <= 1.0:
         raise ValueError(f"the magnitude of {kind} is a share in [0, 1]; got {magnitude}")
-    if kind == "rating_inflation" and magnitude < 0:
-        raise ValueError(f"the magnitude of rating_inflation must be >= 0; got {magnitude}")
+    if kind == "rating_inflation" and not 0 <= magnitude < math.inf:
+        raise ValueError(f"the magnitude of rating_inflation must be a finite number >= 0; "
+                         f"got {magnitude}")
     base_dir, out_dir = Path(base_dir), Path(out_dir)
     truth = load_truth(base_dir)
     base_manifest = _read_base_manifest(base_dir)

@@ -13,7 +13,7 @@ from prefect.cache_policies import NO_CACHE
 from models.bundle import ScoringBundle
 from models.scoring import encode_lists, score_readers, similar_books
 from serving.connection import connect_redis
-from serving.store import RecStore, ShardReceipt, encode_items
+from serving.store import RecStore, ShardReceipt, VersionCommittedError, encode_items
 
 
 @dataclass(frozen=True)
@@ -146,6 +146,11 @@ def discard_version(version: str, target: RedisTarget) -> int | None:
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         logger.error("could not discard uncommitted version %s (%s); it stays pending and a "
                      "later run discards it", version, exc)
+        return None
+    except VersionCommittedError:
+        # The failure came after the commit (switching the alias or pruning): the version is
+        # complete and immutable; retention prunes it once it is neither live nor recent.
+        logger.error("version %s was committed before the failure; it is kept", version)
         return None
     logger.warning("discarded uncommitted version %s (%d keys)", version, removed)
     return removed

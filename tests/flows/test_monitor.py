@@ -23,7 +23,8 @@ NEW_RATINGS = 3000  # ~5 per reader of the 600: a few days of a small service
 
 def generated_base() -> Path:
     """The generated dataset the first run ingested."""
-    return next(p for p in get_settings().generated_dir.iterdir() if p.is_dir())
+    return next(p for p in sorted(get_settings().generated_dir.iterdir())
+                if (p / "generator.json").is_file())
 
 
 def read_event(event_id: str, timeout_s: float = 60.0) -> object:

@@ -75,7 +75,8 @@ def test_bad_ratings_stop_the_run_and_keep_serving(
     )
     before = store.aliases()
     snapshots_before = sorted(p.name for p in settings.processed_dir.iterdir())
-    generated = next(settings.generated_dir.iterdir())
+    generated = next(p for p in sorted(settings.generated_dir.iterdir())
+                     if (p / "generator.json").is_file())
     expected = corrupt(generated, tmp_path / "bad", how)
 
     with pytest.raises((DataValidationError, DatasetError)) as failure:

@@ -1,0 +1,83 @@
+"""Bad command-line input ends with a message and exit code 2, never a traceback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+import cli
+from models.generator import generate_continuation, generate_goodbooks
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("generated")
+    generate_goodbooks(out, n_users=60, n_books=80, seed=3)
+    return out
+
+
+@pytest.fixture
+def runner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+    monkeypatch.setenv("GOODBOOKS_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("GOODBOOKS_STATE_DIR", str(tmp_path / "state"))
+    cli.get_settings.cache_clear()
+    yield CliRunner()
+    cli.get_settings.cache_clear()
+
+
+def test_data_continue_writes_new_ratings(runner: CliRunner, generated: Path,
+                                          tmp_path: Path) -> None:
+    out = tmp_path / "wave"
+    result = runner.invoke(cli.app, ["data", "continue", str(generated), "--out", str(out),
+                                     "--kind", "new_readers", "--magnitude", "0.5",
+                                     "--ratings", "200", "--seed", "1"])
+    assert result.exit_code == 0, result.output
+    assert f"goodbooks monitor --current {out}" in result.output
+    # The same call in code gives the same ratings: the command adds nothing of its own.
+    again = generate_continuation(generated, tmp_path / "again", "new_readers", 0.5, 200, 1)
+    pd.testing.assert_frame_equal(pd.read_csv(out / "ratings.csv"),
+                                  pd.read_csv(again.directory / "ratings.csv"))
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--kind", "heatwave"], "kind must be one of"),
+    (["--kind", "rating_inflation", "--magnitude", "nan"], "finite number"),
+    (["--kind", "new_readers", "--magnitude", "1.5"], "share in [0, 1]"),
+])
+def test_data_continue_rejects_bad_options(runner: CliRunner, generated: Path, tmp_path: Path,
+                                           args: list[str], message: str) -> None:
+    result = runner.invoke(cli.app, ["data", "continue", str(generated), "--out",
+                                     str(tmp_path / "out"), *args])
+    assert result.exit_code == 2
+    assert message in result.output
+    assert not (tmp_path / "out" / "ratings.csv").exists()
+
+
+def test_data_continue_needs_a_generated_base(runner: CliRunner, tmp_path: Path) -> None:
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    pd.DataFrame({"user_id": [1], "book_id": [1], "rating": [5]}).to_csv(
+        plain / "ratings.csv", index=False)
+    result = runner.invoke(cli.app, ["data", "continue", str(plain), "--out",
+                                     str(tmp_path / "out")])
+    assert result.exit_code == 2
+    assert "generated" in result.output and "Traceback" not in result.output
+
+
+def test_data_continue_refuses_to_overwrite_its_base(runner: CliRunner, generated: Path) -> None:
+    before = (generated / "ratings.csv").read_bytes()
+    result = runner.invoke(cli.app, ["data", "continue", str(generated), "--out", str(generated)])
+    assert result.exit_code == 2
+    assert "--out must differ from BASE" in result.output
+    assert (generated / "ratings.csv").read_bytes() == before
+
+
+def test_monitor_rejects_a_missing_directory_before_any_work(runner: CliRunner,
+                                                             tmp_path: Path) -> None:
+    result = runner.invoke(cli.app, ["monitor", "--current", str(tmp_path / "nowhere")])
+    assert result.exit_code == 2
+    words = " ".join(result.output.replace("│", " ").split())  # the error box wraps lines
+    assert "Invalid value for '--current'" in words and "does not exist" in words
