@@ -143,7 +143,8 @@ def _log_access(method: str, path: str, route: str, status: int, elapsed: float)
     stack), checks on the extra fields and layers of calls cost about as much as the request
     id and the metrics together. It comes from the same record factory, with the same
     attributes and extra fields, so handlers, filters and formatters see what Logger.info
-    would have given them.
+    would have given them (the line number is that of the middleware's ``__call__``, not of
+    a line inside it).
     """
     record = logging.getLogRecordFactory()(
         _access_log.name,
