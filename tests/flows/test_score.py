@@ -111,13 +111,23 @@ def publisher(monkeypatch: pytest.MonkeyPatch) -> Iterator[Publisher]:
     tasks.publish._client.cache_clear()
 
 
-def unreachable_address(address: dict[str, object], tmp_path: Path) -> dict[str, object]:
-    """Where no Redis listens: a missing socket file, or a local port nobody has open."""
+@pytest.fixture
+def dead_port() -> Iterator[int]:
+    """A local port held bound but not listening: connecting is refused for the whole test.
+
+    A port merely closed again could be taken by another process, or chosen as the source
+    port of the very connection dialling it (a TCP self-connect), and then answer.
+    """
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        yield held.getsockname()[1]
+
+
+def unreachable_address(address: dict[str, object], tmp_path: Path,
+                        port: int) -> dict[str, object]:
+    """Where no Redis listens: a missing socket file, or a bound port that does not listen."""
     if "path" in address:
         return {"path": str(tmp_path / "no-redis.sock")}
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
     return {"host": "127.0.0.1", "port": port}
 
 
@@ -218,6 +228,7 @@ def test_a_connection_lost_for_the_rest_of_the_run_fails_it_and_the_next_run_cle
     quick_retries: None,
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
+    dead_port: int,
 ) -> None:
     before = live_store.aliases()
     committed_before = live_store.committed_versions()
@@ -228,7 +239,7 @@ def test_a_connection_lost_for_the_rest_of_the_run_fails_it_and_the_next_run_cle
         # Redis goes away for the publisher: open connections are closed server-side and
         # every reconnection attempt is refused, for the rest of the run.
         reachable.update(publisher.address())
-        publisher.point_at(unreachable_address(reachable, tmp_path))
+        publisher.point_at(unreachable_address(reachable, tmp_path, dead_port))
         publisher.kill(admin)
 
     interrupt_second_recs_shard(monkeypatch, outage)
