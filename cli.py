@@ -212,17 +212,24 @@ def run_demo_drift_check(settings: Settings, snapshot_dir: Path) -> str:
         f"\nDrift check: {new_ratings:,} new ratings with planted {kind.replace('_', ' ')} "
         f"({magnitude:g} sd) against snapshot {report['reference_snapshot']}",
         f"  {'measure':<26} {'value':>8} {'threshold':>10}  status",
+        *(f"  {line}" for line in measure_lines(report)),
     ]
-    for m in report["measures"]:
-        value = "—" if m["value"] is None else f"{m['value']:.4g}"
-        threshold = "—" if m["threshold"] is None else f"{m['threshold']:g}"
-        lines.append(f"  {m['measure']:<26} {value:>8} {threshold:>10}  {m['status']}")
     lines.append(f"  verdict: {report['summary']}")
     if report["event_id"]:
         lines.append(f"  emitted goodbooks.drift.detected (event {report['event_id']}); with "
                      "`make up`, the retrain-on-drift deployment turns it into a retraining run")
     lines.append(f"  report: Prefect artifact drift-report; plot: {report['plot']}")
     return "\n".join(lines)
+
+
+def measure_lines(report: dict[str, object]) -> list[str]:
+    """One line per drift measure of a monitor report: value, threshold, status."""
+    lines = []
+    for m in report["measures"]:  # type: ignore[attr-defined]
+        value = "—" if m["value"] is None else f"{m['value']:.4g}"
+        threshold = "—" if m["threshold"] is None else f"{m['threshold']:g}"
+        lines.append(f"{m['measure']:<26} {value:>8} {threshold:>10}  {m['status']}")
+    return lines
 
 
 def show_api_request(settings: Settings, snapshot_dir: Path) -> str:
@@ -446,10 +453,8 @@ def monitor(
     except (MonitorError, GoodbooksError) as exc:
         typer.secho(str(exc), fg="red", err=True)
         raise typer.Exit(2) from None
-    for m in report["measures"]:
-        value = "—" if m["value"] is None else f"{m['value']:.4g}"
-        threshold = "—" if m["threshold"] is None else f"{m['threshold']:g}"
-        typer.echo(f"{m['measure']:<26} {value:>8} {threshold:>10}  {m['status']}")
+    for line in measure_lines(report):
+        typer.echo(line)
     typer.echo(report["summary"])
     if report["event_id"]:
         typer.echo(f"emitted goodbooks.drift.detected (event {report['event_id']})")

@@ -64,17 +64,7 @@ SWEEP: dict[str, tuple[float, ...]] = {
 
 def default_thresholds() -> DriftThresholds:
     """The thresholds of the project's default settings (no environment, no .env)."""
-    s = Settings(_env_file=None)
-    return DriftThresholds(
-        rating_mix_psi=s.drift_psi_threshold,
-        reader_activity_ks=s.drift_ks_threshold,
-        book_popularity_js=s.drift_js_threshold,
-        unseen_readers_share=s.drift_unseen_readers_threshold,
-        unseen_books_share=s.drift_unseen_books_threshold,
-        hit_rate_drop=s.drift_hit_rate_drop_threshold,
-        min_ratings=s.drift_min_ratings,
-        min_interactions=s.drift_min_interactions,
-    )
+    return DriftThresholds.from_settings(Settings(_env_file=None))
 
 
 def prepare(work: Path, n_users: int, n_books: int

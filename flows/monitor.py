@@ -11,7 +11,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from models.drift import DriftThresholds
 from models.schema import DatasetError
 from models.snapshot import latest_snapshot
-from settings import Settings, get_settings
+from settings import get_settings
 from tasks.monitor import (
     compare_with_reference,
     emit_drift_event,
@@ -25,20 +25,6 @@ from tasks.monitor import (
     write_drift_metrics,
 )
 from tasks.publish import RedisTarget
-
-
-def drift_thresholds(s: Settings) -> DriftThresholds:
-    """The thresholds the settings configure."""
-    return DriftThresholds(
-        rating_mix_psi=s.drift_psi_threshold,
-        reader_activity_ks=s.drift_ks_threshold,
-        book_popularity_js=s.drift_js_threshold,
-        unseen_readers_share=s.drift_unseen_readers_threshold,
-        unseen_books_share=s.drift_unseen_books_threshold,
-        hit_rate_drop=s.drift_hit_rate_drop_threshold,
-        min_ratings=s.drift_min_ratings,
-        min_interactions=s.drift_min_interactions,
-    )
 
 
 @flow(name="monitor", log_prints=True)
@@ -85,7 +71,7 @@ def monitor_flow(
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     plot = s.data_dir / "monitoring" / f"drift-{stamp}.png"
     report = compare_with_reference(reference, new_ratings, source, lists, s.eval_k,
-                                    drift_thresholds(s), str(plot))
+                                    DriftThresholds.from_settings(s), str(plot))
     metrics = write_drift_metrics(report, str(s.drift_metrics_file or s.state_dir / "metrics"
                                               / "goodbooks_drift.prom"))
     create_markdown_artifact(key="drift-report", markdown=report.to_markdown(str(plot)),

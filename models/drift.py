@@ -37,6 +37,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -506,6 +507,20 @@ class DriftThresholds:
     hit_rate_drop: float = 0.15  # fires only when past it with 95% confidence
     min_ratings: int = 500  # fewer new ratings are reported but not judged
     min_interactions: int = 200  # fewer evaluated interactions: the hit rate is not judged
+
+    @classmethod
+    def from_settings(cls, s: Any) -> DriftThresholds:  # noqa: ANN401
+        """The thresholds a settings object (``settings.Settings``) configures."""
+        return cls(
+            rating_mix_psi=s.drift_psi_threshold,
+            reader_activity_ks=s.drift_ks_threshold,
+            book_popularity_js=s.drift_js_threshold,
+            unseen_readers_share=s.drift_unseen_readers_threshold,
+            unseen_books_share=s.drift_unseen_books_threshold,
+            hit_rate_drop=s.drift_hit_rate_drop_threshold,
+            min_ratings=s.drift_min_ratings,
+            min_interactions=s.drift_min_interactions,
+        )
 
 
 @dataclass(frozen=True)

@@ -28,8 +28,6 @@ from settings import PROJECT_DIR, Settings
 FINAL_STATES = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 UP_TIMEOUT_S = 420
 RUN_TIMEOUT_S = 360
-RETRY_STATUSES = {429, 502, 503}
-RETRY_DELAYS_S = (1.0, 2.0, 4.0, 8.0, 15.0)
 
 
 def free_port() -> int:
@@ -66,13 +64,10 @@ class Stack:
 
     def request(self, method: str, url: str, **kwargs: object) -> httpx.Response:
         """A REST call; like Prefect's own client, repeated while the server says 503."""
+        from infra.stack import call  # the same retrying call the stack's commands use
+
         with self.client() as client:
-            for delay in (*RETRY_DELAYS_S, None):
-                response = client.request(method, url, **kwargs)  # type: ignore[arg-type]
-                if response.status_code not in RETRY_STATUSES or delay is None:
-                    return response
-                time.sleep(delay)
-        raise AssertionError("unreachable")
+            return call(client, method, url, **kwargs)
 
     def prefect(self, method: str, path: str, **kwargs: object) -> httpx.Response:
         return self.request(method, f"{self.prefect_api}{path}", **kwargs)

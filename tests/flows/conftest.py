@@ -77,6 +77,15 @@ def first_run(project_env: Path, prefect_harness: None) -> dict[str, object]:
 
 
 @pytest.fixture
+def generated_dataset(first_run: dict[str, object]) -> Path:
+    """The generated dataset the first run ingested, as its snapshot's manifest names it."""
+    from models.snapshot import open_snapshot
+
+    source = open_snapshot(Path(str(first_run["snapshot"]))).manifest["source"]
+    return Path(str(source["directory"]))  # type: ignore[index]
+
+
+@pytest.fixture
 def live_store(first_run: dict[str, object]) -> serving.RecStore:
     settings = get_settings()
     client = serving.connect_redis(settings.redis_url, settings.redis_db_path)

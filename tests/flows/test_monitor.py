@@ -21,12 +21,6 @@ pytestmark = pytest.mark.usefixtures("prefect_harness")
 NEW_RATINGS = 3000  # ~5 per reader of the 600: a few days of a small service
 
 
-def generated_base() -> Path:
-    """The generated dataset the first run ingested."""
-    return next(p for p in sorted(get_settings().generated_dir.iterdir())
-                if (p / "generator.json").is_file())
-
-
 def read_event(event_id: str, timeout_s: float = 60.0) -> object:
     """The event as the test server stored it (its persister writes in batches)."""
     from prefect.client.orchestration import get_client
@@ -44,8 +38,9 @@ def read_event(event_id: str, timeout_s: float = 60.0) -> object:
         time.sleep(0.5)
 
 
-def test_same_distribution_raises_no_alarm(first_run: dict, tmp_path: Path) -> None:
-    continuation = generate_continuation(generated_base(), tmp_path / "none", "none", 0.0,
+def test_same_distribution_raises_no_alarm(first_run: dict, tmp_path: Path,
+                                            generated_dataset: Path) -> None:
+    continuation = generate_continuation(generated_dataset, tmp_path / "none", "none", 0.0,
                                          NEW_RATINGS, seed=3)
     report = monitor_flow(current=str(continuation.directory))
 
@@ -68,8 +63,9 @@ def test_same_distribution_raises_no_alarm(first_run: dict, tmp_path: Path) -> N
     assert 'goodbooks_drift_measure{measure="rating_mix_psi"}' in metrics
 
 
-def test_planted_drift_is_detected_and_announced(first_run: dict, tmp_path: Path) -> None:
-    continuation = generate_continuation(generated_base(), tmp_path / "wave", "new_readers",
+def test_planted_drift_is_detected_and_announced(first_run: dict, tmp_path: Path,
+                                                 generated_dataset: Path) -> None:
+    continuation = generate_continuation(generated_dataset, tmp_path / "wave", "new_readers",
                                          0.3, NEW_RATINGS, seed=4)
     report = monitor_flow(current=str(continuation.directory))
 
@@ -88,13 +84,13 @@ def test_planted_drift_is_detected_and_announced(first_run: dict, tmp_path: Path
 
 
 def test_rating_events_of_the_stream_count_as_new_ratings(
-    first_run: dict, tmp_path: Path
+    first_run: dict, tmp_path: Path, generated_dataset: Path
 ) -> None:
     settings = get_settings()
     store = serving.RecStore(serving.connect_redis(settings.redis_url, settings.redis_db_path),
                              settings.redis_prefix)
     version = store.get_alias("champion")
-    inflated = generate_continuation(generated_base(), tmp_path / "inflated",
+    inflated = generate_continuation(generated_dataset, tmp_path / "inflated",
                                      "rating_inflation", 1.5, 800, seed=5)
     rows = pd.read_csv(inflated.directory / "ratings.csv")
     events = [Event(type="rating", user_id=int(r.user_id), book_id=int(r.book_id),

@@ -67,7 +67,7 @@ def corrupt(source: Path, target: Path, how: str) -> str:
 
 @pytest.mark.parametrize("how", ["missing column", "non-numeric rating", "unknown book id"])
 def test_bad_ratings_stop_the_run_and_keep_serving(
-    first_run: dict, tmp_path: Path, how: str, fresh_serving: None
+    first_run: dict, tmp_path: Path, how: str, fresh_serving: None, generated_dataset: Path
 ) -> None:
     settings = get_settings()
     store = serving.RecStore(
@@ -75,9 +75,7 @@ def test_bad_ratings_stop_the_run_and_keep_serving(
     )
     before = store.aliases()
     snapshots_before = sorted(p.name for p in settings.processed_dir.iterdir())
-    generated = next(p for p in sorted(settings.generated_dir.iterdir())
-                     if (p / "generator.json").is_file())
-    expected = corrupt(generated, tmp_path / "bad", how)
+    expected = corrupt(generated_dataset, tmp_path / "bad", how)
 
     with pytest.raises((DataValidationError, DatasetError)) as failure:
         nightly_flow(source="local", local_dir=str(tmp_path / "bad"))
