@@ -322,9 +322,13 @@ def train(
         help="Snapshot directory (default: the newest).")] = None,
     n_trials: Annotated[int | None, typer.Option(help="Optuna trials.")] = None,
     timeout_s: Annotated[float | None, typer.Option(
-        help="Stop starting trials after this many seconds.")] = None,
+        min=1, help="Tuning seconds (default GOODBOOKS_TUNING_TIMEOUT_S); a trial running "
+        "then ends after its current epoch.")] = None,
+    refit_timeout_s: Annotated[float | None, typer.Option(
+        min=1, help="Refit seconds (default GOODBOOKS_REFIT_TIMEOUT_S): the refit ends "
+        "after the epoch that passes them.")] = None,
     sample_fraction: Annotated[float | None, typer.Option(
-        help="Share of readers to tune on; the best is refit on all.")] = None,
+        help="Share of readers to tune on; below 1 the best is refit on all.")] = None,
     margin: Annotated[float | None, typer.Option(
         help="Relative NDCG drop vs the champion still accepted as challenger.")] = None,
     max_epochs: Annotated[int | None, typer.Option(help="Upper bound on epochs per fit.")] = None,
@@ -338,7 +342,8 @@ def train(
     from flows.train import train_flow
 
     result = train_flow(snapshot=str(snapshot) if snapshot else None, n_trials=n_trials,
-                        timeout_s=timeout_s, sample_fraction=sample_fraction, margin=margin,
+                        timeout_s=timeout_s, refit_timeout_s=refit_timeout_s,
+                        sample_fraction=sample_fraction, margin=margin,
                         max_epochs=max_epochs, study_name=study_name, pruning=not no_pruning)
     typer.echo(f"registered version {result['version']} → {result['alias'] or 'no alias'}: "
                f"{result['reason']}")

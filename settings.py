@@ -80,10 +80,16 @@ class Settings(BaseSettings):
     num_threads: int = Field(2, ge=1, le=64, description="LightFM / BLAS threads.")
     n_trials: int = Field(6, ge=1, description="Optuna trials per training run.")
     tuning_timeout_s: float | None = Field(
-        None, gt=0, description="Stop starting new trials after this many seconds."
+        None, gt=0, description="Tuning time: no trial starts after it, and a trial still "
+        "running ends after its current epoch with its best epoch so far.",
+    )
+    refit_timeout_s: float | None = Field(
+        None, gt=0, description="End the refit of the best trial on every reader after the "
+        "epoch that passes this many seconds (keeping its best epoch).",
     )
     tuning_sample_fraction: float = Field(
-        1.0, gt=0, le=1, description="Share of readers the study tunes on (refit uses all)."
+        1.0, gt=0, le=1,
+        description="Share of readers the study tunes on; below 1 the best is refit on all.",
     )
     max_epochs: int = Field(20, ge=1, description="Upper bound on LightFM epochs per fit.")
     patience: int = Field(3, ge=1, description="Epochs without validation gain before stop.")

@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/train.py quality [--users 6000] [--trials 8]
     .venv/bin/python benchmarks/train.py epochs  [--users 53424]
     .venv/bin/python benchmarks/train.py pruning [--users 6000] [--trials 30]
-    .venv/bin/python benchmarks/train.py budget  [--budget-min 15] [--long-trials 40]
+    .venv/bin/python benchmarks/train.py budget  [--budget-min 15] [--workers 2] [--long-min 90]
 
 quality  tunes LightFM on generated data of demo size and prints test NDCG@10 of the tuned
          model beside popularity, implicit ALS, LightFM with default parameters and the
@@ -11,20 +11,24 @@ quality  tunes LightFM on generated data of demo size and prints test NDCG@10 of
 epochs   one WARP epoch at num_threads 1 and 2 (median of 3) on full-size data.
 pruning  the same seeded study with and without median pruning: wall time to reach the best
          value, and the best values (ratio of times, difference of values).
-budget   a long study on every reader (the reference best validation NDCG@10) and a
-         budgeted one (tune on a share of readers with fewer epochs, refit the best on all,
-         everything inside the budget); both curves of best-so-far validation NDCG@10 over
-         wall time, and the budgeted result as a share of the long study's best.
+budget   a budgeted study as the train flow runs it with timeout_s (by default on every
+         reader, the best trial's fit kept; with --fraction < 1 on a reader sample, the best
+         refit on all in what is left of the budget) and a long study on every reader (the
+         reference best validation NDCG@10; two worker processes on one journal-file study,
+         read back when its journal exists); both curves of best-so-far validation NDCG@10
+         over wall time, and the budgeted result as a share of the long study's best.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import statistics
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -46,9 +50,11 @@ from models.generator import generate_goodbooks, load_truth  # noqa: E402
 from models.interactions import temporal_split  # noqa: E402
 from models.recommender import LightFMParams, fit_lightfm  # noqa: E402
 from models.tuning import (  # noqa: E402
+    KeptFit,
     candidate_from_params,
     create_study,
     fit_candidate,
+    kept_best_fit,
     make_objective,
     sample_readers,
 )
@@ -156,62 +162,215 @@ def pruning(args: argparse.Namespace) -> dict:
     return result
 
 
-def _study_curve(split, features_for, minutes: float, max_epochs: int, name: str,  # noqa: ANN001
-                 began: float, n_trials: int | None = None,
-                 ) -> tuple[optuna.Study, list[tuple[float, float]]]:
-    """Run a pruned TPE study for `minutes` (or `n_trials`); best-so-far after each trial."""
-    curve: list[tuple[float, float]] = []
+def _best_so_far(study: optuna.Study, began: datetime, ended_s: float | None = None
+                 ) -> list[tuple[float, float]]:
+    """(seconds since `began`, best value so far) at each trial's end.
 
-    def track(study, trial) -> None:  # noqa: ANN001
-        try:
-            best = study.best_value
-        except ValueError:  # nothing completed yet
-            return
-        curve.append((time.perf_counter() - began, best))
-        print(f"  {name}: trial {trial.number} {trial.state.name.lower()} at "
-              f"{curve[-1][0] / 60:5.1f} min, best {best:.4f}", flush=True)
+    A trial still running when its study was stopped (at `ended_s`) counts with its best
+    epoch so far, as a trial ended by the train flow's deadline does.
+    """
+    points = []
+    for t in study.trials:
+        if t.state == optuna.trial.TrialState.COMPLETE and t.datetime_complete:
+            points.append(((t.datetime_complete - began).total_seconds(), t.value))
+        elif (t.state == optuna.trial.TrialState.RUNNING and ended_s is not None
+              and t.intermediate_values):
+            points.append((ended_s, max(t.intermediate_values.values())))
+    curve, best = [], -np.inf
+    for at, value in sorted(points):
+        best = max(best, value)
+        curve.append((at, best))
+    return curve
 
-    study = create_study(None, name, seed=0)
-    study.optimize(make_objective(split, features_for, K, 2, 0, max_epochs, 3),
-                   n_trials=n_trials, timeout=minutes * 60, callbacks=[track])
-    return study, curve
+
+def _progress(name: str, began: float):  # noqa: ANN202
+    def show(study, trial) -> None:  # noqa: ANN001
+        value = "" if trial.value is None else f" {trial.value:.4f}"
+        print(f"  {name}: trial {trial.number} {trial.state.name.lower()}{value} at "
+              f"{(time.time() - began) / 60:5.1f} min", flush=True)
+    return show
+
+
+def _journal(path: Path) -> optuna.storages.JournalStorage:
+    return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
+
+
+def _worker(name: str, seed: int, users: int, journal: str, began: float, deadline: float,
+            max_epochs: int) -> None:
+    """One process of a study shared through a journal file: one LightFM thread, its own
+    TPE seed, every reader; a trial running at the deadline ends with its best so far."""
+    _, split, features_for = dataset(users)
+    study = create_study(_journal(Path(journal)), name, seed=seed)
+    study.optimize(make_objective(split, features_for, K, 1, 0, max_epochs, 3,
+                                  deadline=time.monotonic() + deadline - time.time()),
+                   timeout=max(0.0, deadline - time.time()),
+                   callbacks=[_progress(f"{name}/{seed}", began)])
+
+
+def _run_workers(name: str, journal: Path, seeds: list[int], users: int, began: float,
+                 deadline: float, max_epochs: int) -> None:
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=_worker, args=(
+        name, seed, users, str(journal), began, deadline, max_epochs)) for seed in seeds]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    failed = [w.exitcode for w in workers if w.exitcode != 0]
+    if failed:
+        raise SystemExit(f"a {name}-study worker failed (exit codes {failed})")
+
+
+def _long_study(args: argparse.Namespace) -> tuple[optuna.Study, datetime, float]:
+    """Run the long study into args.long_journal, or read it there if it already ran."""
+    journal = Path(args.long_journal)
+    if journal.exists():
+        study = optuna.load_study(study_name="long", storage=_journal(journal))
+        if study.user_attrs.get("users") != args.users:
+            raise SystemExit(f"{journal} holds a study on {study.user_attrs.get('users')} "
+                             f"readers, not {args.users}: remove it to run the long study")
+        print(f"long study read from {journal}")
+    else:
+        journal.parent.mkdir(parents=True, exist_ok=True)
+        study = create_study(_journal(journal), "long", seed=0)  # enqueues the first trial
+        began = time.time()
+        study.set_user_attr("began", datetime.now().isoformat())
+        study.set_user_attr("minutes", args.long_min)
+        study.set_user_attr("users", args.users)
+        _run_workers("long", journal, [0, 1], args.users, began, began + args.long_min * 60,
+                     30)
+    return (study, datetime.fromisoformat(study.user_attrs["began"]),
+            float(study.user_attrs["minutes"]) * 60)
+
+
+def _plot_budget(result: dict, path: Path) -> None:
+    """Both studies' best-so-far validation NDCG@10 over wall time, the 2% band shaded."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    long, budgeted = result["long"], result["budget"]
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    minutes, values = zip(*((t / 60, v) for t, v in long["curve"]), strict=True)
+    ax.step(minutes, values, where="post", label=f"long study ({long['minutes']:.0f} min, "
+            f"{long['trials']} trials, 2 workers × 1 thread)")
+    if budgeted["tune_fraction"] == 1:
+        minutes, values = zip(*((t / 60, v) for t, v in budgeted["tuning_curve"]), strict=True)
+        layout = ("1 process × 2 threads" if budgeted["workers"] == 1
+                  else f"{budgeted['workers']} workers × 1 thread")
+        ax.step(minutes, values, where="post", label=f"budgeted study ({budgeted['trials']} "
+                f"trials, {layout})")
+    ax.plot([budgeted["minutes"]], [budgeted["valid_ndcg"]], "o", color="black",
+            label=f"budgeted model after {budgeted['minutes']:.1f} min")
+    best = long["best_valid_ndcg"]
+    ax.axhspan(0.98 * best, best, color="green", alpha=0.12, label="within 2% of the long best")
+    ax.axvline(15, color="grey", linestyle=":", linewidth=1)
+    ax.set_xlabel("wall time (min)")
+    ax.set_ylabel("best validation NDCG@10 so far")
+    ax.set_ylim(0.97 * best - 0.01, 1.005 * best)
+    ax.set_title(f"Budgeted vs long tuning ({result['users']:,} readers, "
+                 f"{result['interactions']:,} training interactions)")
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def budget(args: argparse.Namespace) -> dict:
     _, split, features_for = dataset(args.users)
-    # The validation readers are the same 5,000 for every fit on the full split, so the
-    # long study's values and the budgeted refit's value are comparable.
-    began = time.perf_counter()
-    tuning = sample_readers(split, args.fraction, 0)
-    study, budget_curve = _study_curve(tuning, features_for, args.budget_min * args.tune_share,
-                                       args.budget_epochs, "budget", began)
-    refit = fit_candidate(split, candidate_from_params(study.best_params, 30, 3),
-                          features_for, K, 2, 0)
-    budget_s = time.perf_counter() - began
-    print(f"budgeted: tuned {len(study.trials)} trials on {args.fraction:.0%} of readers, "
-          f"refit on all → validation NDCG@10 {refit.best_score:.4f} after {budget_s / 60:.1f} min")
+    for config in {FeatureConfig(a, t, d, g) for a in (True, False) for t in (True, False)
+                   for d in (True, False) for g in (True, False)}:
+        features_for(config)  # every feature matrix built before the clocks start
 
-    began = time.perf_counter()
-    # The long study is bounded by trials (a time cap only as a safety net), so its best
-    # value does not depend on how busy the machine is; only the budgeted one races a clock.
-    long_study, long_curve = _study_curve(split, features_for, args.long_min, 30, "long", began,
-                                          n_trials=args.long_trials)
-    long_best = long_study.best_value
-    share = refit.best_score / long_best
-    print(f"long: {len(long_study.trials)} trials on every reader, best validation NDCG@10 "
-          f"{long_best:.4f} after {long_curve[-1][0] / 60:.1f} min")
+    # Budgeted: what one `train` run does with timeout_s (and refit_timeout_s) set — tune
+    # until the deadline (a trial running then ends after its epoch with its best so far);
+    # on a reader sample, refit the best on everyone in what is left; on every reader the
+    # best trial's own fit is the model.
+    began, began_at = time.time(), datetime.now()  # optuna stamps trials in naive local time
+    tune_s = args.budget_min * 60 * args.tune_share
+    if args.workers > 1:
+        # Several train workers on one study (the flow's shared-storage mode), each with
+        # one LightFM thread and its own TPE seed (not the long study's); the worker that
+        # ran the best trial holds its fit, which is the model.
+        if args.fraction != 1:
+            raise SystemExit("--workers > 1 tunes on every reader: leave --fraction at 1")
+        journal = RESULTS / "budget-study.journal"
+        journal.unlink(missing_ok=True)
+        RESULTS.mkdir(exist_ok=True)
+        create_study(_journal(journal), "budget", seed=0)  # enqueues the first trial
+        _run_workers("budget", journal, [100 + w for w in range(args.workers)], args.users,
+                     began, began + tune_s, args.budget_epochs)
+        study = optuna.load_study(study_name="budget", storage=_journal(journal))
+        tuned_s = time.time() - began
+        value, curve = study.best_value, study.best_trial.user_attrs["curve"]
+        how = (f"the best trial ({study.best_trial.number}) fitted every reader in its "
+               f"worker: no refit")
+    else:
+        tuning = sample_readers(split, args.fraction, 0)
+        keep = KeptFit() if tuning is split else None
+        study = create_study(None, "budget", seed=0)
+        study.optimize(make_objective(tuning, features_for, K, 2, 0, args.budget_epochs, 3,
+                                      deadline=time.monotonic() + tune_s, keep=keep),
+                       timeout=tune_s, callbacks=[_progress("budget", began)])
+        tuned_s = time.time() - began
+        kept = kept_best_fit(study, keep)
+        if kept is not None:
+            fit, how = kept, f"the best trial ({keep.number}) fitted every reader: no refit"
+        else:
+            left = args.budget_min * 60 - tuned_s - args.refit_margin_s
+            fit = fit_candidate(split, candidate_from_params(study.best_params, 30, 3),
+                                features_for, K, 2, 0, deadline=time.monotonic() + left)
+            how = f"refit on every reader for {len(fit.curve)} epochs"
+        value, curve = fit.best_score, fit.curve
+    budget_s = time.time() - began
+    tuning_curve = _best_so_far(study, began_at)
+    states = [t.state.name.lower() for t in study.trials]
+    print(f"budgeted: {len(states)} trials ({states.count('pruned')} pruned) on "
+          f"{args.fraction:.0%} of readers with {args.workers} worker(s) in "
+          f"{tuned_s / 60:.1f} min, {how} → validation NDCG@10 {value:.4f} after "
+          f"{budget_s / 60:.1f} min", flush=True)
+
+    # Long: every reader, up to 30 epochs per trial, for `long_min` minutes, as two worker
+    # processes with one LightFM thread each on one journal-file study (feature-rich epochs
+    # do not speed up with a second thread; two trials at once do).
+    long_study, long_began, long_s = _long_study(args)
+    long_curve = _best_so_far(long_study, long_began, long_s)
+    if not long_curve:
+        raise SystemExit("the long study finished no trial: give it more time (--long-min)")
+    long_best = long_curve[-1][1]
+    counted = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.RUNNING)
+    best_trial = max((t for t in long_study.trials
+                      if t.state in counted and t.intermediate_values),
+                     key=lambda t: max(t.intermediate_values.values()))
+    long_states = [t.state.name.lower() for t in long_study.trials]
+    share = value / long_best
+    print(f"long: {len(long_states)} trials ({long_states.count('complete')} complete, "
+          f"{long_states.count('pruned')} pruned, {long_states.count('running')} cut off at "
+          f"the end) on every reader, best validation NDCG@10 {long_best:.4f} "
+          f"(trial {best_trial.number}) in {long_s / 60:.1f} min")
     print(f"budgeted result = {share:.3f}× the long study's best ({share - 1:+.1%}) in "
           f"{budget_s / 60:.1f} min (aim: within 2% in ≤ 15 min)")
     return {
         "users": args.users, "interactions": int(split.train.nnz),
-        "budget": {"minutes": budget_s / 60, "tune_fraction": args.fraction,
-                   "tune_minutes": args.budget_min * args.tune_share,
-                   "trials": len(study.trials), "best_params": study.best_params,
-                   "refit_valid_ndcg": refit.best_score, "refit_best_epoch": refit.best_epoch,
-                   "curve": budget_curve},
-        "long": {"minutes": long_curve[-1][0] / 60 if long_curve else None,
-                 "trials": len(long_study.trials), "best_valid_ndcg": long_best,
-                 "best_params": long_study.best_params, "curve": long_curve},
+        "budget": {"minutes": budget_s / 60, "tune_minutes": tuned_s / 60,
+                   "tune_fraction": args.fraction, "max_epochs": args.budget_epochs,
+                   "workers": args.workers,
+                   "trials": len(states), "pruned": states.count("pruned"),
+                   "best_trial": study.best_trial.number, "best_params": study.best_params,
+                   "valid_ndcg": value, "model": how,
+                   "model_epochs": len(curve), "model_curve": curve,
+                   # with a reader sample these values are on the sample's validation readers
+                   # and only the refit's is comparable with the long study
+                   "tuning_curve": tuning_curve},
+        "long": {"minutes": long_s / 60, "trials": len(long_states),
+                 "complete": long_states.count("complete"),
+                 "pruned": long_states.count("pruned"),
+                 "stopped_at_end": long_states.count("running"),
+                 "best_valid_ndcg": long_best, "best_trial": best_trial.number,
+                 "best_params": best_trial.params,
+                 "best_epoch": best_trial.user_attrs.get("best_epoch"),
+                 "curve": long_curve},
         "budget_over_long": share,
     }
 
@@ -222,13 +381,22 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=None)
     parser.add_argument("--trials", type=int, default=None)
     parser.add_argument("--budget-min", type=float, default=15.0)
-    parser.add_argument("--tune-share", type=float, default=0.7,
-                        help="share of the budget spent tuning; the rest is the refit")
-    parser.add_argument("--fraction", type=float, default=0.25,
+    parser.add_argument("--tune-share", type=float, default=0.9,
+                        help="share of the budget spent tuning; the rest is the refit "
+                             "(or, on every reader, the margin for the last epoch)")
+    parser.add_argument("--refit-margin-s", type=float, default=60.0,
+                        help="the refit stops after the epoch that ends this long before "
+                             "the budget's end, so its last epoch fits inside")
+    parser.add_argument("--fraction", type=float, default=1.0,
                         help="share of readers the budgeted study tunes on")
     parser.add_argument("--budget-epochs", type=int, default=15)
-    parser.add_argument("--long-trials", type=int, default=40)
+    parser.add_argument("--workers", type=int, default=1,
+                        help="budgeted study: processes with one LightFM thread each "
+                             "(1: one process with two threads)")
     parser.add_argument("--long-min", type=float, default=90.0)
+    parser.add_argument("--long-journal", default=str(RESULTS / "long-study.journal"),
+                        help="the long study's Optuna journal: read if it exists, else "
+                             "written by running it")
     args = parser.parse_args()
     defaults = {"quality": (6000, 8), "epochs": (53_424, 0), "pruning": (6000, 30),
                 "budget": (53_424, 0)}
@@ -238,6 +406,8 @@ def main() -> None:
     run = {"quality": quality, "epochs": epochs, "pruning": pruning, "budget": budget}
     result = run[args.what](args)
     RESULTS.mkdir(exist_ok=True)
+    if args.what == "budget":
+        _plot_budget(result, RESULTS / "train-budget.png")
     (RESULTS / f"train-{args.what}.json").write_text(json.dumps(result, indent=2, default=str))
 
 

@@ -17,6 +17,8 @@ def nightly_flow(
     n_trials: int | None = None,
     max_epochs: int | None = None,
     sample_fraction: float | None = None,
+    timeout_s: float | None = None,
+    refit_timeout_s: float | None = None,
 ) -> dict[str, object]:
     """Re-ingest, retrain and publish; a failure anywhere leaves what is served untouched.
 
@@ -26,10 +28,14 @@ def nightly_flow(
         local_dir: directory with ratings.csv and books.csv (source "local").
         n_trials: Optuna trials (default GOODBOOKS_N_TRIALS).
         max_epochs: upper bound on epochs per fit (default GOODBOOKS_MAX_EPOCHS).
-        sample_fraction: share of readers to tune on; the best is refit on all.
+        sample_fraction: share of readers to tune on; below 1 the best is refit on all.
+        timeout_s: tuning seconds (default GOODBOOKS_TUNING_TIMEOUT_S); a trial running
+            then ends after its current epoch.
+        refit_timeout_s: refit seconds (default GOODBOOKS_REFIT_TIMEOUT_S).
     """
     snapshot = ingest_flow(source=source, n_users=n_users, local_dir=local_dir)
     trained = train_flow(snapshot=snapshot, n_trials=n_trials, max_epochs=max_epochs,
-                         sample_fraction=sample_fraction)
+                         sample_fraction=sample_fraction, timeout_s=timeout_s,
+                         refit_timeout_s=refit_timeout_s)
     published = score_flow()
     return {"snapshot": snapshot, "trained": trained, "published": published}

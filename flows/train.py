@@ -10,6 +10,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from models.gate import decide_alias
 from models.snapshot import latest_snapshot, open_snapshot
+from models.tuning import candidate_from_params
 from settings import get_settings
 from tasks.monitor import save_reference_stats
 from tasks.registry import fetch_bundle, log_and_register, record_gate, registry_aliases
@@ -29,6 +30,7 @@ def train_flow(
     snapshot: str | None = None,
     n_trials: int | None = None,
     timeout_s: float | None = None,
+    refit_timeout_s: float | None = None,
     sample_fraction: float | None = None,
     margin: float | None = None,
     max_epochs: int | None = None,
@@ -40,20 +42,30 @@ def train_flow(
     Args:
         snapshot: snapshot directory (default: the newest under data/processed).
         n_trials: Optuna trials (default GOODBOOKS_N_TRIALS).
-        timeout_s: stop starting trials after this many seconds (default: no limit).
-        sample_fraction: share of readers to tune on; the best is refit on all (default 1).
+        timeout_s: tuning time: no trial starts after it, and a trial still running ends
+            after its current epoch with its best epoch so far (default
+            GOODBOOKS_TUNING_TIMEOUT_S, else no limit).
+        refit_timeout_s: end the refit after the epoch that passes this many seconds,
+            keeping its best epoch (default GOODBOOKS_REFIT_TIMEOUT_S, else no limit).
+            With timeout_s, tuning and refit keep to a time budget.
+        sample_fraction: share of readers to tune on, the best then refit on all (default
+            GOODBOOKS_TUNING_SAMPLE_FRACTION, 1: the best trial's own fit is the model).
         margin: relative NDCG@10 drop vs the champion still accepted as challenger.
         max_epochs: upper bound on epochs per fit (early stopping on validation NDCG@10).
         study_name: Optuna study to create or resume (default lightfm-<snapshot>); workers
             sharing a PostgreSQL storage and this name tune one study together.
         pruning: stop unpromising trials early (median rule on per-epoch validation).
 
-    Returns the registered version, the alias it earned (or None) and the test table.
+    Returns the registered version, the alias it earned (or None), the test table, the
+    study's figures and how the model was fitted (``refit``: epochs, best epoch, validation
+    NDCG, and the trial whose fit it is when there was no refit).
     """
     s = get_settings()
     snapshot_path = snapshot or str(latest_snapshot(s.processed_dir).path)
     snapshot_id = open_snapshot(Path(snapshot_path)).snapshot_id
     n_trials = n_trials or s.n_trials
+    timeout_s = s.tuning_timeout_s if timeout_s is None else timeout_s
+    refit_timeout_s = s.refit_timeout_s if refit_timeout_s is None else refit_timeout_s
     epochs = max_epochs or s.max_epochs
     fraction = sample_fraction or s.tuning_sample_fraction
     margin = s.registry_margin if margin is None else margin
@@ -64,13 +76,19 @@ def train_flow(
     parent = start_parent_run(
         s.tracking_uri, s.mlflow_experiment, str(s.mlflow_artifacts_dir), snapshot_id,
         {"n_trials": n_trials, "timeout_s": timeout_s, "sample_fraction": fraction,
-         "max_epochs": epochs, "study": study, "pruning": pruning, "seed": s.seed},
+         "refit_timeout_s": refit_timeout_s, "max_epochs": epochs, "study": study,
+         "pruning": pruning, "seed": s.seed},
     )
     found = run_study(split, catalogue, parent, s.tracking_uri, s.optuna_storage, study,
                       n_trials, timeout_s, fraction, s.eval_k, epochs, s.patience,
                       s.num_threads, s.seed, pruning)
-    fit, candidate = refit_best(split, catalogue, found["best_params"], s.eval_k, epochs,
-                                s.patience, s.num_threads, s.seed)
+    kept = found.pop("best_fit")
+    if kept is not None:
+        print(f"the best trial ({found['best_trial']}) fitted every reader: it is the model")
+        fit, candidate = kept, candidate_from_params(found["best_params"], epochs, s.patience)
+    else:
+        fit, candidate = refit_best(split, catalogue, found["best_params"], s.eval_k, epochs,
+                                    s.patience, s.num_threads, s.seed, refit_timeout_s)
 
     aliases = registry_aliases(s.tracking_uri, s.model_name)
     champion_dir = None
@@ -101,4 +119,7 @@ def train_flow(
                   f"best validation NDCG@{s.eval_k} {found['best_value']:.4f}"),
     )
     return {**registered, "alias": decision.alias, "reason": decision.reason,
-            "snapshot": snapshot_id, "metrics": table, "study": found}
+            "snapshot": snapshot_id, "metrics": table, "study": found,
+            "refit": {"epochs": len(fit.curve), "best_epoch": fit.best_epoch,
+                      "valid_ndcg": fit.best_score,
+                      "kept_from_trial": found["best_trial"] if kept is not None else None}}

@@ -8,6 +8,7 @@ depends on LightFM.
 from __future__ import annotations
 
 import copy
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
@@ -67,6 +68,7 @@ class FitResult:
     best_score: float
     curve: list[float] = field(default_factory=list)
     lightfm: LightFM | None = None  # the LightFM object of the best epoch
+    stopped_by_deadline: bool = False  # a time budget ended it before patience or max_epochs
 
 
 def factor_model(
@@ -94,11 +96,14 @@ def fit_lightfm(
     num_threads: int = 1,
     seed: int = 0,
     on_epoch: Callable[[int, float], None] | None = None,
+    deadline: float | None = None,
 ) -> FitResult:
     """Fit epoch by epoch, keep the epoch with the best validation score, stop on patience.
 
     ``validate`` scores a FactorModel (e.g. validation NDCG@10); ``on_epoch(epoch, score)``
-    may raise to stop early (Optuna pruning does).
+    may raise to stop early (Optuna pruning does). With ``deadline`` (a ``time.monotonic()``
+    value) the fit also stops after the first epoch that ends past it, keeping the best
+    epoch so far (trials and refits inside a time budget); at least one epoch always runs.
     """
     if train.nnz == 0:
         raise TrainingError("the training matrix is empty: nothing to fit")
@@ -116,6 +121,7 @@ def fit_lightfm(
     best_lightfm: LightFM | None = None
     best_score, best_epoch, stale = -np.inf, -1, 0
     curve: list[float] = []
+    stopped_by_deadline = False
     for epoch in range(params.max_epochs):
         model.fit_partial(
             coo,
@@ -141,7 +147,10 @@ def fit_lightfm(
             on_epoch(epoch, score)
         if stale >= params.patience:
             break
+        if deadline is not None and time.monotonic() >= deadline:
+            stopped_by_deadline = epoch + 1 < params.max_epochs
+            break
     if best is None:
         raise TrainingError("training produced no epoch")
     return FitResult(model=best, best_epoch=best_epoch, best_score=best_score, curve=curve,
-                     lightfm=best_lightfm)
+                     lightfm=best_lightfm, stopped_by_deadline=stopped_by_deadline)

@@ -8,6 +8,7 @@ How trials are recorded (MLflow nested runs) is the caller's business: it passes
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -107,8 +108,9 @@ def fit_candidate(
     seed: int,
     on_epoch: Callable[[int, float], None] | None = None,
     validation_readers: int | None = 5000,
+    deadline: float | None = None,
 ) -> FitResult:
-    """Fit one candidate with early stopping on validation NDCG@k."""
+    """Fit one candidate with early stopping on validation NDCG@k (and a deadline)."""
     features = features_for(candidate.features)
     return fit_lightfm(
         split.train,
@@ -119,7 +121,34 @@ def fit_candidate(
         num_threads=num_threads,
         seed=seed,
         on_epoch=on_epoch,
+        deadline=deadline,
     )
+
+
+@dataclass
+class KeptFit:
+    """The best fit of the trials run in this process.
+
+    A study on every reader (no sample) then needs no refit: its best trial's fit is the
+    model, unless that trial ran in another worker process or an earlier run of the study.
+    """
+
+    number: int | None = None
+    fit: FitResult | None = None
+
+    def offer(self, number: int, fit: FitResult) -> None:
+        if self.fit is None or fit.best_score > self.fit.best_score:
+            self.number, self.fit = number, fit
+
+
+def kept_best_fit(study: optuna.Study, keep: KeptFit | None) -> FitResult | None:
+    """The study's best trial's fit if this process kept it, else None (refit it)."""
+    if keep is None or keep.fit is None:
+        return None
+    completed = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    if not completed or study.best_trial.number != keep.number:
+        return None
+    return keep.fit
 
 
 def make_objective(
@@ -131,10 +160,23 @@ def make_objective(
     max_epochs: int,
     patience: int,
     observer: TrialObserver | None = None,
+    deadline: float | None = None,
+    keep: KeptFit | None = None,
 ) -> Callable[[optuna.Trial], float]:
-    """The Optuna objective: best validation NDCG@k of one candidate, pruned per epoch."""
+    """The Optuna objective: best validation NDCG@k of one candidate, pruned per epoch.
+
+    ``deadline`` (a ``time.monotonic()`` value) ends a trial still running then after its
+    current epoch, with its best epoch so far as its value (user attribute
+    ``stopped_by_deadline``), and stops the study; with Optuna's ``timeout`` (which only
+    stops starting trials) a study ends within one epoch (plus building a feature matrix
+    not built before) of its time budget. ``keep`` receives every completed trial's fit and
+    holds on to the best.
+    """
 
     def objective(trial: optuna.Trial) -> float:
+        if deadline is not None and time.monotonic() >= deadline:
+            trial.study.stop()  # Optuna's own timeout clock may start a moment later
+            raise optuna.TrialPruned("the tuning time is spent")
         candidate = suggest(trial, max_epochs, patience)
         if observer is not None:
             observer.started(trial.number, dict(trial.params))
@@ -147,7 +189,8 @@ def make_objective(
                 raise optuna.TrialPruned(f"pruned at epoch {epoch} with {value:.4f}")
 
         try:
-            fit = fit_candidate(split, candidate, features_for, k, num_threads, seed, report)
+            fit = fit_candidate(split, candidate, features_for, k, num_threads, seed, report,
+                                deadline=deadline)
         except optuna.TrialPruned:
             if observer is not None:
                 observer.finished(trial.number, "PRUNED", None)
@@ -158,6 +201,10 @@ def make_objective(
             raise
         trial.set_user_attr("best_epoch", fit.best_epoch)
         trial.set_user_attr("curve", fit.curve)
+        if fit.stopped_by_deadline:
+            trial.set_user_attr("stopped_by_deadline", True)
+        if keep is not None:
+            keep.offer(trial.number, fit)
         if observer is not None:
             observer.finished(trial.number, "COMPLETE", fit.best_score)
         return fit.best_score
@@ -165,17 +212,22 @@ def make_objective(
     return objective
 
 
-# A known-good start (WARP, every feature family): small budgets begin from a sound model and
-# TPE explores around it.
+# A known-good start: small budgets begin from a sound model and TPE explores around it.
+# WARP with the cheap feature families. Every family makes a full-size epoch about 4.4×
+# dearer than identity embeddings alone, mostly through the 10 tags per book, for no gain
+# on the data measured (benchmarks/README.md), so the start leaves tags to the search.
 FIRST_TRIAL: dict[str, object] = {
     "loss": "warp", "no_components": 64, "learning_rate": 0.05, "item_alpha": 1e-7,
-    "user_alpha": 1e-7, "max_sampled": 30, "use_authors": True, "use_tags": True,
+    "user_alpha": 1e-7, "max_sampled": 30, "use_authors": True, "use_tags": False,
     "use_decade": True, "use_language": True,
 }
 
 
 def create_study(
-    storage: str | None, study_name: str, seed: int, pruning: bool = True
+    storage: str | optuna.storages.BaseStorage | None,
+    study_name: str,
+    seed: int,
+    pruning: bool = True,
 ) -> optuna.Study:
     """A maximising study: TPE with a seed, median pruning after a few epochs and trials.
 

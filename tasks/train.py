@@ -34,9 +34,11 @@ from models.schema import BOOK_ID, USER_ID
 from models.snapshot import open_snapshot
 from models.tuning import (
     Candidate,
+    KeptFit,
     candidate_from_params,
     create_study,
     fit_candidate,
+    kept_best_fit,
     make_objective,
     sample_readers,
 )
@@ -146,17 +148,24 @@ def run_study(
     seed: int,
     pruning: bool = True,
 ) -> dict[str, object]:
-    """Optuna search (trials as nested MLflow runs); returns best params and study stats."""
+    """Optuna search (trials as nested MLflow runs); returns best params and study stats.
+
+    On every reader (sample_fraction 1) the best trial's fit comes back as ``best_fit``
+    when this process ran it, so the flow need not refit.
+    """
     log = get_run_logger()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     tuning_split = sample_readers(split, sample_fraction, seed)
     mlflow.set_tracking_uri(tracking_uri)
     study = create_study(storage, study_name, seed, pruning=pruning)
+    started = time.perf_counter()
+    # Tuning on every reader: the best trial's own fit is the model, no refit needed.
+    keep = KeptFit() if sample_fraction == 1 else None
     objective = make_objective(
         tuning_split, catalogue.features_for(tuning_split), k, num_threads, seed,
         max_epochs, patience, MlflowTrials(parent_run_id, log),
+        deadline=None if timeout_s is None else time.monotonic() + timeout_s, keep=keep,
     )
-    started = time.perf_counter()
     with mlflow.start_run(run_id=parent_run_id):
         study.optimize(objective, n_trials=n_trials, timeout=timeout_s,
                        catch=(ArithmeticError,))
@@ -174,8 +183,10 @@ def run_study(
         log_study_plots(study)
     log.info("study %s: %d trials (%d pruned) in %.0f s, best valid ndcg@%d %.4f",
              study_name, len(study.trials), pruned, elapsed, k, study.best_value)
+    kept = kept_best_fit(study, keep)
     return {"best_params": dict(study.best_params), "best_value": float(study.best_value),
-            "trials": len(study.trials), "pruned": pruned, "seconds": elapsed}
+            "trials": len(study.trials), "pruned": pruned, "seconds": elapsed,
+            "best_trial": study.best_trial.number, "best_fit": kept}
 
 
 def log_study_plots(study: optuna.Study) -> None:
@@ -207,16 +218,19 @@ def log_study_plots(study: optuna.Study) -> None:
 def refit_best(
     split: Split, catalogue: Catalogue, best_params: dict[str, object], k: int,
     max_epochs: int, patience: int, num_threads: int, seed: int,
+    timeout_s: float | None = None,
 ) -> tuple[FitResult, Candidate]:
-    """Refit the best candidate on every reader (the study may have used a sample)."""
+    """Refit the best candidate on every reader (the study used a sample, or its best trial
+    ran in another process); with timeout_s it ends after the epoch that passes it."""
     log = get_run_logger()
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
     candidate = candidate_from_params(best_params, max_epochs, patience)
 
     def report(epoch: int, value: float) -> None:
         log.info("refit: epoch %d validation ndcg@%d = %.4f", epoch + 1, k, value)
 
     fit = fit_candidate(split, candidate, catalogue.features_for(split), k, num_threads, seed,
-                        report)
+                        report, deadline=deadline)
     return fit, candidate
 
 

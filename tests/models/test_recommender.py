@@ -1,5 +1,7 @@
 """LightFM recovers a planted checkerboard; same seed and one thread → same model."""
 
+import time
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -58,3 +60,24 @@ def test_bad_parameters_and_empty_training_are_errors(split) -> None:
     empty = split.train[:0]
     with pytest.raises(TrainingError, match="empty"):
         fit_lightfm(empty, LightFMParams(max_epochs=1), lambda m: 0.0)
+
+
+def test_deadline_stops_after_the_epoch_that_passes_it_keeping_the_best(split) -> None:
+    params = LightFMParams(no_components=8, learning_rate=0.05, max_epochs=10, patience=10)
+    validate = validation_scorer(split, 5)
+    slow_after_three: list[float] = []
+
+    def slow_validation(model):  # noqa: ANN001, ANN202 - epochs 4+ take 0.4 s each
+        if len(slow_after_three) >= 3:
+            time.sleep(0.4)
+        slow_after_three.append(validate(model))
+        return slow_after_three[-1]
+
+    fit = fit_lightfm(split.train, params, slow_validation, seed=1,
+                      deadline=time.monotonic() + 1.0)
+    assert 4 <= len(fit.curve) < 10 and fit.stopped_by_deadline
+    assert fit.best_score == max(fit.curve) and fit.curve[fit.best_epoch] == fit.best_score
+    passed = fit_lightfm(split.train, params, validate, deadline=time.monotonic() - 1)
+    assert len(passed.curve) == 1 and passed.best_epoch == 0  # one epoch always runs
+    unlimited = fit_lightfm(split.train, params, validate, deadline=time.monotonic() + 600)
+    assert len(unlimited.curve) == 10 and not unlimited.stopped_by_deadline

@@ -1,5 +1,7 @@
 """The Optuna objective, its observer hooks, the reader sample and the registry gate."""
 
+import time
+
 import numpy as np
 import optuna
 import pandas as pd
@@ -8,10 +10,13 @@ import pytest
 from models.features import FeatureConfig
 from models.gate import decide_alias
 from models.interactions import temporal_split
+from models.recommender import FitResult
 from models.tuning import (
     FIRST_TRIAL,
+    KeptFit,
     candidate_from_params,
     create_study,
+    kept_best_fit,
     make_objective,
     sample_readers,
 )
@@ -55,6 +60,60 @@ def test_study_starts_from_the_known_good_trial_and_reports_every_epoch(split) -
     assert study.best_value == max(t.value for t in study.trials)
 
 
+def test_the_deadline_ends_the_running_trial_and_starts_no_other(split) -> None:
+    def slow_features(config):  # noqa: ANN001, ANN202 - the first trial passes the deadline
+        time.sleep(0.3)
+
+    study = create_study(None, "t", seed=1)
+    objective = make_objective(split, slow_features, 5, 1, 0, max_epochs=5, patience=5,
+                               deadline=time.monotonic() + 0.1)
+    study.optimize(objective, n_trials=5)
+    running, late = study.trials  # the second found the time spent and stopped the study
+    assert running.state == optuna.trial.TrialState.COMPLETE
+    assert running.user_attrs["curve"] == [running.value]  # ended after its first epoch
+    assert running.user_attrs["stopped_by_deadline"] is True
+    assert late.state == optuna.trial.TrialState.PRUNED and not late.intermediate_values
+
+
+def fit_scoring(score: float) -> FitResult:
+    return FitResult(model=None, best_epoch=0, best_score=score, curve=[score])  # type: ignore[arg-type]
+
+
+def test_kept_fit_holds_the_best_offer() -> None:
+    keep = KeptFit()
+    keep.offer(0, fit_scoring(0.2))
+    keep.offer(1, fit_scoring(0.1))
+    keep.offer(2, fit_scoring(0.2))  # a tie keeps the first, as study.best_trial does
+    assert keep.number == 0
+    keep.offer(3, fit_scoring(0.3))
+    assert keep.number == 3 and keep.fit.best_score == 0.3
+
+
+def test_a_best_trial_from_another_process_is_not_kept(split) -> None:
+    keep = KeptFit()
+    study = create_study(None, "t", seed=3)
+    study.optimize(make_objective(split, lambda config: None, 5, 1, 0, max_epochs=2,
+                                  patience=2, keep=keep), n_trials=2)
+    assert kept_best_fit(study, keep) is keep.fit
+    # Another worker (or an earlier run of the study) records a better trial.
+    ours = study.trials[0]
+    study.add_trial(optuna.trial.create_trial(params=ours.params, value=0.99,
+                                              distributions=ours.distributions))
+    assert study.best_trial.number == 2
+    assert kept_best_fit(study, keep) is None  # its fit is not here: refit it
+    assert kept_best_fit(study, None) is None
+
+
+def test_the_best_trials_fit_is_kept(split) -> None:
+    keep = KeptFit()
+    study = create_study(None, "t", seed=3)
+    study.optimize(make_objective(split, lambda config: None, 5, 1, 0, max_epochs=3,
+                                  patience=3, keep=keep), n_trials=4)
+    assert keep.number == study.best_trial.number
+    assert keep.fit.best_score == study.best_value
+    assert keep.fit.curve == study.best_trial.user_attrs["curve"]
+
+
 def test_pruned_trials_are_reported_as_pruned(split) -> None:
     recorder = Recorder()
     study = optuna.create_study(direction="maximize",
@@ -68,7 +127,7 @@ def test_pruned_trials_are_reported_as_pruned(split) -> None:
 def test_candidate_round_trips_through_params() -> None:
     candidate = candidate_from_params(FIRST_TRIAL, max_epochs=9, patience=2)
     assert candidate.params.loss == "warp" and candidate.params.max_epochs == 9
-    assert candidate.features == FeatureConfig()
+    assert candidate.features == FeatureConfig(tags=False)
 
 
 def test_reader_sample_keeps_the_catalogue(split) -> None:
