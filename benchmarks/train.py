@@ -308,7 +308,7 @@ def budget(args: argparse.Namespace) -> dict:
                f"worker: no refit")
     else:
         tuning = sample_readers(split, args.fraction, 0)
-        keep = KeptFit() if tuning is split else None
+        keep = KeptFit() if args.fraction == 1 else None  # as the train flow decides
         study = create_study(None, "budget", seed=0)
         study.optimize(make_objective(tuning, features_for, K, 2, 0, args.budget_epochs, 3,
                                       deadline=time.monotonic() + tune_s, keep=keep),
