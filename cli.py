@@ -336,6 +336,9 @@ def train(
         help="Optuna study to create or resume (shared by workers on PostgreSQL).")] = None,
     no_pruning: Annotated[bool, typer.Option(
         "--no-pruning", help="Run every trial to the end.")] = False,
+    no_warm_start: Annotated[bool, typer.Option(
+        "--no-warm-start", help="Do not start a new study from the champion's "
+        "parameters.")] = False,
 ) -> None:
     """Tune, train, evaluate and register a model; the registry gate picks the alias."""
     prepare()
@@ -344,7 +347,8 @@ def train(
     result = train_flow(snapshot=str(snapshot) if snapshot else None, n_trials=n_trials,
                         timeout_s=timeout_s, refit_timeout_s=refit_timeout_s,
                         sample_fraction=sample_fraction, margin=margin,
-                        max_epochs=max_epochs, study_name=study_name, pruning=not no_pruning)
+                        max_epochs=max_epochs, study_name=study_name, pruning=not no_pruning,
+                        warm_start=not no_warm_start)
     typer.echo(f"registered version {result['version']} → {result['alias'] or 'no alias'}: "
                f"{result['reason']}")
     typer.echo(metrics_summary(result["metrics"]))

@@ -13,7 +13,13 @@ from models.snapshot import latest_snapshot, open_snapshot
 from models.tuning import candidate_from_params
 from settings import get_settings
 from tasks.monitor import save_reference_stats
-from tasks.registry import fetch_bundle, log_and_register, record_gate, registry_aliases
+from tasks.registry import (
+    champion_parameters,
+    fetch_bundle,
+    log_and_register,
+    record_gate,
+    registry_aliases,
+)
 from tasks.train import (
     build_bundle,
     compare_on_test,
@@ -36,6 +42,7 @@ def train_flow(
     max_epochs: int | None = None,
     study_name: str | None = None,
     pruning: bool = True,
+    warm_start: bool = True,
 ) -> dict[str, object]:
     """Tune, refit, evaluate and register LightFM on a snapshot; the gate picks the alias.
 
@@ -55,9 +62,13 @@ def train_flow(
         study_name: Optuna study to create or resume (default lightfm-<snapshot>); workers
             sharing a PostgreSQL storage and this name tune one study together.
         pruning: stop unpromising trials early (median rule on per-epoch validation).
+        warm_start: a new study's first trial is the current champion's parameters (then
+            the known-good starts, then TPE), so a short nightly budget starts from
+            what earlier studies found.
 
     Returns the registered version, the alias it earned (or None), the test table, the
-    study's figures and how the model was fitted (``refit``: epochs, best epoch, validation
+    study's figures (``started_from``: the champion version it was warm-started from, or
+    None) and how the model was fitted (``refit``: epochs, best epoch, validation
     NDCG, and the trial whose fit it is when there was no refit).
     """
     s = get_settings()
@@ -77,11 +88,17 @@ def train_flow(
         s.tracking_uri, s.mlflow_experiment, str(s.mlflow_artifacts_dir), snapshot_id,
         {"n_trials": n_trials, "timeout_s": timeout_s, "sample_fraction": fraction,
          "refit_timeout_s": refit_timeout_s, "max_epochs": epochs, "study": study,
-         "pruning": pruning, "seed": s.seed},
+         "pruning": pruning, "seed": s.seed, "warm_start": warm_start},
     )
+    champion = champion_parameters(s.tracking_uri, s.model_name) if warm_start else None
     found = run_study(split, catalogue, parent, s.tracking_uri, s.optuna_storage, study,
                       n_trials, timeout_s, fraction, s.eval_k, epochs, s.patience,
-                      s.num_threads, s.seed, pruning)
+                      s.num_threads, s.seed, pruning,
+                      start_from=None if champion is None else champion["params"])
+    found["started_from"] = champion["version"] if found.pop("warm_started") else None
+    if found["started_from"] is not None:
+        print(f"the study started from the champion's parameters (version "
+              f"{found['started_from']})")
     kept = found.pop("best_fit")
     if kept is not None:
         print(f"the best trial ({found['best_trial']}) fitted every reader: it is the model")

@@ -9,12 +9,18 @@ How trials are recorded (MLflow nested runs) is the caller's business: it passes
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 import optuna
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
 
 from models.evaluation import validation_scorer
 from models.features import FeatureConfig, ItemFeatures
@@ -42,26 +48,41 @@ class Candidate:
     features: FeatureConfig
 
 
+FAMILIES = ("authors", "tags", "decade", "language")
+
+# The search space: loss, size, learning rate, regularisation, sampling, feature families.
+SEARCH_SPACE: dict[str, BaseDistribution] = {
+    "loss": CategoricalDistribution(LOSSES),
+    "no_components": IntDistribution(16, 128, log=True),
+    "learning_rate": FloatDistribution(0.01, 0.2, log=True),
+    "item_alpha": FloatDistribution(1e-9, 1e-4, log=True),
+    "user_alpha": FloatDistribution(1e-9, 1e-4, log=True),
+    "max_sampled": IntDistribution(5, 60),
+    **{f"use_{family}": CategoricalDistribution((True, False)) for family in FAMILIES},
+}
+
+
 def suggest(trial: optuna.Trial, max_epochs: int, patience: int) -> Candidate:
-    """The search space: loss, size, learning rate, regularisation, sampling, features."""
-    loss = trial.suggest_categorical("loss", LOSSES)
-    params = LightFMParams(
-        loss=loss,
-        no_components=trial.suggest_int("no_components", 16, 128, log=True),
-        learning_rate=trial.suggest_float("learning_rate", 0.01, 0.2, log=True),
-        item_alpha=trial.suggest_float("item_alpha", 1e-9, 1e-4, log=True),
-        user_alpha=trial.suggest_float("user_alpha", 1e-9, 1e-4, log=True),
-        max_sampled=trial.suggest_int("max_sampled", 5, 60),
-        max_epochs=max_epochs,
-        patience=patience,
-    )
-    features = FeatureConfig(
-        authors=trial.suggest_categorical("use_authors", [True, False]),
-        tags=trial.suggest_categorical("use_tags", [True, False]),
-        decade=trial.suggest_categorical("use_decade", [True, False]),
-        language=trial.suggest_categorical("use_language", [True, False]),
-    )
-    return Candidate(params=params, features=features)
+    """Draw one candidate from SEARCH_SPACE."""
+    values: dict[str, object] = {}
+    for name, space in SEARCH_SPACE.items():
+        if isinstance(space, CategoricalDistribution):
+            values[name] = trial.suggest_categorical(name, space.choices)
+        elif isinstance(space, IntDistribution):
+            values[name] = trial.suggest_int(name, space.low, space.high, log=space.log)
+        else:
+            assert isinstance(space, FloatDistribution)
+            values[name] = trial.suggest_float(name, space.low, space.high, log=space.log)
+    return candidate_from_params(values, max_epochs, patience)
+
+
+def in_search_space(name: str, value: object) -> bool:
+    """Whether SEARCH_SPACE could have drawn this value for this parameter."""
+    space = SEARCH_SPACE[name]
+    if isinstance(space, CategoricalDistribution):
+        return value in space.choices
+    assert isinstance(space, IntDistribution | FloatDistribution)
+    return space.low <= value <= space.high  # type: ignore[operator]
 
 
 def candidate_from_params(values: dict[str, object], max_epochs: int, patience: int
@@ -212,15 +233,52 @@ def make_objective(
     return objective
 
 
-# A known-good start: small budgets begin from a sound model and TPE explores around it.
-# WARP with the cheap feature families. Every family makes a full-size epoch about 4.4×
-# dearer than identity embeddings alone, mostly through the 10 tags per book, for no gain
-# on the data measured (benchmarks/README.md), so the start leaves tags to the search.
+# Known-good starts: small budgets begin from sound models and TPE explores around them.
+# WARP with authors and language. Every family makes a full-size epoch about 4.4× dearer
+# than identity embeddings alone, mostly through the 10 tags per book, for no gain on the
+# data measured, and the publication decade (a coarse feature shared by thousands of books)
+# cost about 0.004 validation NDCG@10 at full size (benchmarks/README.md); both are left
+# to the search. Two sizes, since the right one grows with the data: 64 components do at
+# demo size, while at full size a long study's best models had over 100.
 FIRST_TRIAL: dict[str, object] = {
     "loss": "warp", "no_components": 64, "learning_rate": 0.05, "item_alpha": 1e-7,
     "user_alpha": 1e-7, "max_sampled": 30, "use_authors": True, "use_tags": False,
-    "use_decade": True, "use_language": True,
+    "use_decade": False, "use_language": True,
 }
+SECOND_TRIAL: dict[str, object] = {**FIRST_TRIAL, "no_components": 128}
+KNOWN_GOOD: tuple[dict[str, object], ...] = (FIRST_TRIAL, SECOND_TRIAL)
+
+
+def params_from_logged(logged: Mapping[str, object]) -> dict[str, object]:
+    """A trial's parameters back from where they were logged as text (MLflow params).
+
+    Raises ValueError when one is missing or lies outside today's search space, so a
+    study is never started from a point it could not have drawn.
+    """
+    types: dict[str, Callable[[object], object]] = {
+        "loss": str, "no_components": int, "learning_rate": float, "item_alpha": float,
+        "user_alpha": float, "max_sampled": int,
+        **{f"use_{family}": _boolean for family in FAMILIES},
+    }
+    missing = sorted(set(types) - set(logged))
+    if missing:
+        raise ValueError(f"parameters missing: {', '.join(missing)}")
+    try:
+        values = {name: cast(logged[name]) for name, cast in types.items()}
+    except ValueError as error:
+        raise ValueError(f"unreadable parameter: {error}") from None
+    outside = [f"{name}={value!r}" for name, value in values.items()
+               if not in_search_space(name, value)]
+    if outside:
+        raise ValueError(f"outside the search space: {', '.join(outside)}")
+    return values
+
+
+def _boolean(value: object) -> bool:
+    text = str(value).strip().lower()
+    if text not in ("true", "false"):
+        raise ValueError(f"{value!r} is not True or False")
+    return text == "true"
 
 
 def create_study(
@@ -228,10 +286,13 @@ def create_study(
     study_name: str,
     seed: int,
     pruning: bool = True,
+    starts: Sequence[Mapping[str, object]] = KNOWN_GOOD,
 ) -> optuna.Study:
     """A maximising study: TPE with a seed, median pruning after a few epochs and trials.
 
-    A new study starts with FIRST_TRIAL enqueued; a resumed one continues where it was.
+    A new study runs ``starts`` first, in order and each once (by default the KNOWN_GOOD
+    trials; a warm start puts the champion's parameters before them); a resumed one
+    continues where it was.
     """
     pruner: optuna.pruners.BasePruner = (
         optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=2)
@@ -246,5 +307,6 @@ def create_study(
         load_if_exists=True,
     )
     if not study.trials:
-        study.enqueue_trial(FIRST_TRIAL)
+        for params in starts:
+            study.enqueue_trial(dict(params), skip_if_exists=True)
     return study

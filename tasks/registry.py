@@ -14,6 +14,7 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 import models.mlflow_model
+from models.tuning import params_from_logged
 
 MODEL_CODE = Path(models.mlflow_model.__file__)
 
@@ -118,6 +119,30 @@ def registry_aliases(tracking_uri: str, model_name: str) -> dict[str, str]:
     except mlflow.exceptions.MlflowException:
         return {}
     return {alias: str(version) for alias, version in model.aliases.items()}
+
+
+@task(cache_policy=NO_CACHE)
+def champion_parameters(tracking_uri: str, model_name: str) -> dict[str, object] | None:
+    """The search-space parameters the champion's study chose, to start a new study from.
+
+    Read from the ``best.*`` params of the run that registered the champion. None when
+    there is no champion, or (with a warning saying why) when its parameters no longer
+    fit the search space.
+    """
+    if "champion" not in registry_aliases(tracking_uri, model_name):
+        return None
+    client = MlflowClient(tracking_uri)
+    version = client.get_model_version_by_alias(model_name, "champion")
+    logged = client.get_run(str(version.run_id)).data.params
+    try:
+        params = params_from_logged({key.removeprefix("best."): value
+                                     for key, value in logged.items()
+                                     if key.startswith("best.")})
+    except ValueError as error:
+        get_run_logger().warning("the champion (version %s) cannot start the study: %s",
+                                 version.version, error)
+        return None
+    return {"version": str(version.version), "params": params}
 
 
 @task(cache_policy=NO_CACHE)

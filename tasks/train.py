@@ -33,6 +33,7 @@ from models.recommender import FitResult
 from models.schema import BOOK_ID, USER_ID
 from models.snapshot import open_snapshot
 from models.tuning import (
+    KNOWN_GOOD,
     Candidate,
     KeptFit,
     candidate_from_params,
@@ -147,17 +148,21 @@ def run_study(
     num_threads: int,
     seed: int,
     pruning: bool = True,
+    start_from: dict[str, object] | None = None,
 ) -> dict[str, object]:
     """Optuna search (trials as nested MLflow runs); returns best params and study stats.
 
-    On every reader (sample_fraction 1) the best trial's fit comes back as ``best_fit``
-    when this process ran it, so the flow need not refit.
+    A new study runs ``start_from`` (a warm start: e.g. the champion's parameters) first,
+    then the KNOWN_GOOD trials, then what TPE draws. On every reader (sample_fraction 1)
+    the best trial's fit comes back as ``best_fit`` when this process ran it, so the flow
+    need not refit.
     """
     log = get_run_logger()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     tuning_split = sample_readers(split, sample_fraction, seed)
     mlflow.set_tracking_uri(tracking_uri)
-    study = create_study(storage, study_name, seed, pruning=pruning)
+    starts = [*KNOWN_GOOD] if start_from is None else [start_from, *KNOWN_GOOD]
+    study = create_study(storage, study_name, seed, pruning=pruning, starts=starts)
     started = time.perf_counter()
     # Tuning on every reader: the best trial's own fit is the model, no refit needed.
     keep = KeptFit() if sample_fraction == 1 else None
@@ -176,17 +181,21 @@ def run_study(
                 f"study {study_name} has no completed trial; raise n_trials or the timeout"
             )
         pruned = sum(t.state == optuna.trial.TrialState.PRUNED for t in study.trials)
+        # Starts not reached within n_trials or the timeout wait for the study's next run.
+        ran = len(study.trials) - len(study.get_trials(
+            deepcopy=False, states=(optuna.trial.TrialState.WAITING,)))
         mlflow.log_params({f"best.{key}": value for key, value in study.best_params.items()})
         mlflow.log_metrics({"study.best_valid_ndcg": study.best_value,
-                            "study.trials": len(study.trials), "study.pruned": pruned,
+                            "study.trials": ran, "study.pruned": pruned,
                             "study.seconds": elapsed})
         log_study_plots(study)
     log.info("study %s: %d trials (%d pruned) in %.0f s, best valid ndcg@%d %.4f",
-             study_name, len(study.trials), pruned, elapsed, k, study.best_value)
+             study_name, ran, pruned, elapsed, k, study.best_value)
     kept = kept_best_fit(study, keep)
     return {"best_params": dict(study.best_params), "best_value": float(study.best_value),
-            "trials": len(study.trials), "pruned": pruned, "seconds": elapsed,
-            "best_trial": study.best_trial.number, "best_fit": kept}
+            "trials": ran, "pruned": pruned, "seconds": elapsed,
+            "best_trial": study.best_trial.number, "best_fit": kept,
+            "warm_started": start_from is not None and study.trials[0].params == start_from}
 
 
 def log_study_plots(study: optuna.Study) -> None:

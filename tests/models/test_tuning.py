@@ -13,11 +13,15 @@ from models.interactions import temporal_split
 from models.recommender import FitResult
 from models.tuning import (
     FIRST_TRIAL,
+    SEARCH_SPACE,
+    SECOND_TRIAL,
     KeptFit,
     candidate_from_params,
     create_study,
+    in_search_space,
     kept_best_fit,
     make_objective,
+    params_from_logged,
     sample_readers,
 )
 
@@ -45,19 +49,53 @@ class Recorder:
         self.events.append(("finished", number, state))
 
 
-def test_study_starts_from_the_known_good_trial_and_reports_every_epoch(split) -> None:
+def test_study_starts_from_the_known_good_trials_and_reports_every_epoch(split) -> None:
     recorder = Recorder()
     study = create_study(None, "t", seed=1)
     objective = make_objective(split, lambda config: None, 5, 1, 0, max_epochs=3,
                                patience=3, observer=recorder)
     study.optimize(objective, n_trials=2)
-    assert study.trials[0].params == FIRST_TRIAL
+    assert [t.params for t in study.trials] == [FIRST_TRIAL, SECOND_TRIAL]
     assert [e for e in recorder.events if e[0] != "epoch"] == [
         ("started", 0), ("finished", 0, "COMPLETE"), ("started", 1), ("finished", 1, "COMPLETE")]
     epochs = [e for e in recorder.events if e[0] == "epoch" and e[1] == 0]
     assert [e[2] for e in epochs] == [0, 1, 2]
     assert len(study.trials[0].user_attrs["curve"]) == 3
     assert study.best_value == max(t.value for t in study.trials)
+
+
+def test_a_warm_start_runs_the_given_parameters_first_then_the_known_good_trial(
+    split, tmp_path
+) -> None:
+    champion = {**FIRST_TRIAL, "loss": "bpr", "no_components": 20, "use_tags": True}
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    study = create_study(storage, "warm", seed=1, starts=[champion, FIRST_TRIAL, champion])
+    study.optimize(make_objective(split, lambda config: None, 5, 1, 0, 2, 2), n_trials=3)
+    assert study.trials[0].params == champion
+    assert study.trials[1].params == FIRST_TRIAL
+    assert study.trials[2].params not in (champion, FIRST_TRIAL)  # each start runs once
+    # A resumed study goes on from where it was: nothing is enqueued again.
+    resumed = create_study(storage, "warm", seed=1, starts=[FIRST_TRIAL])
+    assert len(resumed.trials) == 3 and not resumed.get_trials(
+        states=(optuna.trial.TrialState.WAITING,))
+
+
+def test_parameters_come_back_from_their_logged_text() -> None:
+    logged = {name: str(value) for name, value in FIRST_TRIAL.items()}
+    assert params_from_logged({**logged, "max_epochs": "30"}) == FIRST_TRIAL
+    assert all(in_search_space(name, value) for start in (FIRST_TRIAL, SECOND_TRIAL)
+               for name, value in start.items())
+    assert set(FIRST_TRIAL) == set(SEARCH_SPACE)
+    with pytest.raises(ValueError, match="missing: max_sampled, use_tags"):
+        params_from_logged({k: v for k, v in logged.items()
+                            if k not in ("use_tags", "max_sampled")})
+    with pytest.raises(ValueError, match="outside the search space: loss='logistic', "
+                                         "no_components=512"):
+        params_from_logged({**logged, "loss": "logistic", "no_components": "512"})
+    with pytest.raises(ValueError, match="'yes' is not True or False"):
+        params_from_logged({**logged, "use_authors": "yes"})
+    with pytest.raises(ValueError, match="unreadable"):
+        params_from_logged({**logged, "learning_rate": "fast"})
 
 
 def test_the_deadline_ends_the_running_trial_and_starts_no_other(split) -> None:
@@ -127,7 +165,7 @@ def test_pruned_trials_are_reported_as_pruned(split) -> None:
 def test_candidate_round_trips_through_params() -> None:
     candidate = candidate_from_params(FIRST_TRIAL, max_epochs=9, patience=2)
     assert candidate.params.loss == "warp" and candidate.params.max_epochs == 9
-    assert candidate.features == FeatureConfig(tags=False)
+    assert candidate.features == FeatureConfig(tags=False, decade=False)
 
 
 def test_reader_sample_keeps_the_catalogue(split) -> None:
