@@ -19,6 +19,7 @@ def nightly_flow(
     sample_fraction: float | None = None,
     timeout_s: float | None = None,
     refit_timeout_s: float | None = None,
+    warm_start: bool = True,
 ) -> dict[str, object]:
     """Re-ingest, retrain and publish; a failure anywhere leaves what is served untouched.
 
@@ -32,10 +33,11 @@ def nightly_flow(
         timeout_s: tuning seconds (default GOODBOOKS_TUNING_TIMEOUT_S); a trial running
             then ends after its current epoch.
         refit_timeout_s: refit seconds (default GOODBOOKS_REFIT_TIMEOUT_S).
+        warm_start: start the new study from the champion's parameters.
     """
     snapshot = ingest_flow(source=source, n_users=n_users, local_dir=local_dir)
     trained = train_flow(snapshot=snapshot, n_trials=n_trials, max_epochs=max_epochs,
                          sample_fraction=sample_fraction, timeout_s=timeout_s,
-                         refit_timeout_s=refit_timeout_s)
+                         refit_timeout_s=refit_timeout_s, warm_start=warm_start)
     published = score_flow()
     return {"snapshot": snapshot, "trained": trained, "published": published}

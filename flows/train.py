@@ -64,7 +64,7 @@ def train_flow(
         pruning: stop unpromising trials early (median rule on per-epoch validation).
         warm_start: a new study's first trial is the current champion's parameters (then
             the known-good starts, then TPE), so a short nightly budget starts from
-            what earlier studies found.
+            what earlier studies found; a resumed study goes on where it was.
 
     Returns the registered version, the alias it earned (or None), the test table, the
     study's figures (``started_from``: the champion version it was warm-started from, or
@@ -93,9 +93,7 @@ def train_flow(
     champion = champion_parameters(s.tracking_uri, s.model_name) if warm_start else None
     found = run_study(split, catalogue, parent, s.tracking_uri, s.optuna_storage, study,
                       n_trials, timeout_s, fraction, s.eval_k, epochs, s.patience,
-                      s.num_threads, s.seed, pruning,
-                      start_from=None if champion is None else champion["params"])
-    found["started_from"] = champion["version"] if found.pop("warm_started") else None
+                      s.num_threads, s.seed, pruning, champion)
     if found["started_from"] is not None:
         print(f"the study started from the champion's parameters (version "
               f"{found['started_from']})")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
@@ -121,28 +122,38 @@ def registry_aliases(tracking_uri: str, model_name: str) -> dict[str, str]:
     return {alias: str(version) for alias, version in model.aliases.items()}
 
 
+@dataclass(frozen=True)
+class WarmStart:
+    """A registered version's search-space parameters, to start a new study from."""
+
+    version: str
+    params: dict[str, object]
+
+
 @task(cache_policy=NO_CACHE)
-def champion_parameters(tracking_uri: str, model_name: str) -> dict[str, object] | None:
-    """The search-space parameters the champion's study chose, to start a new study from.
+def champion_parameters(tracking_uri: str, model_name: str) -> WarmStart | None:
+    """The parameters the champion's study chose, to start a new study from.
 
     Read from the ``best.*`` params of the run that registered the champion. None when
-    there is no champion, or (with a warning saying why) when its parameters no longer
-    fit the search space.
+    there is no champion, or (with a warning saying why) when its run cannot be read or its
+    parameters no longer fit the search space: a warm start only saves time.
     """
     if "champion" not in registry_aliases(tracking_uri, model_name):
         return None
     client = MlflowClient(tracking_uri)
     version = client.get_model_version_by_alias(model_name, "champion")
-    logged = client.get_run(str(version.run_id)).data.params
     try:
+        if not version.run_id:
+            raise ValueError("the version names no run")
+        logged = client.get_run(version.run_id).data.params
         params = params_from_logged({key.removeprefix("best."): value
                                      for key, value in logged.items()
                                      if key.startswith("best.")})
-    except ValueError as error:
+    except (ValueError, mlflow.exceptions.MlflowException) as error:
         get_run_logger().warning("the champion (version %s) cannot start the study: %s",
                                  version.version, error)
         return None
-    return {"version": str(version.version), "params": params}
+    return WarmStart(version=str(version.version), params=params)
 
 
 @task(cache_policy=NO_CACHE)

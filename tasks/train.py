@@ -43,7 +43,7 @@ from models.tuning import (
     make_objective,
     sample_readers,
 )
-from tasks.registry import use_tracking
+from tasks.registry import WarmStart, use_tracking
 
 
 @dataclass
@@ -148,21 +148,24 @@ def run_study(
     num_threads: int,
     seed: int,
     pruning: bool = True,
-    start_from: dict[str, object] | None = None,
+    champion: WarmStart | None = None,
 ) -> dict[str, object]:
     """Optuna search (trials as nested MLflow runs); returns best params and study stats.
 
-    A new study runs ``start_from`` (a warm start: e.g. the champion's parameters) first,
-    then the KNOWN_GOOD trials, then what TPE draws. On every reader (sample_fraction 1)
-    the best trial's fit comes back as ``best_fit`` when this process ran it, so the flow
-    need not refit.
+    A new study runs the ``champion``'s parameters first (a warm start), then the
+    KNOWN_GOOD trials, then what TPE draws; a resumed study goes on where it was. On every
+    reader (sample_fraction 1) the best trial's fit comes back as ``best_fit`` when this
+    process ran it, so the flow need not refit.
     """
     log = get_run_logger()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     tuning_split = sample_readers(split, sample_fraction, seed)
     mlflow.set_tracking_uri(tracking_uri)
-    starts = [*KNOWN_GOOD] if start_from is None else [start_from, *KNOWN_GOOD]
+    new = storage is None or study_name not in optuna.get_all_study_names(storage)
+    warm = new and champion is not None
+    starts = [champion.params, *KNOWN_GOOD] if warm and champion else KNOWN_GOOD
     study = create_study(storage, study_name, seed, pruning=pruning, starts=starts)
+    started_from = champion.version if warm and champion else None
     started = time.perf_counter()
     # Tuning on every reader: the best trial's own fit is the model, no refit needed.
     keep = KeptFit() if sample_fraction == 1 else None
@@ -172,6 +175,9 @@ def run_study(
         deadline=None if timeout_s is None else time.monotonic() + timeout_s, keep=keep,
     )
     with mlflow.start_run(run_id=parent_run_id):
+        mlflow.set_tag("study.started_from",
+                       f"champion version {started_from}" if warm else
+                       "known-good starts" if new else "resumed study")
         study.optimize(objective, n_trials=n_trials, timeout=timeout_s,
                        catch=(ArithmeticError,))
         elapsed = time.perf_counter() - started
@@ -195,7 +201,7 @@ def run_study(
     return {"best_params": dict(study.best_params), "best_value": float(study.best_value),
             "trials": ran, "pruned": pruned, "seconds": elapsed,
             "best_trial": study.best_trial.number, "best_fit": kept,
-            "warm_started": start_from is not None and study.trials[0].params == start_from}
+            "started_from": started_from}
 
 
 def log_study_plots(study: optuna.Study) -> None:

@@ -10,9 +10,9 @@ import pytest
 from mlflow import MlflowClient
 
 from flows.train import train_flow
-from models.tuning import FIRST_TRIAL, create_study
+from models.tuning import KNOWN_GOOD_64, KNOWN_GOOD_128, create_study
 from settings import get_settings
-from tasks.registry import champion_parameters
+from tasks.registry import WarmStart, champion_parameters
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -51,10 +51,10 @@ def own_model(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 def test_a_new_study_starts_from_the_champions_parameters(first_run: dict) -> None:
     # The champion was tuned from planted parameters (its study was created beforehand
     # with them enqueued, and the flow resumed it): a new study runs those first, then
-    # the known-good first trial; without the warm start, the known-good trial alone.
+    # the known-good starts; without the warm start, the known-good starts alone.
     s = get_settings()
     snapshot = str(first_run["snapshot"])
-    planted = {**FIRST_TRIAL, "no_components": 32, "use_language": False}
+    planted = {**KNOWN_GOOD_64, "no_components": 32, "use_language": False}
     create_study(s.optuna_storage, "planted", seed=0, starts=[planted])
     source = train_flow(snapshot=snapshot, n_trials=1, max_epochs=3, study_name="planted")
     assert source["alias"] == "champion" and source["study"]["started_from"] is None
@@ -62,25 +62,30 @@ def test_a_new_study_starts_from_the_champions_parameters(first_run: dict) -> No
     result = train_flow(snapshot=snapshot, n_trials=2, max_epochs=2, study_name="warm")
     assert result["study"]["started_from"] == source["version"]
     trials = optuna.load_study(study_name="warm", storage=s.optuna_storage).trials
-    assert [t.params for t in trials[:2]] == [planted, FIRST_TRIAL]
+    assert [t.params for t in trials[:2]] == [planted, KNOWN_GOOD_64]
+    resumed = train_flow(snapshot=snapshot, n_trials=1, max_epochs=2, study_name="warm")
+    assert resumed["study"]["started_from"] is None  # it goes on: the 128 start waited
+    trials = optuna.load_study(study_name="warm", storage=s.optuna_storage).trials
+    assert trials[2].params == KNOWN_GOOD_128
 
     cold = train_flow(snapshot=snapshot, n_trials=1, max_epochs=2, study_name="cold",
                       warm_start=False)
     assert cold["study"]["started_from"] is None
     first = optuna.load_study(study_name="cold", storage=s.optuna_storage).trials[0]
-    assert first.params == FIRST_TRIAL
+    assert first.params == KNOWN_GOOD_64
 
 
 def test_champion_parameters_start_a_study_only_when_they_fit_the_search_space(
-    tmp_path: Path,
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    # No champion: nothing. A champion from an older search space (a loss since dropped):
-    # nothing (a warning says why). A champion whose parameters fit: those, typed.
+    # No champion: nothing. A champion from an older search space (a loss since dropped)
+    # or registered without a run: nothing, and a warning says why. A champion whose
+    # parameters fit: those, typed.
     s = get_settings()
     client = MlflowClient(s.tracking_uri)
     run = client.create_run(client.create_experiment(
         "champion-parameters", artifact_location=tmp_path.as_uri()))
-    for name, value in {**FIRST_TRIAL, "loss": "logistic"}.items():
+    for name, value in {**KNOWN_GOOD_64, "loss": "logistic"}.items():
         client.log_param(run.info.run_id, f"best.{name}", value)
     client.create_registered_model("retired-space")
     version = client.create_model_version("retired-space", source=tmp_path.as_uri(),
@@ -88,11 +93,17 @@ def test_champion_parameters_start_a_study_only_when_they_fit_the_search_space(
     assert champion_parameters(s.tracking_uri, "retired-space") is None
     client.set_registered_model_alias("retired-space", "champion", version.version)
     assert champion_parameters(s.tracking_uri, "retired-space") is None
+    assert "outside the search space: loss='logistic'" in caplog.text
+    runless = client.create_model_version("retired-space", source=tmp_path.as_uri())
+    client.set_registered_model_alias("retired-space", "champion", runless.version)
+    assert champion_parameters(s.tracking_uri, "retired-space") is None
+    assert f"champion (version {runless.version}) cannot start the study: the version " \
+           "names no run" in caplog.text
     ok = client.create_run(run.info.experiment_id)
-    for name, value in FIRST_TRIAL.items():
+    for name, value in KNOWN_GOOD_64.items():
         client.log_param(ok.info.run_id, f"best.{name}", value)
     good = client.create_model_version("retired-space", source=tmp_path.as_uri(),
                                        run_id=ok.info.run_id)
     client.set_registered_model_alias("retired-space", "champion", good.version)
-    assert champion_parameters(s.tracking_uri, "retired-space") == {
-        "version": str(good.version), "params": FIRST_TRIAL}
+    assert champion_parameters(s.tracking_uri, "retired-space") == WarmStart(
+        version=str(good.version), params=KNOWN_GOOD_64)
