@@ -232,7 +232,7 @@ def _long_study(args: argparse.Namespace) -> tuple[optuna.Study, datetime, float
         print(f"long study read from {journal}")
     else:
         journal.parent.mkdir(parents=True, exist_ok=True)
-        study = create_study(_journal(journal), "long", seed=0)  # enqueues the known-good starts
+        study = create_study(_journal(journal), "long", seed=0)  # enqueues the known-good start
         began = time.time()
         study.set_user_attr("began", datetime.now().isoformat())
         study.set_user_attr("minutes", args.long_min)
@@ -298,7 +298,7 @@ def budget(args: argparse.Namespace) -> dict:
         journal = RESULTS / "budget-study.journal"
         journal.unlink(missing_ok=True)
         RESULTS.mkdir(exist_ok=True)
-        create_study(_journal(journal), "budget", seed=0)  # enqueues the known-good starts
+        create_study(_journal(journal), "budget", seed=0)  # enqueues the known-good start
         _run_workers("budget", journal, [100 + w for w in range(args.workers)], args.users,
                      began, began + tune_s, args.budget_epochs)
         study = optuna.load_study(study_name="budget", storage=_journal(journal))

@@ -63,7 +63,7 @@ def train_flow(
             sharing a PostgreSQL storage and this name tune one study together.
         pruning: stop unpromising trials early (median rule on per-epoch validation).
         warm_start: a new study's first trial is the current champion's parameters (then
-            the known-good starts, then TPE), so a short nightly budget starts from
+            the known-good start, then TPE), so a short nightly budget starts from
             what earlier studies found; a resumed study goes on where it was.
 
     Returns the registered version, the alias it earned (or None), the test table, the

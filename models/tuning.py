@@ -238,20 +238,17 @@ def make_objective(
     return objective
 
 
-# Known-good starts: small budgets begin from sound models and TPE explores around them.
+# A known-good start: small budgets begin from a sound model and TPE explores around it.
 # WARP with authors and language. Every family makes a full-size epoch about 4.4× dearer
 # than identity embeddings alone, mostly through the 10 tags per book, for no gain on the
 # data measured, and the publication decade (a coarse feature shared by thousands of books)
-# cost about 0.004 validation NDCG@10 at full size (benchmarks/README.md); both are left
-# to the search. Two sizes, since the right one grows with the data: 64 components do at
-# demo size, while at full size a long study's best models had over 100.
-KNOWN_GOOD_64: dict[str, object] = {
+# cost validation NDCG@10 at full size (0.1392–0.1405 with it, 0.1424–0.1426 without;
+# benchmarks/README.md); both are left to the search.
+KNOWN_GOOD: dict[str, object] = {
     "loss": "warp", "no_components": 64, "learning_rate": 0.05, "item_alpha": 1e-7,
     "user_alpha": 1e-7, "max_sampled": 30, "use_authors": True, "use_tags": False,
     "use_decade": False, "use_language": True,
 }
-KNOWN_GOOD_128: dict[str, object] = {**KNOWN_GOOD_64, "no_components": 128}
-KNOWN_GOOD: tuple[dict[str, object], ...] = (KNOWN_GOOD_64, KNOWN_GOOD_128)
 
 
 def params_from_logged(logged: Mapping[str, object]) -> dict[str, object]:
@@ -297,13 +294,13 @@ def create_study(
     study_name: str,
     seed: int,
     pruning: bool = True,
-    starts: Sequence[Mapping[str, object]] = KNOWN_GOOD,
+    starts: Sequence[Mapping[str, object]] = (KNOWN_GOOD,),
 ) -> optuna.Study:
     """A maximising study: TPE with a seed, median pruning after a few epochs and trials.
 
-    A new study runs ``starts`` first, in order and each once (by default the KNOWN_GOOD
-    trials; a warm start puts the champion's parameters before them); a resumed one
-    continues where it was.
+    A new study runs ``starts`` first, in order and each once (by default KNOWN_GOOD; a
+    warm start puts the champion's parameters before it); a resumed one continues where
+    it was.
     """
     pruner: optuna.pruners.BasePruner = (
         optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=2)

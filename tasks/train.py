@@ -153,7 +153,7 @@ def run_study(
     """Optuna search (trials as nested MLflow runs); returns best params and study stats.
 
     A new study runs the ``champion``'s parameters first (a warm start), then the
-    KNOWN_GOOD trials, then what TPE draws; a resumed study goes on where it was. On every
+    KNOWN_GOOD trial, then what TPE draws; a resumed study goes on where it was. On every
     reader (sample_fraction 1) the best trial's fit comes back as ``best_fit`` when this
     process ran it, so the flow need not refit.
     """
@@ -163,7 +163,7 @@ def run_study(
     mlflow.set_tracking_uri(tracking_uri)
     new = storage is None or study_name not in optuna.get_all_study_names(storage)
     warm = new and champion is not None
-    starts = [champion.params, *KNOWN_GOOD] if warm and champion else KNOWN_GOOD
+    starts = [champion.params, KNOWN_GOOD] if warm and champion else [KNOWN_GOOD]
     study = create_study(storage, study_name, seed, pruning=pruning, starts=starts)
     started_from = champion.version if warm and champion else None
     started = time.perf_counter()
@@ -177,7 +177,7 @@ def run_study(
     with mlflow.start_run(run_id=parent_run_id):
         mlflow.set_tag("study.started_from",
                        f"champion version {started_from}" if warm else
-                       "known-good starts" if new else "resumed study")
+                       "known-good start" if new else "resumed study")
         study.optimize(objective, n_trials=n_trials, timeout=timeout_s,
                        catch=(ArithmeticError,))
         elapsed = time.perf_counter() - started

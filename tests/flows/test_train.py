@@ -10,7 +10,7 @@ import pytest
 from mlflow import MlflowClient
 
 from flows.train import train_flow
-from models.tuning import KNOWN_GOOD_64, KNOWN_GOOD_128, create_study
+from models.tuning import KNOWN_GOOD, create_study
 from settings import get_settings
 from tasks.registry import WarmStart, champion_parameters
 
@@ -51,10 +51,10 @@ def own_model(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 def test_a_new_study_starts_from_the_champions_parameters(first_run: dict) -> None:
     # The champion was tuned from planted parameters (its study was created beforehand
     # with them enqueued, and the flow resumed it): a new study runs those first, then
-    # the known-good starts; without the warm start, the known-good starts alone.
+    # the known-good one; without the warm start, the known-good one alone.
     s = get_settings()
     snapshot = str(first_run["snapshot"])
-    planted = {**KNOWN_GOOD_64, "no_components": 32, "use_language": False}
+    planted = {**KNOWN_GOOD, "no_components": 32, "use_language": False}
     create_study(s.optuna_storage, "planted", seed=0, starts=[planted])
     source = train_flow(snapshot=snapshot, n_trials=1, max_epochs=3, study_name="planted")
     assert source["alias"] == "champion" and source["study"]["started_from"] is None
@@ -62,17 +62,17 @@ def test_a_new_study_starts_from_the_champions_parameters(first_run: dict) -> No
     result = train_flow(snapshot=snapshot, n_trials=2, max_epochs=2, study_name="warm")
     assert result["study"]["started_from"] == source["version"]
     trials = optuna.load_study(study_name="warm", storage=s.optuna_storage).trials
-    assert [t.params for t in trials[:2]] == [planted, KNOWN_GOOD_64]
+    assert [t.params for t in trials[:2]] == [planted, KNOWN_GOOD]
     resumed = train_flow(snapshot=snapshot, n_trials=1, max_epochs=2, study_name="warm")
-    assert resumed["study"]["started_from"] is None  # it goes on: the 128 start waited
+    assert resumed["study"]["started_from"] is None  # it goes on where it was
     trials = optuna.load_study(study_name="warm", storage=s.optuna_storage).trials
-    assert trials[2].params == KNOWN_GOOD_128
+    assert len(trials) == 3 and trials[2].params not in (planted, KNOWN_GOOD)
 
     cold = train_flow(snapshot=snapshot, n_trials=1, max_epochs=2, study_name="cold",
                       warm_start=False)
     assert cold["study"]["started_from"] is None
     first = optuna.load_study(study_name="cold", storage=s.optuna_storage).trials[0]
-    assert first.params == KNOWN_GOOD_64
+    assert first.params == KNOWN_GOOD
 
 
 def test_champion_parameters_start_a_study_only_when_they_fit_the_search_space(
@@ -85,7 +85,7 @@ def test_champion_parameters_start_a_study_only_when_they_fit_the_search_space(
     client = MlflowClient(s.tracking_uri)
     run = client.create_run(client.create_experiment(
         "champion-parameters", artifact_location=tmp_path.as_uri()))
-    for name, value in {**KNOWN_GOOD_64, "loss": "logistic"}.items():
+    for name, value in {**KNOWN_GOOD, "loss": "logistic"}.items():
         client.log_param(run.info.run_id, f"best.{name}", value)
     client.create_registered_model("retired-space")
     version = client.create_model_version("retired-space", source=tmp_path.as_uri(),
@@ -100,10 +100,10 @@ def test_champion_parameters_start_a_study_only_when_they_fit_the_search_space(
     assert f"champion (version {runless.version}) cannot start the study: the version " \
            "names no run" in caplog.text
     ok = client.create_run(run.info.experiment_id)
-    for name, value in KNOWN_GOOD_64.items():
+    for name, value in KNOWN_GOOD.items():
         client.log_param(ok.info.run_id, f"best.{name}", value)
     good = client.create_model_version("retired-space", source=tmp_path.as_uri(),
                                        run_id=ok.info.run_id)
     client.set_registered_model_alias("retired-space", "champion", good.version)
     assert champion_parameters(s.tracking_uri, "retired-space") == WarmStart(
-        version=str(good.version), params=KNOWN_GOOD_64)
+        version=str(good.version), params=KNOWN_GOOD)

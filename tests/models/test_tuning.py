@@ -12,8 +12,7 @@ from models.gate import decide_alias
 from models.interactions import temporal_split
 from models.recommender import FitResult
 from models.tuning import (
-    KNOWN_GOOD_64,
-    KNOWN_GOOD_128,
+    KNOWN_GOOD,
     SEARCH_SPACE,
     KeptFit,
     candidate_from_params,
@@ -55,7 +54,7 @@ def test_study_starts_from_the_known_good_trials_and_reports_every_epoch(split) 
     objective = make_objective(split, lambda config: None, 5, 1, 0, max_epochs=3,
                                patience=3, observer=recorder)
     study.optimize(objective, n_trials=2)
-    assert [t.params for t in study.trials] == [KNOWN_GOOD_64, KNOWN_GOOD_128]
+    assert study.trials[0].params == KNOWN_GOOD and study.trials[1].params != KNOWN_GOOD
     assert [e for e in recorder.events if e[0] != "epoch"] == [
         ("started", 0), ("finished", 0, "COMPLETE"), ("started", 1), ("finished", 1, "COMPLETE")]
     epochs = [e for e in recorder.events if e[0] == "epoch" and e[1] == 0]
@@ -67,28 +66,27 @@ def test_study_starts_from_the_known_good_trials_and_reports_every_epoch(split) 
 def test_a_warm_start_runs_the_given_parameters_first_then_the_known_good_ones(
     split, tmp_path
 ) -> None:
-    champion = {**KNOWN_GOOD_64, "loss": "bpr", "no_components": 20, "use_tags": True}
+    champion = {**KNOWN_GOOD, "loss": "bpr", "no_components": 20, "use_tags": True}
     storage = f"sqlite:///{tmp_path / 'study.db'}"
-    study = create_study(storage, "warm", seed=1, starts=[champion, KNOWN_GOOD_64, champion])
+    study = create_study(storage, "warm", seed=1, starts=[champion, KNOWN_GOOD, champion])
     study.optimize(make_objective(split, lambda config: None, 5, 1, 0, 2, 2), n_trials=3)
     assert study.trials[0].params == champion
-    assert study.trials[1].params == KNOWN_GOOD_64
-    assert study.trials[2].params not in (champion, KNOWN_GOOD_64)  # each start runs once
+    assert study.trials[1].params == KNOWN_GOOD
+    assert study.trials[2].params not in (champion, KNOWN_GOOD)  # each start runs once
     # A resumed study goes on from where it was: nothing is enqueued again.
-    resumed = create_study(storage, "warm", seed=1, starts=[KNOWN_GOOD_64])
+    resumed = create_study(storage, "warm", seed=1, starts=[KNOWN_GOOD])
     assert len(resumed.trials) == 3 and not resumed.get_trials(
         states=(optuna.trial.TrialState.WAITING,))
 
 
 def test_parameters_come_back_from_their_logged_text() -> None:
-    logged = {name: str(value) for name, value in KNOWN_GOOD_64.items()}
+    logged = {name: str(value) for name, value in KNOWN_GOOD.items()}
     read = params_from_logged({**logged, "max_epochs": "30"})
-    assert read == KNOWN_GOOD_64
+    assert read == KNOWN_GOOD
     assert {name: type(value) for name, value in read.items()} == {
-        name: type(value) for name, value in KNOWN_GOOD_64.items()}
-    assert all(in_search_space(name, value) for start in (KNOWN_GOOD_64, KNOWN_GOOD_128)
-               for name, value in start.items())
-    assert set(KNOWN_GOOD_64) == set(SEARCH_SPACE)
+        name: type(value) for name, value in KNOWN_GOOD.items()}
+    assert all(in_search_space(name, value) for name, value in KNOWN_GOOD.items())
+    assert set(KNOWN_GOOD) == set(SEARCH_SPACE)
     with pytest.raises(ValueError, match="missing: max_sampled, use_tags"):
         params_from_logged({k: v for k, v in logged.items()
                             if k not in ("use_tags", "max_sampled")})
@@ -106,20 +104,21 @@ def test_the_deadline_ends_the_running_trial_and_starts_no_other(split, tmp_path
         time.sleep(0.3)
 
     storage = f"sqlite:///{tmp_path / 'study.db'}"
-    study = create_study(storage, "t", seed=1)
+    second = {**KNOWN_GOOD, "no_components": 16}
+    study = create_study(storage, "t", seed=1, starts=[KNOWN_GOOD, second])
     objective = make_objective(split, slow_features, 5, 1, 0, max_epochs=5, patience=5,
                                deadline=time.monotonic() + 0.1)
     study.optimize(objective, n_trials=5)
     running, waiting = study.trials  # the first ended past the deadline and stopped it
     assert running.state == optuna.trial.TrialState.COMPLETE
-    assert running.params == KNOWN_GOOD_64
+    assert running.params == KNOWN_GOOD
     assert running.user_attrs["curve"] == [running.value]  # ended after its first epoch
     assert running.user_attrs["stopped_by_deadline"] is True
     # The second start was not taken: it waits for the study's next run, which runs it.
     assert waiting.state == optuna.trial.TrialState.WAITING
     resumed = create_study(storage, "t", seed=1)
     resumed.optimize(make_objective(split, lambda config: None, 5, 1, 0, 1, 1), n_trials=1)
-    assert resumed.trials[1].params == KNOWN_GOOD_128
+    assert resumed.trials[1].params == second
     assert resumed.trials[1].state == optuna.trial.TrialState.COMPLETE
 
 
@@ -173,7 +172,7 @@ def test_pruned_trials_are_reported_as_pruned(split) -> None:
 
 
 def test_candidate_round_trips_through_params() -> None:
-    candidate = candidate_from_params(KNOWN_GOOD_64, max_epochs=9, patience=2)
+    candidate = candidate_from_params(KNOWN_GOOD, max_epochs=9, patience=2)
     assert candidate.params.loss == "warp" and candidate.params.max_epochs == 9
     assert candidate.features == FeatureConfig(tags=False, decade=False)
 
