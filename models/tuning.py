@@ -314,7 +314,17 @@ def create_study(
         pruner=pruner,
         load_if_exists=True,
     )
-    if not study.trials:
-        for params in starts:
-            study.enqueue_trial(dict(params), skip_if_exists=True)
+    enqueue_starts(study, starts)
     return study
+
+
+def enqueue_starts(study: optuna.Study, starts: Sequence[Mapping[str, object]]) -> bool:
+    """Enqueue ``starts`` (in order, each once) on a study with no trials yet.
+
+    Returns whether the study was new; a resumed one is left to go on where it was.
+    """
+    if study.trials:
+        return False
+    for params in starts:
+        study.enqueue_trial(dict(params), skip_if_exists=True)
+    return True

@@ -38,6 +38,7 @@ from models.tuning import (
     KeptFit,
     candidate_from_params,
     create_study,
+    enqueue_starts,
     fit_candidate,
     kept_best_fit,
     make_objective,
@@ -161,11 +162,10 @@ def run_study(
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     tuning_split = sample_readers(split, sample_fraction, seed)
     mlflow.set_tracking_uri(tracking_uri)
-    new = storage is None or study_name not in optuna.get_all_study_names(storage)
-    warm = new and champion is not None
-    starts = [champion.params, KNOWN_GOOD] if warm and champion else [KNOWN_GOOD]
-    study = create_study(storage, study_name, seed, pruning=pruning, starts=starts)
-    started_from = champion.version if warm and champion else None
+    study = create_study(storage, study_name, seed, pruning=pruning, starts=())
+    starts = [KNOWN_GOOD] if champion is None else [champion.params, KNOWN_GOOD]
+    new = enqueue_starts(study, starts)
+    started_from = champion.version if new and champion is not None else None
     started = time.perf_counter()
     # Tuning on every reader: the best trial's own fit is the model, no refit needed.
     keep = KeptFit() if sample_fraction == 1 else None
@@ -176,7 +176,7 @@ def run_study(
     )
     with mlflow.start_run(run_id=parent_run_id):
         mlflow.set_tag("study.started_from",
-                       f"champion version {started_from}" if warm else
+                       f"champion version {started_from}" if started_from else
                        "known-good start" if new else "resumed study")
         study.optimize(objective, n_trials=n_trials, timeout=timeout_s,
                        catch=(ArithmeticError,))
