@@ -75,6 +75,28 @@ class Settings(BaseSettings):
     )
     min_ratings_per_user: int = Field(10, ge=1, description="Readers need this many ratings.")
 
+    # --- new data: the inbox, the interaction log, snapshots ------------------------------
+    inbox_dir: Path | None = Field(
+        None, description="Where new rating files are dropped for the next ingest (a "
+        "directory with ratings.csv, or a ratings CSV); default <data_dir>/inbox.",
+    )
+    event_log_dir: Path | None = Field(
+        None, description="The interaction log: app events drained from the Redis stream, "
+        "as Parquet partitioned by day; default <data_dir>/events.",
+    )
+    interaction_types: tuple[Literal["rating", "add_to_shelf", "click"], ...] = Field(
+        ("rating", "add_to_shelf"),
+        description="App event types that count as interactions for training (comma "
+        "separated). A rating carries its stars; an add-to-shelf says the reader wants the "
+        "book (the app's to-read shelf); a click is the weakest signal and off by default. "
+        "Impressions never count. Every event stays in the log, so a change applies to "
+        "the next snapshots' training.",
+    )
+    snapshot_retention: int = Field(
+        7, ge=1, description="Snapshots kept besides the newest and any a registered model "
+        "version was trained on (older ones are deleted after each ingest).",
+    )
+
     # --- training ----------------------------------------------------------------------
     eval_k: int = Field(10, ge=1, le=1000, description="Cut-off of the ranking metrics.")
     num_threads: int = Field(2, ge=1, le=64, description="LightFM / BLAS threads.")
@@ -231,9 +253,6 @@ class Settings(BaseSettings):
         None, repr=False, description="Key POST /events requires (X-API-Key); unset disables it."
     )
     events_max_batch: int = Field(500, ge=1, le=10_000, description="Events per POST /events.")
-    events_stream_maxlen: int = Field(
-        1_000_000, ge=1000, description="Approximate length the event stream is trimmed to."
-    )
     ready_max_version_age_s: float = Field(
         2 * 86400.0, gt=0, description="/ready fails when a served version is older than this."
     )
@@ -279,7 +298,15 @@ class Settings(BaseSettings):
         180.0, gt=0, description="How long `make up` waits for each service to answer."
     )
 
-    @field_validator("books_csv", "tags_csv", "local_dataset_dir", mode="before")
+    @field_validator("interaction_types", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str) and not value.lstrip().startswith("["):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("books_csv", "tags_csv", "local_dataset_dir", "inbox_dir", "event_log_dir",
+                     mode="before")
     @classmethod
     def _empty_path_is_unset(cls, value: object) -> object:
         # An exported but empty variable (e.g. from the Makefile) means "not given".
@@ -318,6 +345,14 @@ class Settings(BaseSettings):
     @property
     def processed_dir(self) -> Path:
         return self.data_dir / "processed"
+
+    @property
+    def inbox_path(self) -> Path:
+        return self.inbox_dir or self.data_dir / "inbox"
+
+    @property
+    def event_log_path(self) -> Path:
+        return self.event_log_dir or self.data_dir / "events"
 
     @property
     def data_docs_dir(self) -> Path:

@@ -38,7 +38,6 @@ class ServingConfig:
     outage_backoff_s: float = 1.0
     events_api_key: str | None = None
     events_max_batch: int = 500
-    events_stream_maxlen: int = 1_000_000
     ready_max_age_s: float = 2 * 86400.0
     access_log: bool = True
     json_logs: bool = True
@@ -59,7 +58,6 @@ class ServingConfig:
             outage_backoff_s=settings.outage_backoff_s,
             events_api_key=settings.events_api_key,
             events_max_batch=settings.events_max_batch,
-            events_stream_maxlen=settings.events_stream_maxlen,
             ready_max_age_s=settings.ready_max_version_age_s,
             access_log=settings.api_access_log,
         )
@@ -94,4 +92,4 @@ class ServingConfig:
         )
 
     def build_event_writer(self, store: RecStore) -> EventWriter:
-        return EventWriter(store, maxlen=self.events_stream_maxlen, max_batch=self.events_max_batch)
+        return EventWriter(store, max_batch=self.events_max_batch)

@@ -197,14 +197,12 @@ class EventWriter:
         self,
         store: RecStore,
         *,
-        maxlen: int = 1_000_000,
         max_batch: int = 500,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        if maxlen < 1 or max_batch < 1:
-            raise ValueError(f"maxlen and max_batch must be >= 1, got {maxlen}, {max_batch}")
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be >= 1, got {max_batch}")
         self._store = store
-        self._maxlen = maxlen
         self._max_batch = max_batch
         self._clock = clock
 
@@ -226,13 +224,9 @@ class EventWriter:
         # MULTI/EXEC: the stream and the live counters never disagree about a batch.
         with self._store.client.pipeline(transaction=True) as pipe:
             for event in events:
-                # Approximate trimming lets Redis drop whole macro-nodes: O(1) per append.
-                pipe.xadd(
-                    stream,
-                    event.stream_fields(ts_ms, request_id),  # type: ignore[arg-type]
-                    maxlen=self._maxlen,
-                    approximate=True,
-                )
+                # No MAXLEN: the stream is trimmed only by the drain, below what it has
+                # written to the interaction log (tasks.events), so nothing accepted is lost.
+                pipe.xadd(stream, event.stream_fields(ts_ms, request_id))  # type: ignore[arg-type]
             add_counts(
                 pipe,
                 self._store,
