@@ -1,29 +1,47 @@
-"""Reading goodbooks CSVs, the structural checks every file must pass, and snapshots.
+"""Validated snapshots: content-addressed, grown night by night, never copied.
 
-A snapshot is validated data written as Parquet under ``<processed>/<snapshot_id>/`` with a
-``manifest.json`` (source, row counts, checksums, validation summary). Training and drift
-checks read snapshots, never raw CSVs. A snapshot directory appears only when complete: it
-is written under a temporary name and renamed into place.
+A snapshot is validated data under ``<processed>/<snapshot_id>/``: every table as an ordered
+list of Parquet segments (``ratings/0000-<sha>.parquet``, ``ratings/0001-<sha>.parquet``,
+...) and a ``manifest.json`` (source, row counts, segment checksums, the watermark of the
+interaction log and the inbox files it has taken in, validation summary). The next
+snapshot is the previous one plus what is new: its existing segments are hard links to the
+previous snapshot's files (no bytes copied) and the new rows are one more segment.
+
+The id is a hash of the content (segments, attachments, watermark, ingested files), so the
+same inputs give the same id and no second copy. ``HEAD`` names the newest snapshot. A
+snapshot directory appears only when complete: it is built under a temporary name and
+renamed into place; removing one by hand never breaks another (each holds its own links).
+Older snapshots written as one ``<table>.parquet`` file per table are read as well.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import shutil
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.parquet as pq
 
-from models.schema import (
-    DatasetError,
-)
+from models.schema import DatasetError
 
 MANIFEST = "manifest.json"
+HEAD = "HEAD"
+FORMAT = 2
 EXAMPLES = 5
+# Past this many segments a table is rewritten as one (reading hundreds of small files
+# costs more than rewriting them once).
+MAX_SEGMENTS = 32
+_PARTIAL_PREFIX = ".partial-"
+
 
 def table_name(file_name: str) -> str:
     """'book_tags.csv' → 'book_tags'."""
@@ -47,6 +65,15 @@ def read_csv(path: Path) -> pd.DataFrame:
 
 
 @dataclass(frozen=True)
+class Segment:
+    """One Parquet file of a table: where it is, its checksum and its rows."""
+
+    path: Path
+    sha256: str
+    rows: int
+
+
+@dataclass(frozen=True)
 class Snapshot:
     """A validated, immutable copy of a dataset."""
 
@@ -54,73 +81,243 @@ class Snapshot:
     path: Path
     manifest: dict[str, object]
 
-    def table_path(self, name: str) -> Path:
-        return self.path / f"{name}.parquet"
+    def segments(self, name: str) -> list[Segment]:
+        """The table's segments in row order (empty when the table is absent)."""
+        info = _tables(self.manifest).get(name)
+        if isinstance(info, dict) and "segments" in info:
+            return [Segment(self.path / str(s["file"]), str(s["sha256"]), int(s["rows"]))
+                    for s in info["segments"]]  # type: ignore[union-attr]
+        single = self.path / f"{name}.parquet"  # format 1: one file per table
+        if single.exists():
+            rows = int(info["rows"]) if isinstance(info, dict) else pq.read_metadata(
+                single).num_rows
+            return [Segment(single, "", rows)]
+        return []
+
+    def table_names(self) -> list[str]:
+        """Names of the tables the snapshot holds (and the absent goodbooks ones)."""
+        names = list(_tables(self.manifest))
+        names += [str(n) for n in self.manifest.get("absent", [])  # type: ignore[union-attr]
+                  if n not in names]
+        return names
 
     def has(self, name: str) -> bool:
-        return self.table_path(name).exists()
+        return bool(self.segments(name))
+
+    def rows(self, name: str) -> int:
+        return sum(s.rows for s in self.segments(name))
 
     def read(self, name: str, columns: list[str] | None = None) -> pd.DataFrame:
-        path = self.table_path(name)
-        if not path.exists():
+        """The whole table, segments concatenated in order."""
+        segments = self.segments(name)
+        if not segments:
             raise DatasetError(f"snapshot {self.snapshot_id} has no table {name!r}")
-        return pd.read_parquet(path, columns=columns)
+        missing = [s.path for s in segments if not s.path.exists()]
+        if missing:
+            raise DatasetError(f"snapshot {self.snapshot_id} is damaged: {missing[0]} is gone; "
+                               "remove the snapshot directory and ingest again")
+        frames = [pd.read_parquet(s.path, columns=columns) for s in segments]
+        return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+
+    @property
+    def log_watermark(self) -> str | None:
+        """The newest interaction-log entry this snapshot has taken in."""
+        value = self.manifest.get("log_watermark")
+        return str(value) if value else None
+
+    @property
+    def base(self) -> str:
+        """Key of the source data the lineage started from (its files' checksums)."""
+        return str(self.manifest.get("base") or base_key(
+            self.manifest.get("checksums", {})))  # type: ignore[arg-type]
+
+    @property
+    def ingested_files(self) -> dict[str, dict[str, object]]:
+        """sha256 → {name, snapshot, rows} of every inbox file the lineage has taken in."""
+        return dict(self.manifest.get("ingested_files", {}))  # type: ignore[arg-type]
+
+    @property
+    def created_at(self) -> str:
+        return str(self.manifest.get("created_at", ""))
 
 
-def new_snapshot_id(checksums: dict[str, str]) -> str:
-    """Time-ordered id with a content hash: 20261128T213000Z-1a2b3c4d."""
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    content = hashlib.sha256(json.dumps(checksums, sort_keys=True).encode()).hexdigest()[:8]
-    return f"{stamp}-{content}"
+def _tables(manifest: Mapping[str, object]) -> dict[str, object]:
+    tables = manifest.get("tables", {})
+    return tables if isinstance(tables, dict) else {}
+
+
+def base_key(checksums: Mapping[str, str]) -> str:
+    """A short key of a source's file checksums: snapshots with the same key share a base."""
+    canonical = json.dumps(dict(sorted(checksums.items())), sort_keys=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+# --- writing ------------------------------------------------------------------------------
+
+# A table of the next snapshot: its parts in row order, each an existing segment (linked,
+# not copied) or a frame of new rows (written as a new segment).
+TablePart = Segment | pd.DataFrame
+
+
+@contextmanager
+def writing(processed_dir: Path) -> Iterator[None]:
+    """Exclusive right to add snapshots, move HEAD or prune (one writer at a time)."""
+    processed_dir.mkdir(parents=True, exist_ok=True)
+    with open(processed_dir / ".lock", "a+b") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def commit_snapshot(
+    processed_dir: Path,
+    tables: Mapping[str, Sequence[TablePart] | None],
+    manifest: Mapping[str, object],
+    attachments: Sequence[Path] = (),
+    identity: Mapping[str, object] | None = None,
+) -> tuple[Snapshot, bool]:
+    """Write a snapshot of ``tables`` (None: absent) and make it HEAD.
+
+    ``manifest`` holds the descriptive fields (source, validation, ...); ``identity`` the
+    fields besides the content that make two snapshots different (watermark, ingested
+    files). Returns the snapshot and whether it is new: when a snapshot with the same id
+    exists, nothing is written and that one becomes HEAD.
+    """
+    with writing(processed_dir):
+        _remove_partials(processed_dir)
+        staging = processed_dir / f"{_PARTIAL_PREFIX}{uuid.uuid4().hex[:12]}"
+        staging.mkdir()
+        try:
+            described: dict[str, object] = {}
+            for name, parts in tables.items():
+                if parts is None:
+                    continue
+                described[name] = _stage_table(staging, name, list(parts))
+            attached = {}
+            for attachment in attachments:
+                shutil.copy2(attachment, staging / attachment.name)
+                attached[attachment.name] = file_sha256(staging / attachment.name)
+            content = {
+                "tables": {name: [s["sha256"] for s in info["segments"]]  # type: ignore[index]
+                           for name, info in sorted(described.items())},
+                "attachments": dict(sorted(attached.items())),
+                **(identity or {}),
+            }
+            digest = hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode())
+            snapshot_id = f"snap-{digest.hexdigest()[:16]}"
+            final = processed_dir / snapshot_id
+            if (final / MANIFEST).exists():
+                shutil.rmtree(staging)
+                _set_head(processed_dir, snapshot_id)
+                return open_snapshot(final), False
+            full = {
+                "snapshot_id": snapshot_id,
+                "format": FORMAT,
+                "created_at": datetime.now(UTC).isoformat(),
+                **manifest,
+                **(identity or {}),
+                "tables": described,
+                "absent": sorted(name for name, parts in tables.items() if parts is None),
+                "attachments": sorted(attached),
+            }
+            (staging / MANIFEST).write_text(json.dumps(full, indent=2, default=str))
+            if final.exists():  # a directory without a manifest: an earlier crash's debris
+                shutil.rmtree(final)
+            os.replace(staging, final)
+            _fsync_dir(processed_dir)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        _set_head(processed_dir, snapshot_id)
+    return Snapshot(snapshot_id=snapshot_id, path=final, manifest=full), True
+
+
+def _stage_table(staging: Path, name: str, parts: list[TablePart]) -> dict[str, object]:
+    """Link or write a table's parts as numbered segments; returns its manifest entry."""
+    directory = staging / name
+    directory.mkdir()
+    existing = [p for p in parts if isinstance(p, Segment)]
+    if len(existing) + sum(isinstance(p, pd.DataFrame) for p in parts) > MAX_SEGMENTS:
+        frames = [pd.read_parquet(p.path) if isinstance(p, Segment) else p for p in parts]
+        parts = [pd.concat(frames, ignore_index=True)]
+    segments = []
+    for index, part in enumerate(parts):
+        temporary = directory / f".{index:04d}.parquet"
+        if isinstance(part, Segment):
+            _link(part.path, temporary)
+            sha, rows = part.sha256 or file_sha256(temporary), part.rows
+        else:
+            part.to_parquet(temporary, index=False)
+            sha, rows = file_sha256(temporary), len(part)
+        target = directory / f"{index:04d}-{sha[:16]}.parquet"
+        os.replace(temporary, target)
+        segments.append({"file": f"{name}/{target.name}", "sha256": sha, "rows": int(rows)})
+    return {"rows": sum(int(s["rows"]) for s in segments), "segments": segments}
+
+
+def _link(source: Path, target: Path) -> None:
+    """Hard-link (no bytes copied); copy where the file system cannot link."""
+    if not source.exists():
+        raise DatasetError(f"{source} is gone: the snapshot it belongs to was damaged; "
+                           "remove that snapshot directory and ingest again")
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _remove_partials(processed_dir: Path) -> None:
+    """Delete what interrupted writes left (the caller holds the writing lock)."""
+    for debris in processed_dir.glob(f"{_PARTIAL_PREFIX}*"):
+        shutil.rmtree(debris, ignore_errors=True)
+    for debris in processed_dir.glob(".*.partial"):  # format 1's staging directories
+        shutil.rmtree(debris, ignore_errors=True)
+
+
+def _set_head(processed_dir: Path, snapshot_id: str) -> None:
+    temporary = processed_dir / f".{HEAD}.{os.getpid()}"
+    temporary.write_text(snapshot_id + "\n")
+    os.replace(temporary, processed_dir / HEAD)
 
 
 def write_snapshot(
-    tables: dict[str, pd.DataFrame],
+    tables: Mapping[str, pd.DataFrame | None],
     processed_dir: Path,
     source: dict[str, object],
     checksums: dict[str, str],
     validation: dict[str, object],
-    quarantine: dict[str, pd.DataFrame] | None = None,
-    attachments: list[Path] | None = None,
+    quarantine: Mapping[str, pd.DataFrame] | None = None,
+    attachments: Sequence[Path] = (),
+    log_watermark: str | None = None,
 ) -> Snapshot:
-    """Write tables as Parquet with a manifest; the directory appears only when complete.
+    """A snapshot of whole tables from one source (the first of a lineage)."""
+    parts: dict[str, Sequence[TablePart] | None] = {
+        name: None if frame is None else [frame] for name, frame in tables.items()}
+    for name, frame in (quarantine or {}).items():
+        parts[f"quarantine_{name}"] = [frame]
+    snapshot, _ = commit_snapshot(
+        processed_dir, parts,
+        manifest={"source": source, "checksums": checksums, "validation": validation,
+                  "quarantined": {name: int(len(f)) for name, f in (quarantine or {}).items()},
+                  "parent": None},
+        attachments=attachments,
+        identity={"base": base_key(checksums), "log_watermark": log_watermark,
+                  "ingested_files": {}},
+    )
+    return snapshot
 
-    ``quarantine`` holds rows dropped by validation, written as ``quarantine_<table>``;
-    ``attachments`` are copied in as they are (e.g. the generator's planted truth).
-    """
-    snapshot_id = new_snapshot_id(checksums)
-    final = processed_dir / snapshot_id
-    staging = processed_dir / f".{snapshot_id}.partial"
-    if staging.exists():
-        shutil.rmtree(staging)
-    staging.mkdir(parents=True)
-    try:
-        for name, frame in tables.items():
-            if frame is None:
-                continue
-            frame.to_parquet(staging / f"{name}.parquet", index=False)
-        for name, frame in (quarantine or {}).items():
-            frame.to_parquet(staging / f"quarantine_{name}.parquet", index=False)
-        for attachment in attachments or []:
-            shutil.copy2(attachment, staging / attachment.name)
-        manifest = {
-            "snapshot_id": snapshot_id,
-            "created_at": datetime.now(UTC).isoformat(),
-            "source": source,
-            "tables": {name: {"rows": int(len(frame))} for name, frame in tables.items()
-                       if frame is not None},
-            "absent": sorted(name for name, frame in tables.items() if frame is None),
-            "quarantined": {name: int(len(f)) for name, f in (quarantine or {}).items()},
-            "checksums": checksums,
-            "attachments": [p.name for p in attachments or []],
-            "validation": validation,
-        }
-        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str))
-        os.replace(staging, final)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return Snapshot(snapshot_id=snapshot_id, path=final, manifest=manifest)
+
+# --- finding ------------------------------------------------------------------------------
 
 
 def open_snapshot(path: Path) -> Snapshot:
@@ -131,11 +328,56 @@ def open_snapshot(path: Path) -> Snapshot:
     return Snapshot(snapshot_id=str(manifest["snapshot_id"]), path=path, manifest=manifest)
 
 
-def latest_snapshot(processed_dir: Path) -> Snapshot:
-    """The newest complete snapshot (ids sort by time)."""
-    candidates = sorted(
-        p for p in processed_dir.glob("*") if p.is_dir() and (p / MANIFEST).exists()
-    ) if processed_dir.exists() else []
+def list_snapshots(processed_dir: Path) -> list[Snapshot]:
+    """Every complete snapshot, oldest first (by creation time)."""
+    if not processed_dir.exists():
+        return []
+    found = []
+    for path in processed_dir.iterdir():
+        if path.is_dir() and not path.name.startswith(".") and (path / MANIFEST).exists():
+            try:
+                found.append(open_snapshot(path))
+            except (json.JSONDecodeError, KeyError):
+                continue  # a manifest cut short: not a snapshot
+    return sorted(found, key=lambda s: (s.created_at, s.snapshot_id))
+
+
+def head_snapshot(processed_dir: Path) -> tuple[Snapshot, str | None]:
+    """The newest snapshot and, when HEAD could not be followed, why another was taken."""
+    head = processed_dir / HEAD
+    note = None
+    if head.exists():
+        name = head.read_text().strip()
+        if name and (processed_dir / name / MANIFEST).exists():
+            return open_snapshot(processed_dir / name), None
+        note = (f"HEAD names snapshot {name or '(nothing)'}, which is gone from "
+                f"{processed_dir}; taking the newest snapshot left")
+    candidates = list_snapshots(processed_dir)
     if not candidates:
         raise DatasetError(f"no snapshot under {processed_dir}; run `goodbooks ingest` first")
-    return open_snapshot(candidates[-1])
+    return candidates[-1], note
+
+
+def latest_snapshot(processed_dir: Path) -> Snapshot:
+    """The newest complete snapshot (HEAD, or the newest left when HEAD's is gone)."""
+    return head_snapshot(processed_dir)[0]
+
+
+def prune_snapshots(processed_dir: Path, keep: int, protected: set[str]) -> list[str]:
+    """Delete snapshots beyond the newest ``keep``, never HEAD or one in ``protected``.
+
+    Segments shared with kept snapshots stay (they are hard links); returns the ids removed.
+    """
+    if keep < 1:
+        raise ValueError(f"keep must be at least 1; got {keep}")
+    removed = []
+    with writing(processed_dir):
+        snapshots = list_snapshots(processed_dir)
+        head = (processed_dir / HEAD).read_text().strip() if (processed_dir / HEAD).exists() \
+            else None
+        for snapshot in snapshots[:-keep]:
+            if snapshot.snapshot_id in protected or snapshot.snapshot_id == head:
+                continue
+            shutil.rmtree(snapshot.path)
+            removed.append(snapshot.snapshot_id)
+    return removed
