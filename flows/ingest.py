@@ -1,4 +1,4 @@
-"""The ingest flow: acquire a dataset, check every file, write a validated snapshot."""
+"""The ingest flow: the next snapshot = the newest one of the source + what is new."""
 
 from __future__ import annotations
 
@@ -6,11 +6,18 @@ from prefect import flow
 
 from settings import get_settings
 from tasks.data import (
+    archive_inbox,
     download_dataset,
+    find_parent,
     generate_dataset,
     locate_local_dataset,
+    prune_old_snapshots,
     read_tables,
+    source_checksums,
+    take_inbox,
+    take_log,
     validate_tables_task,
+    write_next_snapshot,
     write_validated_snapshot,
 )
 
@@ -21,17 +28,25 @@ def ingest_flow(
     n_users: int | None = None,
     n_books: int | None = None,
     local_dir: str | None = None,
+    full: bool = False,
 ) -> str:
-    """Acquire goodbooks data (generate / download / local), validate it, snapshot it.
+    """Build the next snapshot: the source's newest snapshot plus inbox files and new events.
+
+    The first ingest of a source validates it whole and starts its lineage; later ones
+    take in what is new (inbox items, each judged by the same suites; interaction-log
+    events past the watermark) without copying what the previous snapshot holds.
 
     Args:
         source: "generate", "download" or "local" (default: GOODBOOKS_DATASET_SOURCE).
         n_users: readers to generate (default: GOODBOOKS_DEMO_USERS; 53424 is full size).
         n_books: books to generate (default: GOODBOOKS_DEMO_BOOKS).
         local_dir: directory with ratings.csv and books.csv for source "local".
+        full: validate the source whole and start its lineage again (then take in the
+            whole interaction log and the inbox).
 
-    Returns the snapshot directory. A broken critical expectation fails the run, writes
-    nothing, and leaves the validation report (with the Data Docs path) as an artifact.
+    Returns the snapshot directory. A source that breaks a critical expectation fails the
+    run and writes nothing (the report is an artifact); a bad inbox item is refused and
+    moved aside with its report while the good ones go in.
     """
     s = get_settings()
     source = source or s.dataset_source
@@ -57,7 +72,18 @@ def ingest_flow(
     else:
         raise ValueError(f"source must be generate, download or local, not {source!r}")
     details["directory"] = str(dataset_dir)  # where a continuation can build on
-    tables = read_tables(dataset_dir)
-    outcome = validate_tables_task(tables, str(s.data_docs_dir), s.quarantine_max_ratio,
-                                   s.min_ratings_per_user)
-    return write_validated_snapshot(outcome, dataset_dir, str(s.processed_dir), details)
+    checksums = source_checksums(dataset_dir)
+    parent = None if full else find_parent(str(s.processed_dir), checksums)
+    if parent is None:
+        tables = read_tables(dataset_dir)
+        outcome = validate_tables_task(tables, str(s.data_docs_dir), s.quarantine_max_ratio,
+                                       s.min_ratings_per_user)
+        parent = write_validated_snapshot(outcome, dataset_dir, str(s.processed_dir), details)
+    inbox = take_inbox(parent, str(s.inbox_path), str(s.data_docs_dir), s.quarantine_max_ratio)
+    events = take_log(parent, str(s.event_log_path))
+    snapshot = write_next_snapshot(parent, inbox, events, str(s.processed_dir),
+                                   list(s.interaction_types))
+    archive_inbox(inbox, str(s.inbox_path), snapshot)
+    prune_old_snapshots(str(s.processed_dir), s.snapshot_retention, s.tracking_uri,
+                        s.model_name)
+    return snapshot

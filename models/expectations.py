@@ -125,6 +125,10 @@ class ValidationConfig:
     data_docs_dir: Path | None = None
     required_tables: tuple[str, ...] = REQUIRED_TABLES
     cross_table: bool = True
+    # "fail": a rating of a book missing from books.csv fails the run (a whole dataset must
+    # belong together); "hold": it is a warning, and the caller holds such rows back until
+    # the catalogue knows the book (new ratings arriving before their book's metadata).
+    unknown_books: Literal["fail", "hold"] = "fail"
 
     def __post_init__(self) -> None:
         """Refuse values that would make the rules meaningless."""
@@ -144,6 +148,27 @@ class ValidationConfig:
         unknown = set(self.required_tables) - set(TABLES)
         if unknown:
             raise ValueError(f"required_tables names unknown tables: {sorted(unknown)}")
+        if self.unknown_books not in ("fail", "hold"):
+            raise ValueError(f"unknown_books must be 'fail' or 'hold'; got {self.unknown_books!r}")
+
+    @classmethod
+    def increment(cls, data_docs_dir: Path | None = None, quarantine_max_ratio: float = 0.001
+                  ) -> ValidationConfig:
+        """New rows on top of a validated snapshot: row rules and references only.
+
+        Volumes, the rating mix and ratings per reader describe a whole dataset: a day's
+        new ratings are judged on their rows (a changed mix is drift, the monitor's
+        business). Ratings of books the catalogue lacks are held back, not failed.
+        """
+        return cls(
+            row_bounds={},
+            min_ratings_per_user=None,
+            rating_share_bands=None,
+            quarantine_max_ratio=quarantine_max_ratio,
+            data_docs_dir=data_docs_dir,
+            required_tables=("ratings",),
+            unknown_books="hold",
+        )
 
     @classmethod
     def per_file(cls, data_docs_dir: Path | None = None) -> ValidationConfig:
@@ -355,7 +380,9 @@ def ratings_suite(config: ValidationConfig) -> list[Rule]:
     if config.cross_table:
         # A rating of a book missing from books.csv means the two files do not belong
         # together (a stale books.csv, a shifted id column): never drop those silently.
-        rules.append(references(BOOK_ID, "books", BOOK_ID))
+        # New ratings may arrive before their book's metadata: then they are held back.
+        rules.append(references(BOOK_ID, "books", BOOK_ID, severity=(
+            WARNING if config.unknown_books == "hold" else CRITICAL)))
     if "ratings" in config.row_bounds:
         # A truncated download or a file appended to itself changes the volume.
         rules.append(row_count(config.row_bounds["ratings"]))
@@ -720,13 +747,21 @@ def raise_for_critical(report: ValidationReport) -> None:
 
 
 def validate_tables(
-    tables: Mapping[str, pd.DataFrame | None], config: ValidationConfig
+    tables: Mapping[str, pd.DataFrame | None],
+    config: ValidationConfig,
+    reference_tables: Mapping[str, pd.DataFrame] | None = None,
 ) -> ValidationOutcome:
-    """Run each given table's suite (ratings, books, tags, book_tags, to_read; None = absent)."""
+    """Run each given table's suite (ratings, books, tags, book_tags, to_read; None = absent).
+
+    ``reference_tables`` are tables references may point at without being validated here
+    (the catalogue of a snapshot that new ratings are judged against); a given table of
+    the same name takes precedence.
+    """
     unknown = set(tables) - set(TABLES)
     if unknown:
         raise ValueError(f"unknown table(s) {sorted(unknown)}; expected some of {TABLES}")
-    present = {name: frame for name, frame in tables.items() if frame is not None}
+    given = {name: frame for name, frame in tables.items() if frame is not None}
+    present = {**(reference_tables or {}), **given}
     context = _context(config.data_docs_dir)
     # One asset serves every frame (each run passes its own): adding assets re-saves the
     # context's configuration each time, a cost per run that buys nothing here.
@@ -736,10 +771,11 @@ def validate_tables(
     cleaned: dict[str, pd.DataFrame] = {}
     quarantine: dict[str, pd.DataFrame] = {}
     for name in TABLES:
-        if name not in present:
-            checks.append(_absent(name, required=name in config.required_tables))
+        if name not in given:
+            if name in config.required_tables or reference_tables is None:
+                checks.append(_absent(name, required=name in config.required_tables))
             continue
-        run = _TableRun(name, present[name], present, SUITES[name](config), config)
+        run = _TableRun(name, given[name], present, SUITES[name](config), config)
         table_checks = run.execute(context, batch)
         checks += table_checks
         cleaned[name], dropped = run.cleaned(table_checks)

@@ -1,9 +1,15 @@
-"""Tasks that acquire a goodbooks dataset, check it and write the validated snapshot."""
+"""Tasks that acquire a goodbooks dataset, check it and write validated snapshots.
+
+A lineage starts from a source (generated, downloaded or local files) with a full
+validation; every later ingest takes what is new (inbox files, interaction-log events past
+the watermark) onto the newest snapshot of that source (models.increment).
+"""
 
 from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -13,6 +19,7 @@ from prefect.cache_policies import NO_CACHE
 
 from models.datasets import locate_dataset
 from models.download import download_goodbooks
+from models.event_log import EntryId, InteractionLog, parse_optional
 from models.expectations import (
     ValidationConfig,
     ValidationOutcome,
@@ -20,8 +27,28 @@ from models.expectations import (
     validate_tables,
 )
 from models.generator import TRUTH_FILE, generate_goodbooks
-from models.schema import ALL_FILES
-from models.snapshot import file_sha256, read_csv, table_name, write_snapshot
+from models.increment import (
+    AcceptedItem,
+    InboxItem,
+    archive_item,
+    inbox_items,
+    plan_next_snapshot,
+    read_item,
+    reject_item,
+)
+from models.schema import ALL_FILES, DatasetError, DataValidationError
+from models.snapshot import (
+    base_key,
+    commit_snapshot,
+    file_sha256,
+    head_snapshot,
+    list_snapshots,
+    open_snapshot,
+    prune_snapshots,
+    read_csv,
+    table_name,
+    write_snapshot,
+)
 
 
 class ProgressLog:
@@ -134,6 +161,36 @@ def validate_tables_task(
 
 
 @task(cache_policy=NO_CACHE)
+def source_checksums(dataset_dir: str) -> dict[str, str]:
+    """sha256 of every goodbooks file of the source: what identifies a lineage's base."""
+    files = locate_dataset(Path(dataset_dir))
+    return {name: file_sha256(path) for name, path in files.present.items()}
+
+
+@task(cache_policy=NO_CACHE)
+def find_parent(processed_dir: str, checksums: dict[str, str]) -> str | None:
+    """The newest snapshot grown from this source (None: start a lineage from it)."""
+    log = get_run_logger()
+    base = base_key(checksums)
+    try:
+        head, note = head_snapshot(Path(processed_dir))
+    except DatasetError:
+        log.info("no snapshot yet: the source starts a lineage")
+        return None
+    if note:
+        log.warning(note)
+    if head.base == base:
+        return str(head.path)
+    same = [s for s in list_snapshots(Path(processed_dir)) if s.base == base]
+    if same:
+        log.info("the newest snapshot %s comes from another source; continuing this "
+                 "source's lineage from %s", head.snapshot_id, same[-1].snapshot_id)
+        return str(same[-1].path)
+    log.info("the source differs from every snapshot's (base %s): it starts a lineage", base)
+    return None
+
+
+@task(cache_policy=NO_CACHE)
 def write_validated_snapshot(
     outcome: ValidationOutcome, dataset_dir: str, processed_dir: str, source: dict[str, object]
 ) -> str:
@@ -153,3 +210,214 @@ def write_validated_snapshot(
     )
     get_run_logger().info("snapshot %s written to %s", snapshot.snapshot_id, snapshot.path)
     return str(snapshot.path)
+
+
+@dataclass
+class InboxIntake:
+    """The inbox items judged by one ingest: taken, refused, or taken before."""
+
+    accepted: list[AcceptedItem] = field(default_factory=list)
+    rejected: list[dict[str, object]] = field(default_factory=list)
+    already: list[InboxItem] = field(default_factory=list)
+    reports: dict[str, dict[str, object]] = field(default_factory=dict)
+
+
+@task(cache_policy=NO_CACHE)
+def take_inbox(parent_path: str, inbox_dir: str, data_docs_dir: str,
+               quarantine_max_ratio: float) -> InboxIntake:
+    """Judge each inbox item on its own; refuse bad ones (moved aside with their report)."""
+    log = get_run_logger()
+    parent = open_snapshot(Path(parent_path))
+    inbox = Path(inbox_dir)
+    take, already = inbox_items(inbox, parent.base, set(parent.ingested_files))
+    intake = InboxIntake(already=already)
+    if not take:
+        log.info("inbox %s: nothing new", inbox)
+        return intake
+    catalogue = parent.read("books")
+    config = ValidationConfig.increment(Path(data_docs_dir), quarantine_max_ratio)
+    for item in take:
+        try:
+            tables = read_item(item)
+            books = None
+            if tables.books is not None:
+                judged = validate_tables({"books": tables.books}, ValidationConfig.per_file(
+                    Path(data_docs_dir)))
+                raise_for_critical(judged.report)
+                books = judged.tables["books"]
+            reference = catalogue if books is None else pd.concat(
+                [catalogue, books[~books["book_id"].isin(catalogue["book_id"])]],
+                ignore_index=True)
+            outcome = validate_tables({"ratings": tables.ratings}, config,
+                                      reference_tables={"books": reference})
+            raise_for_critical(outcome.report)
+        except (DatasetError, DataValidationError) as exc:
+            report = reject_item(item, inbox, _rejection_report(item, exc))
+            intake.rejected.append({"item": item.name, "report": str(report),
+                                    "reason": str(exc).splitlines()[0]})
+            log.warning("inbox item %s refused and moved aside; report: %s\n%s", item.name,
+                        report, exc)
+            continue
+        intake.reports[item.name] = outcome.report.summary()
+        intake.accepted.append(AcceptedItem(
+            item=item, ratings=outcome.tables["ratings"], books=books,
+            quarantine=outcome.quarantine.get("ratings"), truth=tables.truth))
+        if tables.extra_files:
+            log.info("inbox item %s: only ratings.csv and books.csv are taken in; left "
+                     "aside: %s", item.name, ", ".join(tables.extra_files))
+        log.info("inbox item %s: %d ratings pass their suite", item.name,
+                 len(outcome.tables["ratings"]))
+    return intake
+
+
+def _rejection_report(item: InboxItem, error: Exception) -> str:
+    return (f"# Inbox item `{item.name}` refused\n\nsha256 `{item.sha256}`\n\n"
+            f"```\n{error}\n```\n\nNothing from it was ingested. Fix the file and drop it "
+            "in the inbox again (a changed file is a new item).\n")
+
+
+@dataclass
+class LogIntake:
+    """Events of the interaction log past the parent's watermark."""
+
+    events: pd.DataFrame
+    after: str | None
+    through: str | None
+    stopped: str | None = None
+
+
+@task(cache_policy=NO_CACHE)
+def take_log(parent_path: str, log_dir: str) -> LogIntake:
+    """Log events past the parent's watermark; stops before a damaged file (said loudly)."""
+    parent = open_snapshot(Path(parent_path))
+    after = parse_optional(parent.log_watermark)
+    read = InteractionLog(Path(log_dir)).read(after=after, strict=False)
+    log = get_run_logger()
+    if read.error:
+        log.warning("%s. Taking the %d events before it; the rest waits for the next ingest",
+                    read.error, len(read.events))
+    log.info("interaction log %s: %d events past %s", log_dir, len(read.events),
+             parent.log_watermark or "its start")
+    through = read.through or after
+    return LogIntake(events=read.events, after=parent.log_watermark,
+                     through=str(through) if through else None, stopped=read.error)
+
+
+@task(cache_policy=NO_CACHE)
+def write_next_snapshot(parent_path: str, inbox: InboxIntake, taken: LogIntake,
+                        processed_dir: str, interaction_types: list[str]) -> str:
+    """Merge the new rows onto the parent and commit the next snapshot; returns its path."""
+    log = get_run_logger()
+    parent = open_snapshot(Path(parent_path))
+    plan = plan_next_snapshot(parent, inbox.accepted, taken.events, interaction_types)
+    ingested = dict(parent.ingested_files)
+    for accepted in inbox.accepted:
+        ingested[accepted.item.sha256] = {"name": accepted.item.name,
+                                          "rows": int(len(accepted.ratings))}
+    if plan.truth_note:
+        log.warning(plan.truth_note)
+    increment = {
+        "inbox": [a.item.name for a in inbox.accepted],
+        "rejected": inbox.rejected,
+        "log": {"after": taken.after, "through": taken.through, "events": len(taken.events),
+                "stopped": taken.stopped},
+        "counts": plan.counts,
+        "new_readers": plan.new_readers,
+    }
+    snapshot, new = commit_snapshot(
+        Path(processed_dir), plan.tables,
+        manifest={"source": parent.manifest.get("source"),
+                  "checksums": parent.manifest.get("checksums", {}),
+                  "parent": parent.snapshot_id,
+                  "validation": {"passed": True, "items": inbox.reports},
+                  "increment": increment,
+                  "quarantined": {name.removeprefix("quarantine_"): snapshot_rows
+                                  for name, snapshot_rows in _quarantined(plan).items()}},
+        attachments=plan.attachments,
+        identity={"base": parent.base, "log_watermark": taken.through,
+                  "ingested_files": ingested},
+    )
+    summary = ", ".join(f"{key} {value:,}" for key, value in plan.counts.items() if value)
+    if new:
+        log.info("snapshot %s = %s + %s", snapshot.snapshot_id, parent.snapshot_id,
+                 summary or "nothing new (the watermark moved)")
+    else:
+        log.info("snapshot %s already holds these inputs: nothing written", snapshot.snapshot_id)
+    create_markdown_artifact(key="ingest-increment", markdown=_increment_markdown(
+        snapshot.snapshot_id, parent.snapshot_id, increment, new),
+        description=f"What snapshot {snapshot.snapshot_id} took in")
+    return str(snapshot.path)
+
+
+def _quarantined(plan) -> dict[str, int]:  # noqa: ANN001 - a NextSnapshot
+    counts: dict[str, int] = {}
+    for name, parts in plan.tables.items():
+        if name.startswith("quarantine_") and parts:
+            counts[name] = sum(p.rows if hasattr(p, "rows") else len(p) for p in parts)
+    return counts
+
+
+def _increment_markdown(snapshot_id: str, parent_id: str, increment: dict[str, object],
+                        new: bool) -> str:
+    log_info = increment["log"]
+    assert isinstance(log_info, dict)
+    lines = [f"# Ingest: snapshot `{snapshot_id}`", "",
+             f"{'New snapshot' if new else 'Existing snapshot (same inputs)'}, grown from "
+             f"`{parent_id}`.", "",
+             f"* interaction log: {log_info['events']:,} events past "
+             f"`{log_info['after'] or 'the start'}`, through `{log_info['through']}`"]
+    if log_info.get("stopped"):
+        lines.append(f"* **log read stopped**: {log_info['stopped']}")
+    lines.append(f"* inbox items taken in: {', '.join(increment['inbox']) or 'none'}")  # type: ignore[arg-type]
+    for rejected in increment["rejected"]:  # type: ignore[attr-defined]
+        lines.append(f"* **refused** `{rejected['item']}`: {rejected['reason']} "
+                     f"(report: `{rejected['report']}`)")
+    lines += ["", "| what | rows |", "|---|---|"]
+    lines += [f"| {key} | {value:,} |" for key, value in increment["counts"].items()]  # type: ignore[attr-defined]
+    return "\n".join(lines) + "\n"
+
+
+@task(cache_policy=NO_CACHE)
+def archive_inbox(inbox: InboxIntake, inbox_dir: str, snapshot_path: str) -> list[str]:
+    """Move items the snapshot now holds (and ones held before) into archive/<base>/."""
+    snapshot = open_snapshot(Path(snapshot_path))
+    held = set(snapshot.ingested_files)
+    moved = []
+    for item in [*(a.item for a in inbox.accepted), *inbox.already]:
+        if item.sha256 in held:
+            target = archive_item(item, Path(inbox_dir), snapshot.base)
+            if target is not None:
+                moved.append(str(target))
+    if moved:
+        get_run_logger().info("archived %d inbox item(s)", len(moved))
+    return moved
+
+
+@task(cache_policy=NO_CACHE)
+def prune_old_snapshots(processed_dir: str, keep: int, tracking_uri: str,
+                        model_name: str) -> list[str]:
+    """Delete snapshots past the retention, never one a registered model version names."""
+    import mlflow
+
+    log = get_run_logger()
+    try:
+        versions = mlflow.MlflowClient(tracking_uri).search_model_versions(
+            f"name='{model_name}'")
+    except mlflow.exceptions.MlflowException as exc:
+        log.warning("snapshots not pruned: the registry cannot say which are in use (%s)", exc)
+        return []
+    protected = {str(v.tags.get("snapshot")) for v in versions if v.tags.get("snapshot")}
+    removed = prune_snapshots(Path(processed_dir), keep, protected)
+    if removed:
+        log.info("pruned %d snapshot(s) past the retention of %d: %s", len(removed), keep,
+                 ", ".join(removed))
+    return removed
+
+
+@task(cache_policy=NO_CACHE)
+def covers_judged(snapshot_path: str, through: str | None) -> bool | None:
+    """Whether the snapshot's log watermark reaches ``through`` (None: nothing to check)."""
+    if not through:
+        return None
+    watermark = open_snapshot(Path(snapshot_path)).log_watermark
+    return watermark is not None and EntryId.parse(watermark) >= EntryId.parse(through)

@@ -1,0 +1,157 @@
+"""What is new, merged onto a snapshot: inbox items, log events, held and repeated rows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from models.increment import (
+    HELD,
+    INTERACTIONS,
+    AcceptedItem,
+    InboxItem,
+    archive_item,
+    inbox_items,
+    item_checksum,
+    log_rows,
+    plan_next_snapshot,
+    reject_item,
+)
+from models.interactions import interaction_history
+from models.snapshot import Snapshot, commit_snapshot, write_snapshot
+
+BOOKS = pd.DataFrame({"book_id": [1, 2, 3, 4], "title": ["a", "b", "c", "d"]})
+RATINGS = pd.DataFrame({"user_id": [1, 1, 2], "book_id": [1, 2, 1], "rating": [5, 4, 3]})
+
+
+def parent(root: Path) -> Snapshot:
+    return write_snapshot({"ratings": RATINGS, "books": BOOKS}, root / "processed",
+                          {"kind": "test"}, {"ratings.csv": "x"}, {"passed": True})
+
+
+def log_events(rows: list[tuple[str, int, int, int | None]]) -> pd.DataFrame:
+    """(type, user, book, rating) in stream order, ids 100-0, 100-1, ..."""
+    return pd.DataFrame({
+        "entry_id": [f"100-{i}" for i in range(len(rows))],
+        "entry_ms": 100, "entry_seq": list(range(len(rows))),
+        "type": [r[0] for r in rows], "user_id": [r[1] for r in rows],
+        "book_id": [r[2] for r in rows],
+        "rating": pd.array([r[3] for r in rows], dtype="Int64"),
+        "ts_ms": pd.array([1000 + i for i in range(len(rows))], dtype="Int64"),
+    })
+
+
+def accepted(tmp_path: Path, name: str, ratings: pd.DataFrame,
+             books: pd.DataFrame | None = None) -> AcceptedItem:
+    return AcceptedItem(item=InboxItem(tmp_path / name, sha256=name), ratings=ratings,
+                        books=books)
+
+
+def test_log_events_split_by_what_counts() -> None:
+    rows = log_rows(log_events([("impression", 1, 3, None), ("click", 1, 3, None),
+                                ("rating", 1, 3, 4), ("add_to_shelf", 2, 4, None)]),
+                    ["rating", "add_to_shelf"])
+    assert rows.ratings[["user_id", "book_id", "rating"]].values.tolist() == [[1, 3, 4]]
+    assert rows.interactions[["user_id", "book_id", "type"]].values.tolist() == [
+        [2, 4, "add_to_shelf"]]
+    assert rows.ignored == {"impression": 1, "click": 1}
+
+
+def test_new_rows_go_after_the_parent_held_repeated_or_taken(tmp_path: Path) -> None:
+    snapshot = parent(tmp_path)
+    inbox = accepted(tmp_path, "a.csv", pd.DataFrame({
+        "user_id": [3, 1, 3], "book_id": [2, 1, 9], "rating": [4, 2, 5]}))
+    events = log_events([("rating", 2, 3, 1), ("add_to_shelf", 2, 4, None),
+                         ("rating", 7, 2, 5), ("add_to_shelf", 1, 99, None)])
+    plan = plan_next_snapshot(snapshot, [inbox], events, ["rating", "add_to_shelf"])
+
+    ratings = pd.concat([p if isinstance(p, pd.DataFrame) else pd.read_parquet(p.path)
+                         for p in plan.tables["ratings"]], ignore_index=True)
+    # Reader 3 is new (taken); (1, 1) was rated already; book 9 is unknown (held).
+    assert ratings.values.tolist()[3:] == [[3, 2, 4], [2, 3, 1], [7, 2, 5]]
+    [implicit] = plan.tables[INTERACTIONS]
+    # The shelf event came after the parent's 3 rows, reader 3's rating and the (2, 3) one.
+    assert implicit[["user_id", "book_id", "type", "after"]].values.tolist() == [
+        [2, 4, "add_to_shelf", 5]]
+    [held] = plan.tables[HELD]
+    assert held[["user_id", "book_id", "type", "origin"]].values.tolist() == [
+        [3, 9, "rating", "a.csv"], [1, 99, "add_to_shelf", "log"]]
+    [repeated] = plan.tables["quarantine_ratings"]
+    assert repeated[["user_id", "book_id", "rule", "origin"]].values.tolist() == [
+        [1, 1, "already_rated", "a.csv"]]
+    assert plan.new_readers == 2 and plan.new_books == 0
+    assert plan.counts["held (unknown book)"] == 2
+
+
+def test_held_rows_enter_once_their_book_is_in_the_catalogue(tmp_path: Path) -> None:
+    first = parent(tmp_path)
+    plan = plan_next_snapshot(first, [accepted(tmp_path, "a.csv", pd.DataFrame(
+        {"user_id": [2], "book_id": [9], "rating": [5]}))], log_events([]), ["rating"])
+    second, _ = commit_snapshot(tmp_path / "processed", plan.tables, {},
+                                identity={"base": first.base, "n": 2})
+    assert second.read(HELD)["book_id"].tolist() == [9]
+
+    # Still unknown: still held, not duplicated.
+    again = plan_next_snapshot(second, [], log_events([]), ["rating"])
+    assert again.tables[HELD][0]["book_id"].tolist() == [9]
+
+    books = pd.DataFrame({"book_id": [9], "title": ["new"]})
+    plan = plan_next_snapshot(second, [accepted(tmp_path, "books", pd.DataFrame(
+        {"user_id": [], "book_id": [], "rating": []}, dtype=np.int64), books)],
+        log_events([]), ["rating"])
+    assert plan.tables[HELD] is None and plan.new_books == 1
+    assert plan.tables["ratings"][-1].values.tolist() == [[2, 9, 5]]
+    assert plan.tables["books"][-1]["book_id"].tolist() == [9]
+
+
+def test_history_puts_shelf_events_between_the_ratings_around_them() -> None:
+    ratings = pd.DataFrame({"user_id": [1, 1, 1, 2], "book_id": [10, 11, 12, 10]})
+    implicit = pd.DataFrame({"user_id": [1, 1, 1], "book_id": [20, 11, 21],
+                             "type": ["add_to_shelf", "add_to_shelf", "click"],
+                             "after": [1, 3, 4]})
+    history = interaction_history(ratings, implicit, ["add_to_shelf"])
+    # (1, 20) after the first rating; (1, 11) is a repeat of a rated pair; clicks don't count.
+    assert history.values.tolist() == [[1, 10], [1, 20], [1, 11], [1, 12], [2, 10]]
+    assert interaction_history(ratings, implicit, []).values.tolist() == ratings.values.tolist()
+
+
+def test_inbox_items_in_name_order_with_their_archive(tmp_path: Path) -> None:
+    inbox = tmp_path / "inbox"
+    (inbox / "b-continuation").mkdir(parents=True)
+    RATINGS.to_csv(inbox / "b-continuation" / "ratings.csv", index=False)
+    RATINGS.to_csv(inbox / "a-export.csv", index=False)
+    (inbox / "notes.txt").write_text("not an item")
+    (inbox / "empty-dir").mkdir()
+    take, done = inbox_items(inbox, "base1", set())
+    assert [i.name for i in take] == ["a-export.csv", "b-continuation"] and done == []
+    assert take[0].sha256 == item_checksum(inbox / "a-export.csv")
+
+    archived = archive_item(take[0], inbox, "base1")
+    assert archived == inbox / "archive" / "base1" / "a-export.csv"
+    take, done = inbox_items(inbox, "base1", {take[1].sha256})
+    # An archived item the snapshot does not hold (its snapshot was lost) is offered again.
+    assert [(i.name, i.archived) for i in take] == [("a-export.csv", True)]
+    assert [i.name for i in done] == ["b-continuation"]
+    # Another lineage never takes in this lineage's archive.
+    assert [i.name for i in inbox_items(inbox, "other-base", set())[0]] == ["b-continuation"]
+
+
+def test_a_refused_item_is_moved_aside_with_its_report(tmp_path: Path) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "bad.csv").write_text("user_id,book_id,rating\n1,2,five\n")
+    [item], _ = inbox_items(inbox, "b", set())
+    report = reject_item(item, inbox, "# refused\n")
+    assert report == inbox / "rejected" / "bad.csv.report.md"
+    assert report.read_text() == "# refused\n" and (inbox / "rejected" / "bad.csv").exists()
+    assert not (inbox / "bad.csv").exists()
+    assert inbox_items(inbox, "b", set()) == ([], [])
+
+
+@pytest.mark.parametrize("types, expected", [(["rating"], 0), (["rating", "click"], 1)])
+def test_which_events_count_is_a_setting(types: list[str], expected: int) -> None:
+    rows = log_rows(log_events([("click", 1, 2, None)]), types)
+    assert len(rows.interactions) == expected
