@@ -1,12 +1,16 @@
-"""The nightly composition: ingest → train → score (the A/B evaluation joins later)."""
+"""The nightly loop: drain → incremental ingest → train → score → monitor."""
 
 from __future__ import annotations
 
-from prefect import flow
+from prefect import flow, get_run_logger
 
 from flows.ingest import ingest_flow
-from flows.score import score_flow
+from flows.monitor import monitor_flow
+from flows.score import redis_target, score_flow
 from flows.train import train_flow
+from settings import get_settings
+from tasks.data import covers_judged
+from tasks.events import drain_events
 
 
 @flow(name="nightly", log_prints=True)
@@ -20,8 +24,13 @@ def nightly_flow(
     timeout_s: float | None = None,
     refit_timeout_s: float | None = None,
     warm_start: bool = True,
+    monitor: bool = True,
+    reason: str | None = None,
+    drift_through: str | None = None,
 ) -> dict[str, object]:
-    """Re-ingest, retrain and publish; a failure anywhere leaves what is served untouched.
+    """Learn from yesterday: drain events, take in new data, retrain, publish, check drift.
+
+    A failure anywhere leaves what is served untouched.
 
     Args:
         source: "generate", "download" or "local" (default GOODBOOKS_DATASET_SOURCE).
@@ -34,10 +43,25 @@ def nightly_flow(
             then ends after its current epoch.
         refit_timeout_s: refit seconds (default GOODBOOKS_REFIT_TIMEOUT_S).
         warm_start: start the new study from the champion's parameters.
+        monitor: end with a drift check of what arrived during the run.
+        reason: why the run was started (set by the drift trigger: the monitor's summary).
+        drift_through: the newest stream entry id a drift verdict judged (set by the drift
+            trigger); the run checks that its snapshot takes that data in.
     """
+    s = get_settings()
+    log = get_run_logger()
+    if reason:
+        log.info("started because: %s", reason)
+    drained = drain_events(redis_target(), str(s.event_log_path))
     snapshot = ingest_flow(source=source, n_users=n_users, local_dir=local_dir)
+    covers = covers_judged(snapshot, drift_through)
+    if covers is False:
+        log.warning("snapshot %s does not reach stream entry %s that the drift verdict "
+                    "judged (the log stopped before a damaged file?)", snapshot, drift_through)
     trained = train_flow(snapshot=snapshot, n_trials=n_trials, max_epochs=max_epochs,
                          sample_fraction=sample_fraction, timeout_s=timeout_s,
                          refit_timeout_s=refit_timeout_s, warm_start=warm_start)
     published = score_flow()
-    return {"snapshot": snapshot, "trained": trained, "published": published}
+    checked = monitor_flow() if monitor else None
+    return {"drained": drained, "snapshot": snapshot, "covers_drift": covers,
+            "trained": trained, "published": published, "monitor": checked}

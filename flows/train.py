@@ -1,28 +1,33 @@
-"""The train flow: snapshot → split → Optuna study (MLflow) → refit → test → registry gate."""
+"""The train flow: snapshot → split → Optuna study (MLflow) → test → fit on everything →
+registry gate."""
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from models.gate import decide_alias
+from models.interactions import Split
+from models.recommender import FitResult
 from models.snapshot import latest_snapshot, open_snapshot
-from models.tuning import candidate_from_params
+from models.tuning import Candidate, candidate_from_params
 from settings import get_settings
 from tasks.monitor import save_reference_stats
 from tasks.registry import (
+    WarmStart,
     champion_parameters,
-    fetch_bundle,
     log_and_register,
     record_gate,
-    registry_aliases,
+    start_child_run,
 )
 from tasks.train import (
+    Catalogue,
     build_bundle,
     compare_on_test,
+    fit_champion_configuration,
+    fit_on_everything,
     load_catalogue,
     load_split,
     refit_best,
@@ -44,7 +49,11 @@ def train_flow(
     pruning: bool = True,
     warm_start: bool = True,
 ) -> dict[str, object]:
-    """Tune, refit, evaluate and register LightFM on a snapshot; the gate picks the alias.
+    """Tune and evaluate LightFM on a snapshot's split, then register it fitted on everything.
+
+    The study and the test table use the temporal split; the model registered (and
+    served) is the chosen configuration refitted on every interaction of the snapshot.
+    The gate picks its alias by the test table.
 
     Args:
         snapshot: snapshot directory (default: the newest under data/processed).
@@ -68,12 +77,14 @@ def train_flow(
 
     Returns the registered version, the alias it earned (or None), the test table, the
     study's figures (``started_from``: the champion version it was warm-started from, or
-    None) and how the model was fitted (``refit``: epochs, best epoch, validation
-    NDCG, and the trial whose fit it is when there was no refit).
+    None), the validation-stopped fit the table measures (``refit``: epochs, best epoch,
+    validation NDCG, and the trial whose fit it is when there was no refit) and the served
+    fit on everything (``full_fit``: epochs, interactions, seconds).
     """
     s = get_settings()
     snapshot_path = snapshot or str(latest_snapshot(s.processed_dir).path)
-    snapshot_id = open_snapshot(Path(snapshot_path)).snapshot_id
+    opened = open_snapshot(Path(snapshot_path))
+    snapshot_id, watermark = opened.snapshot_id, opened.log_watermark
     n_trials = n_trials or s.n_trials
     timeout_s = s.tuning_timeout_s if timeout_s is None else timeout_s
     refit_timeout_s = s.refit_timeout_s if refit_timeout_s is None else refit_timeout_s
@@ -82,7 +93,7 @@ def train_flow(
     margin = s.registry_margin if margin is None else margin
     study = study_name or f"lightfm-{snapshot_id}"
 
-    split = load_split(snapshot_path)
+    split = load_split(snapshot_path, list(s.interaction_types))
     catalogue = load_catalogue(snapshot_path)
     parent = start_parent_run(
         s.tracking_uri, s.mlflow_experiment, str(s.mlflow_artifacts_dir), snapshot_id,
@@ -90,14 +101,15 @@ def train_flow(
          "refit_timeout_s": refit_timeout_s, "max_epochs": epochs, "study": study,
          "pruning": pruning, "seed": s.seed, "warm_start": warm_start},
     )
-    champion = champion_parameters(s.tracking_uri, s.model_name) if warm_start else None
+    champion = champion_parameters(s.tracking_uri, s.model_name)
     found = run_study(split, catalogue, parent, s.tracking_uri, s.optuna_storage, study,
                       n_trials, timeout_s, fraction, s.eval_k, epochs, s.patience,
-                      s.num_threads, s.seed, pruning, champion)
+                      s.num_threads, s.seed, pruning, champion if warm_start else None)
     if found["started_from"] is not None:
         print(f"the study started from the champion's parameters (version "
               f"{found['started_from']})")
     kept = found.pop("best_fit")
+    champion_fit = found.pop("champion_fit")
     if kept is not None:
         print(f"the best trial ({found['best_trial']}) fitted every reader: it is the model")
         fit, candidate = kept, candidate_from_params(found["best_params"], epochs, s.patience)
@@ -105,22 +117,27 @@ def train_flow(
         fit, candidate = refit_best(split, catalogue, found["best_params"], s.eval_k, epochs,
                                     s.patience, s.num_threads, s.seed, refit_timeout_s)
 
-    aliases = registry_aliases(s.tracking_uri, s.model_name)
-    champion_dir = None
-    if "champion" in aliases:
-        champion_dir = fetch_bundle(s.tracking_uri, s.model_name, "champion",
-                                    tempfile.mkdtemp())["bundle_dir"]
-    table = compare_on_test(split, fit, snapshot_path, champion_dir, s.eval_k,
+    if champion_fit is None and champion is not None:
+        champion_fit = fit_champion_configuration(split, catalogue, champion.params, s.eval_k,
+                                                  epochs, s.patience, s.num_threads, s.seed)
+    table = compare_on_test(split, fit, snapshot_path, champion_fit, s.eval_k,
                             s.num_threads, s.seed)
-    bundle_dir = build_bundle(split, fit, {"snapshot": snapshot_id})
-    save_reference_stats(snapshot_path, bundle_dir, s.eval_k, s.num_threads)
-    params = {**candidate.params.as_dict(), **{f"feature.{k}": v for k, v in
-                                                candidate.features.as_dict().items()}}
-    registered = log_and_register(s.tracking_uri, parent, s.model_name, bundle_dir, params,
-                                  table, snapshot_id, fit.curve)
+    lineage = {"snapshot_id": snapshot_id, "snapshot_path": snapshot_path,
+               "log_watermark": watermark}
+    registered, full_fit = register_fit_on_everything(
+        split, catalogue, candidate, fit, table, parent, lineage)
 
     ndcg = {str(row["ranker"]): float(row[f"ndcg_at_{s.eval_k}"]) for row in table}
-    decision = decide_alias(ndcg["lightfm"], ndcg["popularity"], ndcg.get("champion"), margin)
+    same = champion is not None and found["best_params"] == champion.params
+    decision = decide_alias(ndcg["lightfm"], ndcg["popularity"], ndcg.get("champion"), margin,
+                            refresh=same)
+    refreshed = None
+    if champion is not None and champion_fit is not None and not same:
+        # Another configuration won the study: it goes to the A/B test as challenger (or
+        # nowhere), while the champion's own configuration is refitted on today's data, so
+        # the readers it serves get tonight's lists all the same.
+        refreshed = refresh_champion(split, catalogue, champion, champion_fit, table, parent,
+                                     lineage, ndcg["popularity"])
     record_gate(s.tracking_uri, parent, s.model_name, registered["version"], decision.alias,
                 decision.reason)
 
@@ -131,10 +148,59 @@ def train_flow(
         markdown=(f"### Registry gate\n\nVersion **{registered['version']}** of "
                   f"`{s.model_name}` → **{decision.alias or 'no alias'}**\n\n{decision.reason}"
                   f"\n\nStudy `{study}`: {found['trials']} trials ({found['pruned']} pruned), "
-                  f"best validation NDCG@{s.eval_k} {found['best_value']:.4f}"),
+                  f"best validation NDCG@{s.eval_k} {found['best_value']:.4f}"
+                  + (f"\n\nChampion refreshed: version **{refreshed['version']}**, the "
+                     f"champion's configuration (version {refreshed['refresh_of']}) fitted "
+                     f"on this snapshot." if refreshed else "")),
     )
     return {**registered, "alias": decision.alias, "reason": decision.reason,
             "snapshot": snapshot_id, "metrics": table, "study": found,
             "refit": {"epochs": len(fit.curve), "best_epoch": fit.best_epoch,
                       "valid_ndcg": fit.best_score,
-                      "kept_from_trial": found["best_trial"] if kept is not None else None}}
+                      "kept_from_trial": found["best_trial"] if kept is not None else None},
+            "full_fit": full_fit, "log_watermark": watermark, "champion_refresh": refreshed}
+
+
+def register_fit_on_everything(
+    split: Split, catalogue: Catalogue, candidate: Candidate, fit: FitResult,
+    table: list[dict[str, object]], run_id: str, lineage: dict[str, str | None],
+) -> tuple[dict[str, str], dict[str, object]]:
+    """Fit a configuration on every interaction, bundle it and register it from run_id."""
+    s = get_settings()
+    served, full_fit = fit_on_everything(split, catalogue, candidate, fit.best_epoch,
+                                         s.num_threads, s.seed)
+    bundle_dir = build_bundle(split, served, {
+        "snapshot": lineage["snapshot_id"], "log_watermark": lineage["log_watermark"],
+        "fit": "everything", "epochs": full_fit["epochs"], "best_epoch": fit.best_epoch})
+    save_reference_stats(str(lineage["snapshot_path"]), bundle_dir, s.eval_k, s.num_threads)
+    params = {**candidate.params.as_dict(), **{f"feature.{k}": v for k, v in
+                                                candidate.features.as_dict().items()}}
+    registered = log_and_register(s.tracking_uri, run_id, s.model_name, bundle_dir, params,
+                                  table, str(lineage["snapshot_id"]), fit.curve, full_fit,
+                                  lineage["log_watermark"])
+    return registered, full_fit
+
+
+def refresh_champion(
+    split: Split, catalogue: Catalogue, champion: WarmStart, champion_fit: FitResult,
+    table: list[dict[str, object]], parent: str, lineage: dict[str, str | None],
+    popularity_ndcg: float,
+) -> dict[str, object] | None:
+    """Register the champion's configuration fitted on everything as the new champion."""
+    s = get_settings()
+    row = next(r for r in table if r["ranker"] == "champion")
+    if float(row[f"ndcg_at_{s.eval_k}"]) <= popularity_ndcg:  # type: ignore[arg-type]
+        print("the champion's configuration no longer beats popularity: not refreshed")
+        return None
+    candidate = candidate_from_params(champion.params, s.max_epochs, s.patience)
+    child = start_child_run(s.tracking_uri, parent, "champion-refresh", {
+        **{f"best.{k}": v for k, v in champion.params.items()},
+        "refresh_of": champion.version})
+    # Its own test table: the champion's configuration is the model of this run.
+    own = [{**r, "ranker": "lightfm"} if r["ranker"] == "champion" else r for r in table
+           if r["ranker"] != "lightfm"]
+    registered, full_fit = register_fit_on_everything(
+        split, catalogue, candidate, champion_fit, own, child, lineage)
+    reason = (f"the champion's configuration (version {champion.version}) on newer data")
+    record_gate(s.tracking_uri, child, s.model_name, registered["version"], "champion", reason)
+    return {**registered, "refresh_of": champion.version, "full_fit": full_fit}

@@ -1,8 +1,8 @@
 """Reader × book interaction matrices, their id mappings and the temporal per-reader split.
 
-The evaluation protocol (docs/evaluation.md) is fixed: implicit feedback (any rating is an
-interaction); per reader, in time order (row order of ratings.csv), the last 20% are the
-test set, the 10% before them the validation set, the rest train.
+The evaluation protocol (README, "Evaluation protocol") is fixed: implicit feedback (any
+rating is an interaction); per reader, in time order (row order of ratings.csv), the last
+20% are the test set, the 10% before them the validation set, the rest train.
 """
 
 from __future__ import annotations
@@ -73,6 +73,30 @@ class Split:
             "valid": int(self.valid.nnz),
             "test": int(self.test.nnz),
         }
+
+
+def interaction_history(
+    ratings: pd.DataFrame,
+    implicit: pd.DataFrame | None = None,
+    types: tuple[str, ...] | list[str] = (),
+) -> pd.DataFrame:
+    """Every interaction (user_id, book_id) in time order, each pair once (its first time).
+
+    ``ratings`` are in time order (row order); ``implicit`` rows (a snapshot's
+    ``interactions`` table: user_id, book_id, type, after) of the given ``types`` go in
+    after the first ``after`` ratings rows.
+    """
+    rows = ratings[[USER_ID, BOOK_ID]]
+    if implicit is not None and len(types) and len(implicit):
+        chosen = implicit[implicit["type"].isin(list(types))]
+        if len(chosen):
+            order = np.concatenate([2 * np.arange(len(rows), dtype=np.int64) + 1,
+                                    2 * chosen["after"].to_numpy(dtype=np.int64)])
+            both = pd.concat([rows, chosen[[USER_ID, BOOK_ID]]], ignore_index=True)
+            rows = both.iloc[np.argsort(order, kind="stable")]
+    repeated = rows.duplicated([USER_ID, BOOK_ID], keep="first").to_numpy()
+    return rows[~repeated].reset_index(drop=True) if repeated.any() else rows.reset_index(
+        drop=True)
 
 
 def build_id_map(ratings: pd.DataFrame, book_ids: np.ndarray | None = None) -> IdMap:
@@ -147,6 +171,13 @@ def temporal_split(
             f"{int(np.ceil(1 / test_fraction))} interactions; provide more ratings per reader"
         )
     return split
+
+
+def everything(split: Split) -> sp.csr_matrix:
+    """Every interaction of the split (train + validation + test) as one binary matrix."""
+    matrix = (split.train + split.valid + split.test).tocsr()
+    matrix.data[:] = 1.0
+    return matrix
 
 
 def seen_matrix(split: Split, upto: str) -> sp.csr_matrix:

@@ -154,3 +154,34 @@ def fit_lightfm(
         raise TrainingError("training produced no epoch")
     return FitResult(model=best, best_epoch=best_epoch, best_score=best_score, curve=curve,
                      lightfm=best_lightfm, stopped_by_deadline=stopped_by_deadline)
+
+
+def fit_lightfm_epochs(
+    interactions: sp.csr_matrix,
+    params: LightFMParams,
+    epochs: int,
+    item_features: sp.csr_matrix | None = None,
+    num_threads: int = 1,
+    seed: int = 0,
+) -> FactorModel:
+    """Fit a fixed number of epochs with nothing held out (the model that is served).
+
+    The epoch count comes from a fit that was stopped on validation data; here every
+    interaction is training data, so there is nothing left to stop on.
+    """
+    if interactions.nnz == 0:
+        raise TrainingError("the interaction matrix is empty: nothing to fit")
+    if epochs < 1:
+        raise TrainingError(f"epochs must be at least 1; got {epochs}")
+    model = LightFM(
+        no_components=params.no_components,
+        loss=params.loss,
+        learning_rate=params.learning_rate,
+        item_alpha=params.item_alpha,
+        user_alpha=params.user_alpha,
+        max_sampled=params.max_sampled,
+        random_state=np.random.RandomState(seed),
+    )
+    model.fit(interactions.tocoo(), item_features=item_features, epochs=epochs,
+              num_threads=num_threads)
+    return factor_model(model, None, item_features)

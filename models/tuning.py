@@ -24,8 +24,14 @@ from optuna.distributions import (
 
 from models.evaluation import validation_scorer
 from models.features import FeatureConfig, ItemFeatures
-from models.interactions import IdMap, Split
-from models.recommender import FitResult, LightFMParams, fit_lightfm
+from models.interactions import IdMap, Split, everything
+from models.recommender import (
+    FactorModel,
+    FitResult,
+    LightFMParams,
+    fit_lightfm,
+    fit_lightfm_epochs,
+)
 
 LOSSES = ("warp", "bpr", "warp-kos")
 
@@ -146,6 +152,33 @@ def fit_candidate(
     )
 
 
+# Epochs of the fit on everything per epoch the validation-stopped fit chose. Measured in
+# benchmarks/full_fit.py: on generated data and on a real ratings log, scaling the count up
+# for the larger data (1/0.7 of the interactions) did not beat keeping it (an epoch is a
+# pass over every interaction, so the larger data already gets more updates per epoch).
+FULL_FIT_EPOCH_SCALE = 1.0
+
+
+def full_fit_epochs(best_epoch: int, scale: float = FULL_FIT_EPOCH_SCALE) -> int:
+    """Epochs of the served fit, from the 0-based best epoch of the validation-stopped fit."""
+    return max(1, round((best_epoch + 1) * scale))
+
+
+def fit_everything(
+    split: Split,
+    candidate: Candidate,
+    features_for: Callable[[FeatureConfig], ItemFeatures | None],
+    epochs: int,
+    num_threads: int,
+    seed: int,
+) -> FactorModel:
+    """The candidate fitted on every interaction of the split for a fixed epoch count."""
+    features = features_for(candidate.features)
+    return fit_lightfm_epochs(everything(split), candidate.params, epochs,
+                              item_features=features.matrix if features is not None else None,
+                              num_threads=num_threads, seed=seed)
+
+
 @dataclass
 class KeptFit:
     """The best fit of the trials run in this process.
@@ -156,10 +189,21 @@ class KeptFit:
 
     number: int | None = None
     fit: FitResult | None = None
+    first: tuple[int, FitResult] | None = None  # the lowest-numbered trial's fit
 
     def offer(self, number: int, fit: FitResult) -> None:
         if self.fit is None or fit.best_score > self.fit.best_score:
             self.number, self.fit = number, fit
+        if self.first is None or number < self.first[0]:
+            self.first = (number, fit)
+
+    def fit_of(self, number: int) -> FitResult | None:
+        """The fit of trial ``number`` if this process kept it (the best or the first)."""
+        if self.number == number:
+            return self.fit
+        if self.first is not None and self.first[0] == number:
+            return self.first[1]
+        return None
 
 
 def kept_best_fit(study: optuna.Study, keep: KeptFit | None) -> FitResult | None:

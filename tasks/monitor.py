@@ -37,15 +37,16 @@ from models.drift import (
     unseen_pairs,
     write_reference,
 )
+from models.event_log import InteractionLog, parse_optional
+from models.increment import inbox_items, read_item
 from models.schema import BOOK_ID, RATING, RATINGS_FILE, USER_ID, DatasetError
 from models.snapshot import MANIFEST, open_snapshot, read_csv
-from serving.events import StoredEvent
 from serving.store import decode_items
+from tasks.events import read_all_events
 from tasks.publish import RedisTarget
 
 DRIFT_EVENT = "goodbooks.drift.detected"
 DATASET_RESOURCE = "goodbooks.dataset."
-_STREAM_BATCH = 10_000
 _MGET_BATCH = 1000
 
 
@@ -115,13 +116,69 @@ def reference_stats(bundle_dir: str, snapshot_dir: str, k: int, num_threads: int
 
 
 @task(cache_policy=NO_CACHE)
-def read_new_ratings(current: str | None, bundle_dir: str, event_ratings: pd.DataFrame | None
-                     ) -> tuple[pd.DataFrame, str]:
-    """Ratings the served model has not seen, from ``current`` and the rating events.
+def unjudged_data(target: RedisTarget, processed_dir: str, log_dir: str, inbox_dir: str,
+                  include_events: bool = True, aliases: tuple[str, ...] = ("champion",
+                                                                          "challenger"),
+                  ) -> tuple[pd.DataFrame, dict[str, object]]:
+    """Ratings no served model has been trained on, and what was judged.
 
-    ``current`` is a snapshot or a directory of new ratings (or None: events only). Returns
-    the ratings and a name for their source (the snapshot id or directory name, "+events"
-    when the stream added some).
+    Served models are those behind the Redis aliases; each names its snapshot, and a
+    snapshot names the interaction-log watermark and the inbox files it took in. New is
+    what lies past the newest of those watermarks (the log, then the stream's undrained
+    tail) and the inbox items none of them took in (waiting, or ingested since into a
+    snapshot no served model was trained on).
+    """
+    store = target.store()
+    log = get_run_logger()
+    snapshots = []
+    for alias in aliases:
+        version = store.get_alias(alias)
+        manifest = store.get_manifest(version) if version else None
+        snapshot_id = (manifest or {}).get("snapshot")
+        path = Path(processed_dir) / str(snapshot_id)
+        if snapshot_id and (path / MANIFEST).exists():
+            snapshots.append(open_snapshot(path))
+        elif snapshot_id:
+            log.warning("snapshot %s of the %s version is gone from %s: its watermark is "
+                        "unknown", snapshot_id, alias, processed_dir)
+    marks = [parse_optional(s.log_watermark) for s in snapshots]
+    after = max((m for m in marks if m is not None), default=None)
+    ingested: set[str] = set().union(*(set(s.ingested_files) for s in snapshots))
+    frames: list[pd.DataFrame] = []
+    judged: dict[str, object] = {"log_after": str(after) if after else "", "through": "",
+                                 "inbox": [], "events": {}}
+    if include_events:
+        events, newest = read_all_events(InteractionLog(Path(log_dir)), store, after=after)
+        counts = events["type"].value_counts().to_dict() if len(events) else {}
+        judged["events"] = {str(k): int(v) for k, v in counts.items()}
+        judged["through"] = str(newest) if newest else judged["log_after"]
+        rated = events[(events["type"] == "rating") & events[RATING].notna()]
+        if len(rated):
+            frames.append(rated[[USER_ID, BOOK_ID, RATING]].astype(np.int64))
+    base = snapshots[0].base if snapshots else ""
+    take, _ = inbox_items(Path(inbox_dir), base, ingested) if base else ([], [])
+    for item in take:
+        try:
+            frames.append(read_item(item).ratings[[USER_ID, BOOK_ID, RATING]])
+            judged["inbox"].append(item.name)  # type: ignore[attr-defined]
+        except (DatasetError, KeyError) as exc:
+            log.warning("inbox item %s is not judged: %s", item.name, exc)
+    ratings = (pd.concat(frames, ignore_index=True) if frames else
+               pd.DataFrame({c: pd.Series(dtype=np.int64) for c in (USER_ID, BOOK_ID, RATING)}))
+    log.info("unjudged data: log past %s through %s (%s), inbox items %s: %d ratings",
+             judged["log_after"] or "its start", judged["through"] or "-",
+             judged["events"] or "no events", judged["inbox"] or "none", len(ratings))
+    return ratings, judged
+
+
+@task(cache_policy=NO_CACHE)
+def read_new_ratings(current: str | None, bundle_dir: str, extra: pd.DataFrame | None,
+                     extra_name: str = "events") -> tuple[pd.DataFrame, str]:
+    """Ratings the served model has not seen, from ``current`` and ``extra`` ratings.
+
+    ``current`` is a snapshot or a directory of new ratings (or None: ``extra`` only).
+    Returns the ratings and a name for their source (the snapshot id or directory name,
+    "+<extra_name>" when ``extra`` added some).
     """
     frames: list[pd.DataFrame] = []
     names: list[str] = []
@@ -137,9 +194,9 @@ def read_new_ratings(current: str | None, bundle_dir: str, event_ratings: pd.Dat
         else:
             raise DatasetError(f"{path} is neither a snapshot nor a directory with "
                                f"{RATINGS_FILE}")
-    if event_ratings is not None and len(event_ratings):
-        frames.append(event_ratings[[USER_ID, BOOK_ID, RATING]])
-        names.append("events")
+    if extra is not None and len(extra):
+        frames.append(extra[[USER_ID, BOOK_ID, RATING]])
+        names.append(extra_name)
     ratings = (pd.concat(frames, ignore_index=True) if frames
                else pd.DataFrame({c: pd.Series(dtype=np.int64) for c in (USER_ID, BOOK_ID,
                                                                           RATING)}))
@@ -154,30 +211,15 @@ def read_new_ratings(current: str | None, bundle_dir: str, event_ratings: pd.Dat
 
 
 @task(cache_policy=NO_CACHE)
-def read_rating_events(target: RedisTarget, since_ms: int, limit: int = 1_000_000
+def read_rating_events(target: RedisTarget, log_dir: str, since_ms: int
                        ) -> tuple[pd.DataFrame, dict[str, int]]:
-    """Rating events of the stream from since_ms on, and the count of every event type."""
-    store = target.store()
-    start = f"{since_ms}-0"
-    rows: list[tuple[int, int, int]] = []
-    counts: dict[str, int] = {}
-    seen = 0
-    while seen < limit:
-        entries = store.client.xrange(store.events_key, min=start, max="+",
-                                      count=_STREAM_BATCH)
-        if not entries:
-            break
-        for entry_id, fields in entries:
-            event = StoredEvent.from_entry(entry_id, fields)
-            counts[event.type] = counts.get(event.type, 0) + 1
-            if event.type == "rating" and event.rating is not None:
-                rows.append((event.user_id, event.book_id, event.rating))
-        seen += len(entries)
-        # The next page starts just after the last entry (ids are "<ms>-<sequence>").
-        last_ms, last_seq = StoredEvent.from_entry(*entries[-1]).entry_id.split("-")
-        start = f"{last_ms}-{int(last_seq) + 1}"
-    frame = pd.DataFrame(rows, columns=[USER_ID, BOOK_ID, RATING], dtype=np.int64)
-    get_run_logger().info("event stream since %d: %s", since_ms, counts or "no events")
+    """Rating events (log, then the stream's tail) from since_ms on, and counts per type."""
+    events, _ = read_all_events(InteractionLog(Path(log_dir)), target.store(),
+                                since_ms=since_ms)
+    counts = {str(k): int(v) for k, v in events["type"].value_counts().items()}
+    rated = events[(events["type"] == "rating") & events[RATING].notna()]
+    frame = rated[[USER_ID, BOOK_ID, RATING]].astype(np.int64).reset_index(drop=True)
+    get_run_logger().info("events since %d: %s", since_ms, counts or "no events")
     return frame, counts
 
 
@@ -254,9 +296,15 @@ def dataset_resource_id(source: str) -> str:
 
 
 @task(cache_policy=NO_CACHE)
-def emit_drift_event(report: DriftReport, served: dict[str, str]) -> str | None:
-    """Emit goodbooks.drift.detected about the drifted dataset; returns the event id."""
+def emit_drift_event(report: DriftReport, served: dict[str, str],
+                     judged: dict[str, object] | None = None) -> str | None:
+    """Emit goodbooks.drift.detected about the drifted dataset; returns the event id.
+
+    ``judged`` says what data the verdict is about (interaction log after / through which
+    stream id, inbox items): the retraining it triggers must take that data in.
+    """
     payload = {
+        "judged": {"log_after": "", "through": "", "inbox": [], **(judged or {})},
         "summary": report.summary(),
         "fired": report.fired,
         "measures": report.values(),

@@ -54,18 +54,30 @@ def log_and_register(
     metrics_table: list[dict[str, object]],
     snapshot_id: str,
     curve: list[float],
+    full_fit: dict[str, object] | None = None,
+    log_watermark: str | None = None,
 ) -> dict[str, str]:
-    """Log the refit model to the parent run (params, curve, test table) and register it.
+    """Log both fits to the parent run and register the served one.
 
-    Returns run_id and the new registered model version (no alias yet: the gate decides).
+    The run holds the validation-stopped fit (its curve, ``refit.valid_ndcg``, and the
+    test table, measured on it) and the fit on everything (``full_fit.*``: epochs,
+    interactions, seconds); the bundle registered is the fit on everything, tagged with
+    its lineage (snapshot, log watermark). Returns run_id and the new version (no alias
+    yet: the gate decides).
     """
     logger = get_run_logger()
     mlflow.set_tracking_uri(tracking_uri)
+    lineage = {"snapshot": snapshot_id, "log_watermark": log_watermark or "none",
+               "fit": "everything" if full_fit else "train split"}
     with mlflow.start_run(run_id=parent_run_id) as run:
-        mlflow.set_tags({"snapshot": snapshot_id, "code_version": code_version()})
+        mlflow.set_tags({**lineage, "code_version": code_version()})
         mlflow.log_params({f"model.{key}": value for key, value in params.items()})
         for epoch, score in enumerate(curve):
             mlflow.log_metric("refit.valid_ndcg", score, step=epoch)
+        if full_fit:
+            mlflow.log_params({f"full_fit.{key}": value for key, value in full_fit.items()
+                               if key != "seconds"})
+            mlflow.log_metric("full_fit.seconds", float(full_fit.get("seconds", 0.0)))
         for row in metrics_table:
             ranker = str(row["ranker"])
             mlflow.log_metrics({f"test.{ranker}.{key}": float(value)
@@ -91,7 +103,7 @@ def log_and_register(
     model_row = next(r for r in metrics_table if r["ranker"] == "lightfm")
     tags = {f"test.{key}": f"{float(value):.5f}" for key, value in model_row.items()
             if key != "ranker"}
-    tags.update({"snapshot": snapshot_id, "code_version": code_version()})
+    tags.update({**lineage, "code_version": code_version()})
     for key, value in tags.items():
         client.set_model_version_tag(model_name, version, key, value)
     logger.info("registered %s version %s (run %s)", model_name, version, run.info.run_id)
@@ -99,14 +111,33 @@ def log_and_register(
 
 
 @task(cache_policy=NO_CACHE)
+def start_child_run(tracking_uri: str, parent_run_id: str, name: str,
+                    params: dict[str, object]) -> str:
+    """A run nested under the training run (a second model it registers), with its params."""
+    mlflow.set_tracking_uri(tracking_uri)
+    with mlflow.start_run(run_id=parent_run_id) as parent, mlflow.start_run(
+            run_name=name, nested=True, parent_run_id=parent.info.run_id,
+            experiment_id=parent.info.experiment_id) as child:
+        mlflow.log_params(params)
+    return child.info.run_id
+
+
+@task(cache_policy=NO_CACHE)
 def record_gate(tracking_uri: str, parent_run_id: str, model_name: str, version: str,
                 alias: str | None, reason: str) -> None:
-    """Write the gate's decision on the run and the model version."""
+    """Write the gate's decision on the run and the model version, and move the alias.
+
+    A new champion keeps the one it replaces as ``previous`` (a rollback target).
+    """
     mlflow.set_tracking_uri(tracking_uri)
     with mlflow.start_run(run_id=parent_run_id):
         mlflow.set_tags({"gate.alias": alias or "none", "gate.reason": reason})
     client = MlflowClient(tracking_uri)
     client.set_model_version_tag(model_name, version, "gate", reason)
+    if alias == "champion":
+        old = registry_aliases(tracking_uri, model_name).get("champion")
+        if old is not None and old != version:
+            client.set_registered_model_alias(model_name, "previous", old)
     if alias is not None:
         client.set_registered_model_alias(model_name, alias, version)
     get_run_logger().info("gate: version %s → %s (%s)", version, alias or "no alias", reason)

@@ -19,17 +19,25 @@ import pandas as pd
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from models.baselines import fit_als
+from models.baselines import fit_als_early_stopping
 from models.bundle import ScoringBundle
 from models.evaluation import (
     evaluate_factors,
     evaluate_oracle,
     evaluate_popularity,
+    validation_scorer,
 )
 from models.features import FeatureConfig, ItemFeatures, build_item_features
 from models.generator import TRUTH_FILE, load_truth
-from models.interactions import Split, popularity, temporal_split
-from models.recommender import FitResult
+from models.increment import INTERACTIONS
+from models.interactions import (
+    Split,
+    everything,
+    interaction_history,
+    popularity,
+    temporal_split,
+)
+from models.recommender import FactorModel, FitResult
 from models.schema import BOOK_ID, USER_ID
 from models.snapshot import open_snapshot
 from models.tuning import (
@@ -40,6 +48,8 @@ from models.tuning import (
     create_study,
     enqueue_starts,
     fit_candidate,
+    fit_everything,
+    full_fit_epochs,
     kept_best_fit,
     make_objective,
     sample_readers,
@@ -69,13 +79,22 @@ class Catalogue:
 
 
 @task(cache_policy=NO_CACHE)
-def load_split(snapshot_path: str) -> Split:
-    """The temporal per-reader split of a snapshot's ratings over its whole catalogue."""
+def load_split(snapshot_path: str, interaction_types: list[str] | None = None) -> Split:
+    """The temporal per-reader split of a snapshot's interactions over its whole catalogue.
+
+    Interactions are the ratings plus the app's implicit interactions of
+    ``interaction_types`` (the snapshot's ``interactions`` table), in time order.
+    """
     snapshot = open_snapshot(Path(snapshot_path))
     ratings = snapshot.read("ratings", columns=[USER_ID, BOOK_ID])
+    implicit_types = [t for t in (interaction_types or []) if t != "rating"]
+    implicit = (snapshot.read(INTERACTIONS, columns=[USER_ID, BOOK_ID, "type", "after"])
+                if implicit_types and snapshot.has(INTERACTIONS) else None)
+    history = interaction_history(ratings, implicit, implicit_types)
     books = snapshot.read("books", columns=[BOOK_ID])
-    split = temporal_split(ratings, book_ids=books[BOOK_ID].to_numpy())
-    get_run_logger().info("split of %s: %s", snapshot.snapshot_id, split.summary())
+    split = temporal_split(history, book_ids=books[BOOK_ID].to_numpy())
+    get_run_logger().info("split of %s: %s (%d implicit interactions)", snapshot.snapshot_id,
+                          split.summary(), len(history) - len(ratings))
     return split
 
 
@@ -198,10 +217,19 @@ def run_study(
     log.info("study %s: %d trials (%d pruned) in %.0f s, best valid ndcg@%d %.4f",
              study_name, ran, pruned, elapsed, k, study.best_value)
     kept = kept_best_fit(study, keep)
+    # The warm start's trial is the champion's configuration on today's data: its fit,
+    # when this process kept it whole, is the champion's line in the test table.
+    champion_fit = None
+    if started_from is not None and keep is not None:
+        first = study.trials[0]
+        fit = keep.fit_of(first.number)
+        if (first.state == optuna.trial.TrialState.COMPLETE and fit is not None
+                and not fit.stopped_by_deadline):
+            champion_fit = fit
     return {"best_params": dict(study.best_params), "best_value": float(study.best_value),
             "trials": ran, "pruned": pruned, "seconds": elapsed,
             "best_trial": study.best_trial.number, "best_fit": kept,
-            "started_from": started_from}
+            "champion_fit": champion_fit, "started_from": started_from}
 
 
 def log_study_plots(study: optuna.Study) -> None:
@@ -250,27 +278,51 @@ def refit_best(
 
 
 @task(cache_policy=NO_CACHE)
+def fit_champion_configuration(
+    split: Split, catalogue: Catalogue, champion_params: dict[str, object] | None, k: int,
+    max_epochs: int, patience: int, num_threads: int, seed: int,
+) -> FitResult | None:
+    """The champion's parameters fitted on this split's training part, stopped on validation.
+
+    The served champion was fitted on everything of an earlier snapshot, which holds most
+    of today's test interactions: its own model would be judged on what it has seen. Its
+    configuration, refitted on the same footing as the candidate, is the fair comparison.
+    """
+    if champion_params is None:
+        return None
+    candidate = candidate_from_params(champion_params, max_epochs, patience)
+    return fit_candidate(split, candidate, catalogue.features_for(split), k, num_threads,
+                         seed)
+
+
+@task(cache_policy=NO_CACHE)
 def compare_on_test(
     split: Split,
     fit: FitResult,
     snapshot_path: str,
-    champion_bundle_dir: str | None,
+    champion_fit: FitResult | None,
     k: int,
     num_threads: int,
     seed: int,
 ) -> list[dict[str, object]]:
-    """Test metrics of the model beside popularity, ALS, the champion and (generated) oracle."""
+    """Test metrics of the model beside popularity, ALS, the champion and (generated) oracle.
+
+    Every fitted ranker learns from the training part and stops on the validation part:
+    LightFM (the candidate and the champion's configuration) and ALS alike.
+    """
     log = get_run_logger()
     rows = [{"ranker": "lightfm", **evaluate_factors(fit.model, split, "test", k,
                                                      num_threads=num_threads).as_dict()}]
     rows.append({"ranker": "popularity", **evaluate_popularity(split, "test", k).as_dict()})
-    als = fit_als((split.train + split.valid).tocsr(), num_threads=num_threads, seed=seed)
+    als, als_iteration = fit_als_early_stopping(
+        split.train, validation_scorer(split, k, seed=seed, num_threads=num_threads),
+        num_threads=num_threads, seed=seed)
+    log.info("als: best validation at iteration %d", als_iteration + 1)
     rows.append({"ranker": "als", **evaluate_factors(als, split, "test", k,
                                                      num_threads=num_threads).as_dict()})
-    if champion_bundle_dir:
-        champion = ScoringBundle.load(Path(champion_bundle_dir)).factors_for(split.ids)
+    if champion_fit is not None:
         rows.append({"ranker": "champion", **evaluate_factors(
-            champion, split, "test", k, num_threads=num_threads).as_dict()})
+            champion_fit.model, split, "test", k, num_threads=num_threads).as_dict()})
     truth_path = Path(snapshot_path) / TRUTH_FILE
     if truth_path.exists():
         truth = load_truth(truth_path.parent)
@@ -283,14 +335,34 @@ def compare_on_test(
 
 
 @task(cache_policy=NO_CACHE)
-def build_bundle(split: Split, fit: FitResult, catalogue_meta: dict[str, object]) -> str:
+def fit_on_everything(
+    split: Split, catalogue: Catalogue, candidate: Candidate, best_epoch: int,
+    num_threads: int, seed: int,
+) -> tuple[FactorModel, dict[str, object]]:
+    """The chosen candidate refitted on every interaction: the model that is served.
+
+    Tuning and the test table use the split; serving the train-only fit would throw away
+    each reader's latest interactions (validation and test), which say most about what
+    they read next. Returns the model and how it was fitted.
+    """
+    epochs = full_fit_epochs(best_epoch)
+    started = time.perf_counter()
+    model = fit_everything(split, candidate, catalogue.features_for(split), epochs,
+                           num_threads, seed)
+    seconds = time.perf_counter() - started
+    interactions = int(everything(split).nnz)
+    get_run_logger().info("fit on everything: %d interactions, %d epochs, %.1f s",
+                          interactions, epochs, seconds)
+    return model, {"epochs": epochs, "interactions": interactions, "seconds": seconds}
+
+
+@task(cache_policy=NO_CACHE)
+def build_bundle(split: Split, model: FactorModel, meta: dict[str, object]) -> str:
     """Write the scoring bundle (factors, id maps, seen books, popular order) to a temp dir."""
-    seen = (split.train + split.valid + split.test).tocsr()
-    seen.data[:] = 1.0
+    seen = everything(split)
     counts = popularity(seen)
     order = np.lexsort((np.arange(len(counts)), -counts))
     bundle = ScoringBundle(
-        ids=split.ids, factors=fit.model, seen=seen, popular=split.ids.book_ids[order],
-        meta={**catalogue_meta, "best_epoch": fit.best_epoch},
+        ids=split.ids, factors=model, seen=seen, popular=split.ids.book_ids[order], meta=meta,
     )
     return str(bundle.save(Path(tempfile.mkdtemp(prefix="goodbooks-bundle-")) / "bundle"))

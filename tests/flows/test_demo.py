@@ -11,6 +11,7 @@ from mlflow import MlflowClient
 
 import cli
 import serving
+from models.snapshot import open_snapshot
 from settings import get_settings
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -37,8 +38,8 @@ def test_demo_experiment_serves_every_reader_and_shows_a_verdict(
     exposures = {name: int(cells[0].replace(",", "")) for name, cells in rows.items()}
     conversions = {name: int(cells[1].replace(",", "")) for name, cells in rows.items()}
     # Every reader of the snapshot visited once and was shown ten books.
-    readers = pd.read_parquet(Path(str(first_run["snapshot"])) / "ratings.parquet",
-                              columns=["user_id"])["user_id"].nunique()
+    readers = open_snapshot(Path(str(first_run["snapshot"]))).read(
+        "ratings", columns=["user_id"])["user_id"].nunique()
     assert sum(exposures.values()) == readers * 10
     assert sum(int(cells[3].replace(",", "")) for cells in rows.values()) == readers
     # The planted lift favours the challenger's readers: its observed rate is higher.

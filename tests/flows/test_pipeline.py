@@ -11,6 +11,7 @@ import pytest
 import serving
 from flows.nightly import nightly_flow
 from models.schema import DatasetError, DataValidationError
+from models.snapshot import open_snapshot
 from settings import get_settings
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -33,7 +34,7 @@ def test_pipeline_publishes_and_serves(
     version = live_store.get_alias("champion")
 
     snapshot = Path(first_run["snapshot"])
-    ratings = pd.read_parquet(snapshot / "ratings.parquet")
+    ratings = open_snapshot(snapshot).read("ratings")
     reader = int(ratings["user_id"].iloc[0])
     result = serving.recommend(reader, 10)
     assert result.source == "personalised"
