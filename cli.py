@@ -23,6 +23,9 @@ app = typer.Typer(
 data_app = typer.Typer(help="Get goodbooks data: generate it or download the real files.",
                        no_args_is_help=True)
 app.add_typer(data_app, name="data")
+events_app = typer.Typer(help="The app's events: the Redis stream and the interaction log.",
+                         no_args_is_help=True)
+app.add_typer(events_app, name="events")
 
 
 def prepare() -> Settings:
@@ -306,13 +309,15 @@ def ingest(
     books: Annotated[int | None, typer.Option(help="Books to generate.")] = None,
     local_dir: Annotated[Path | None, typer.Option(
         help="Directory with ratings.csv and books.csv (source local).")] = None,
+    full: Annotated[bool, typer.Option(
+        "--full", help="Validate the source whole and start its lineage again.")] = False,
 ) -> None:
-    """Acquire a dataset, validate it and write a snapshot (the ingest flow)."""
+    """Build the next snapshot: the source's newest one plus inbox files and new events."""
     prepare()
     from flows.ingest import ingest_flow
 
     snapshot = ingest_flow(source=source, n_users=users, n_books=books,
-                           local_dir=str(local_dir) if local_dir else None)
+                           local_dir=str(local_dir) if local_dir else None, full=full)
     typer.echo(f"snapshot: {snapshot}")
 
 
@@ -499,6 +504,39 @@ def serve(
                 port=port or settings.api_port, log_level="info")
 
 
+@events_app.command("drain")
+def events_drain(
+    max_events: Annotated[int | None, typer.Option(
+        min=1, help="Stop after about this many (default: up to the newest event).")] = None,
+) -> None:
+    """Move the event stream into the interaction log (durable first, then acknowledged).
+
+    The nightly flow does this as its first step; run it more often (cron, a loop) to keep
+    the stream short. Exits with 1 when a damaged log file held events the stream no
+    longer has.
+    """
+    settings = prepare()
+    from models.event_log import InteractionLog
+    from serving.connection import connect_redis
+    from serving.store import RecStore
+    from tasks.events import drain_stream
+
+    store = RecStore(connect_redis(settings.redis_url, settings.redis_db_path,
+                                   socket_timeout_s=settings.redis_socket_timeout_s),
+                     settings.redis_prefix)
+    result = drain_stream(store.client, store.events_key,
+                          InteractionLog(settings.event_log_path), max_entries=max_events,
+                          keep_s=settings.events_keep_s)
+    for damaged in result.damaged:
+        typer.secho(f"damaged log file {damaged['file']} ({damaged['error']}): set aside as "
+                    f"{damaged['moved_to']}; entries {damaged['entries']} drained again where "
+                    "the stream still holds them", fg="yellow", err=True)
+    typer.echo(result.summary())
+    typer.echo(f"interaction log: {settings.event_log_path}")
+    if result.lost:
+        raise typer.Exit(1)
+
+
 @data_app.command("generate")
 def data_generate(
     out: Annotated[Path, typer.Option(help="Output directory.")] = Path("data/generated/full"),
@@ -538,7 +576,11 @@ def data_continue(
     ratings: Annotated[int, typer.Option(help="New ratings to write.")] = 10_000,
     seed: Annotated[int, typer.Option(help="Same seed, same bytes.")] = 0,
 ) -> None:
-    """Write new ratings that follow a generated dataset, with or without planted drift."""
+    """Write new ratings that follow a generated dataset, with or without planted drift.
+
+    With --out under the inbox (GOODBOOKS_INBOX_DIR, default data/inbox) the next ingest
+    takes them in; elsewhere, `goodbooks monitor --current DIR` judges them as they are.
+    """
     prepare()
     from models.generator import generate_continuation
     from models.schema import GoodbooksError
@@ -553,7 +595,7 @@ def data_continue(
         typer.secho(str(exc), fg="red", err=True)
         raise typer.Exit(2) from None
     typer.echo(f"written to {made.directory}; check it with: goodbooks monitor --current "
-               f"{made.directory}")
+               f"{made.directory} (or drop it in the inbox for the next ingest)")
 
 
 @data_app.command("download")

@@ -8,13 +8,14 @@ in a ``.env`` file at the project root. ``REDIS_URL`` is accepted as well as
 
 from __future__ import annotations
 
+import json
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PROJECT_DIR = Path(__file__).resolve().parent
 
@@ -84,13 +85,19 @@ class Settings(BaseSettings):
         None, description="The interaction log: app events drained from the Redis stream, "
         "as Parquet partitioned by day; default <data_dir>/events.",
     )
-    interaction_types: tuple[Literal["rating", "add_to_shelf", "click"], ...] = Field(
+    interaction_types: Annotated[tuple[Literal["rating", "add_to_shelf", "click"], ...],
+                                 NoDecode] = Field(
         ("rating", "add_to_shelf"),
         description="App event types that count as interactions for training (comma "
-        "separated). A rating carries its stars; an add-to-shelf says the reader wants the "
-        "book (the app's to-read shelf); a click is the weakest signal and off by default. "
-        "Impressions never count. Every event stays in the log, so a change applies to "
-        "the next snapshots' training.",
+        "separated; rating always, as the dataset's own ratings do). An add-to-shelf says "
+        "the reader wants the book (the app's to-read shelf); a click is the weakest signal "
+        "and off by default. Impressions never count. Snapshots keep every interaction "
+        "event, so a change applies to all the data at the next training.",
+    )
+    events_keep_s: float = Field(
+        3600.0, ge=0, description="Drained events stay in the Redis stream this long, so a "
+        "log file damaged after it was written is drained again; older ones are trimmed "
+        "(only ever below what the drain has acknowledged).",
     )
     snapshot_retention: int = Field(
         7, ge=1, description="Snapshots kept besides the newest and any a registered model "
@@ -301,9 +308,20 @@ class Settings(BaseSettings):
     @field_validator("interaction_types", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
-        if isinstance(value, str) and not value.lstrip().startswith("["):
+        if isinstance(value, str):
+            if value.lstrip().startswith("["):
+                return tuple(json.loads(value))
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
+
+    @field_validator("interaction_types")
+    @classmethod
+    def _ratings_count(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if "rating" not in value:
+            raise ValueError("must include rating: ratings are what the model learns from "
+                             f"(got {','.join(value) or 'nothing'}); add add_to_shelf or "
+                             "click to count those too")
+        return tuple(dict.fromkeys(value))
 
     @field_validator("books_csv", "tags_csv", "local_dataset_dir", "inbox_dir", "event_log_dir",
                      mode="before")

@@ -49,7 +49,7 @@ def ab_evaluate_flow(
     if stored["status"] != "active":
         print(f"experiment {name} is {stored['status']}: nothing to evaluate")
         return {"experiment": name, "action": "none", "reason": f"status {stored['status']}"}
-    measurement = measure_experiment(target, stored, plan)
+    measurement = measure_experiment(target, stored, plan, str(s.event_log_path))
     variants = stored["variants"]
     shares = [float(v["share"]) for v in variants]  # type: ignore[index, union-attr]
     at = datetime.fromisoformat(now) if now else datetime.now(UTC)

@@ -80,9 +80,8 @@ def ingest_flow(
                                        s.min_ratings_per_user)
         parent = write_validated_snapshot(outcome, dataset_dir, str(s.processed_dir), details)
     inbox = take_inbox(parent, str(s.inbox_path), str(s.data_docs_dir), s.quarantine_max_ratio)
-    events = take_log(parent, str(s.event_log_path))
-    snapshot = write_next_snapshot(parent, inbox, events, str(s.processed_dir),
-                                   list(s.interaction_types))
+    events = take_log(parent, str(s.event_log_path), str(s.data_docs_dir))
+    snapshot = write_next_snapshot(parent, inbox, events, str(s.processed_dir))
     archive_inbox(inbox, str(s.inbox_path), snapshot)
     prune_old_snapshots(str(s.processed_dir), s.snapshot_retention, s.tracking_uri,
                         s.model_name)

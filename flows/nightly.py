@@ -52,7 +52,7 @@ def nightly_flow(
     log = get_run_logger()
     if reason:
         log.info("started because: %s", reason)
-    drained = drain_events(redis_target(), str(s.event_log_path))
+    drained = drain_events(redis_target(), str(s.event_log_path), s.events_keep_s)
     snapshot = ingest_flow(source=source, n_users=n_users, local_dir=local_dir)
     covers = covers_judged(snapshot, drift_through)
     if covers is False:

@@ -11,9 +11,10 @@ New data comes from two places:
   snapshot holding them is written; an item whose checksum the lineage already holds is
   only archived (a crash between writing and archiving ingests nothing twice).
 - **the interaction log**: events past the previous snapshot's watermark. Rating events
-  become ratings; the other interaction types the settings name (``interaction_types``)
-  become rows of the ``interactions`` table, which training merges into each reader's
-  history in time order. Impressions never count.
+  become ratings; the other interactions (add-to-shelf, click) become rows of the
+  ``interactions`` table, which training merges into each reader's history in time order
+  for the types the settings count (``interaction_types``), so changing that setting
+  applies to everything already taken in. Impressions are not interactions.
 
 What happens to rows that do not fit:
 
@@ -52,7 +53,6 @@ ALREADY_RATED = "already_rated"
 # so training can put both tables into one time order.
 INTERACTION_COLUMNS = (USER_ID, BOOK_ID, EVENT_TYPE, TS_MS, "after")
 HELD_COLUMNS = (USER_ID, BOOK_ID, RATING, EVENT_TYPE, TS_MS, "origin")
-INTERACTION_TYPES = ("rating", "add_to_shelf", "click")
 
 
 @dataclass(frozen=True)
@@ -208,27 +208,27 @@ class LogRows:
     ratings: pd.DataFrame  # user_id, book_id, rating, ts_ms, entry order
     interactions: pd.DataFrame  # user_id, book_id, type, ts_ms, entry order
     ignored: dict[str, int]  # event type → events that do not count (impressions, ...)
+    invalid: pd.DataFrame  # rating events without 1-5 stars (only a direct XADD makes them)
 
 
-def log_rows(events: pd.DataFrame, interaction_types: Sequence[str]) -> LogRows:
-    """Rating events and other counted interactions, in stream order."""
+def log_rows(events: pd.DataFrame) -> LogRows:
+    """Rating events (with 1-5 stars) and the other interactions, in stream order."""
     ordered = events.sort_values([ENTRY_MS, ENTRY_SEQ], kind="stable").reset_index(drop=True)
     ordered = ordered.assign(order=np.arange(len(ordered), dtype=np.int64))
-    counted = set(interaction_types)
-    is_rating = (ordered[EVENT_TYPE] == "rating") & ordered[RATING].notna()
-    ratings = ordered.loc[is_rating & ("rating" in counted),
-                          [USER_ID, BOOK_ID, RATING, TS_MS, "order"]]
-    implicit = ordered[ordered[EVENT_TYPE].isin(counted - {"rating"})]
-    interactions = implicit[[USER_ID, BOOK_ID, EVENT_TYPE, TS_MS, "order"]]
-    counted_mask = (is_rating & ("rating" in counted)) | ordered[EVENT_TYPE].isin(
-        counted - {"rating"})
-    ignored = ordered.loc[~counted_mask, EVENT_TYPE].value_counts().to_dict()
+    is_rating = (ordered[EVENT_TYPE] == "rating").to_numpy()
+    stars = ordered[RATING].between(1, 5).fillna(False).to_numpy(dtype=bool)
+    invalid = ordered.loc[is_rating & ~stars, [USER_ID, BOOK_ID, RATING]]
+    ratings = ordered.loc[is_rating & stars, [USER_ID, BOOK_ID, RATING, TS_MS, "order"]]
+    implicit = ~is_rating & (ordered[EVENT_TYPE] != "impression").to_numpy()
+    interactions = ordered.loc[implicit, [USER_ID, BOOK_ID, EVENT_TYPE, TS_MS, "order"]]
+    ignored = ordered.loc[~is_rating & ~implicit, EVENT_TYPE].value_counts().to_dict()
     return LogRows(
         ratings=ratings.astype({USER_ID: np.int64, BOOK_ID: np.int64, RATING: np.int64})
         .reset_index(drop=True),
         interactions=interactions.astype({USER_ID: np.int64, BOOK_ID: np.int64})
         .reset_index(drop=True),
         ignored={str(k): int(v) for k, v in ignored.items()},
+        invalid=invalid.assign(line=pd.NA, rule="rating_1_to_5", origin="log"),
     )
 
 
@@ -388,7 +388,6 @@ def plan_next_snapshot(
     parent: Snapshot,
     items: Sequence[AcceptedItem],
     events: pd.DataFrame,
-    interaction_types: Sequence[str],
 ) -> NextSnapshot:
     """Merge held rows, accepted inbox items and log events onto ``parent``.
 
@@ -419,7 +418,11 @@ def plan_next_snapshot(
         if accepted.quarantine is not None and len(accepted.quarantine):
             quarantine.append(accepted.quarantine.assign(origin=accepted.item.name))
     if len(events):
-        merge.add_log(log_rows(events, interaction_types))
+        rows = log_rows(events)
+        merge.add_log(rows)
+        if len(rows.invalid):
+            quarantine.append(rows.invalid)
+            merge.counts["invalid rating events"] = len(rows.invalid)
     ratings, interactions, held, repeated = merge.frames()
     if len(repeated):
         quarantine.append(repeated)

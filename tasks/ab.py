@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,12 +22,11 @@ from models.ab import (
     measure,
     srm_counts,
 )
-from serving.events import StoredEvent
+from models.event_log import InteractionLog
 from serving.experiments import Experiment, InvalidExperimentError, assign_variant
 from serving.store import RecStore
+from tasks.events import event_records, read_all_events
 from tasks.publish import RedisTarget
-
-_PAGE = 10_000
 
 
 class ExperimentNotFoundError(LookupError):
@@ -107,33 +105,26 @@ def _design_dict(design: ExperimentDesign) -> dict[str, object]:
     return dict(json.loads(design.to_json()))
 
 
-def iter_events(store: RecStore) -> Iterator[StoredEvent]:
-    """Every entry of the event stream, oldest first, read in pages with XRANGE."""
-    start = "-"
-    while True:
-        page = store.client.xrange(store.events_key, min=start, count=_PAGE)
-        if not page:
-            return
-        for entry_id, fields in page:
-            yield StoredEvent.from_entry(entry_id, fields)
-        last = page[-1][0]
-        last = last.decode() if isinstance(last, bytes) else last
-        start = f"({last}"
-        if len(page) < _PAGE:
-            return
-
-
 @task(cache_policy=NO_CACHE)
 def measure_experiment(
-    target: RedisTarget, experiment: dict[str, object], design: dict[str, object]
+    target: RedisTarget, experiment: dict[str, object], design: dict[str, object],
+    log_dir: str,
 ) -> Measurement:
-    """Exposures and conversions per variant from the event stream."""
+    """Exposures and conversions per variant: the interaction log, then the stream's tail.
+
+    The log holds what the drain moved out of the stream, so an experiment longer than
+    the stream keeps its early exposures.
+    """
     exp = Experiment.from_dict(experiment)
     plan = ExperimentDesign.from_dict(design)
+    since_ms = int(datetime.fromisoformat(exp.started_at).timestamp() * 1000)
+    # A day of slack: the log is partitioned by when Redis took an event in, the
+    # measurement filters on the event's own time.
+    events, _ = read_all_events(InteractionLog(Path(log_dir)), target.store(),
+                                since_ms=since_ms - 86_400_000)
     result = measure(
-        iter_events(target.store()), exp.name, [v.name for v in exp.variants],
-        lambda user: assign_variant(exp, user).name, plan,
-        since_ms=int(datetime.fromisoformat(exp.started_at).timestamp() * 1000),
+        event_records(events), exp.name, [v.name for v in exp.variants],
+        lambda user: assign_variant(exp, user).name, plan, since_ms=since_ms,
     )
     log = get_run_logger()
     for arm in result.arms.values():

@@ -284,11 +284,17 @@ class LogIntake:
     after: str | None
     through: str | None
     stopped: str | None = None
+    report: dict[str, object] | None = None
 
 
 @task(cache_policy=NO_CACHE)
-def take_log(parent_path: str, log_dir: str) -> LogIntake:
-    """Log events past the parent's watermark; stops before a damaged file (said loudly)."""
+def take_log(parent_path: str, log_dir: str, data_docs_dir: str) -> LogIntake:
+    """Log events past the parent's watermark; stops before a damaged file (said loudly).
+
+    Their rating rows pass the ratings suite as an inbox file would, as a report: the API
+    validated each event already, and rows that do not fit (unknown books, repeats, stars
+    outside 1-5) are held or quarantined row by row, so the log never blocks an ingest.
+    """
     parent = open_snapshot(Path(parent_path))
     after = parse_optional(parent.log_watermark)
     read = InteractionLog(Path(log_dir)).read(after=after, strict=False)
@@ -298,18 +304,30 @@ def take_log(parent_path: str, log_dir: str) -> LogIntake:
                     read.error, len(read.events))
     log.info("interaction log %s: %d events past %s", log_dir, len(read.events),
              parent.log_watermark or "its start")
+    rated = read.events[read.events["type"] == "rating"]
+    report = None
+    if len(rated):
+        outcome = validate_tables(
+            {"ratings": rated[["user_id", "book_id", "rating"]].reset_index(drop=True)},
+            ValidationConfig.increment(Path(data_docs_dir), quarantine_max_ratio=1.0),
+            reference_tables={"books": parent.read("books")})
+        report = outcome.report.summary()
+        for problem in [*outcome.report.failures, *outcome.report.warnings]:
+            log.warning("rating events: %s (those rows are held or quarantined)",
+                        problem.describe())
     through = read.through or after
     return LogIntake(events=read.events, after=parent.log_watermark,
-                     through=str(through) if through else None, stopped=read.error)
+                     through=str(through) if through else None, stopped=read.error,
+                     report=report)
 
 
 @task(cache_policy=NO_CACHE)
 def write_next_snapshot(parent_path: str, inbox: InboxIntake, taken: LogIntake,
-                        processed_dir: str, interaction_types: list[str]) -> str:
+                        processed_dir: str) -> str:
     """Merge the new rows onto the parent and commit the next snapshot; returns its path."""
     log = get_run_logger()
     parent = open_snapshot(Path(parent_path))
-    plan = plan_next_snapshot(parent, inbox.accepted, taken.events, interaction_types)
+    plan = plan_next_snapshot(parent, inbox.accepted, taken.events)
     ingested = dict(parent.ingested_files)
     for accepted in inbox.accepted:
         ingested[accepted.item.sha256] = {"name": accepted.item.name,
@@ -329,7 +347,8 @@ def write_next_snapshot(parent_path: str, inbox: InboxIntake, taken: LogIntake,
         manifest={"source": parent.manifest.get("source"),
                   "checksums": parent.manifest.get("checksums", {}),
                   "parent": parent.snapshot_id,
-                  "validation": {"passed": True, "items": inbox.reports},
+                  "validation": {"passed": True, "items": inbox.reports,
+                                 "log": taken.report},
                   "increment": increment,
                   "quarantined": {name.removeprefix("quarantine_"): snapshot_rows
                                   for name, snapshot_rows in _quarantined(plan).items()}},

@@ -103,12 +103,15 @@ def drain_stream(
     read_count: int = READ_COUNT,
     file_rows: int = FILE_ROWS,
     max_entries: int | None = None,
+    keep_s: float = 0.0,
 ) -> DrainResult:
     """Move the stream's entries into the log; returns counts (see DrainResult).
 
     Entries the drain was given before but never acknowledged (a crash) come first, then
     new ones up to the stream's newest entry when the drain started, so a drain ends even
-    while events keep arriving. ``max_entries`` stops after about that many.
+    while events keep arriving. ``max_entries`` stops after about that many. The stream
+    keeps acknowledged entries younger than ``keep_s``: a log file damaged after it was
+    written is drained again from them.
     """
     started = time.perf_counter()
     result = DrainResult()
@@ -140,7 +143,7 @@ def drain_stream(
             if cursor == ">" and until is not None and EntryId.parse(entries[-1][0]) >= until:
                 break
         _flush(client, stream, group, log, buffer, result)
-        result.trimmed = trim_acknowledged(client, stream)
+        result.trimmed = trim_acknowledged(client, stream, keep_s)
     hwm = log.high_water_mark()
     result.high_water_mark = str(hwm) if hwm else None
     result.backlog = int(client.xlen(stream))
@@ -230,11 +233,18 @@ def acknowledged_below(client: redis.Redis, stream: str) -> EntryId | None:
     return min(needed) if needed else None
 
 
-def trim_acknowledged(client: redis.Redis, stream: str) -> int:
-    """XTRIM MINID below what every consumer group has acknowledged; returns entries removed."""
+def trim_acknowledged(client: redis.Redis, stream: str, keep_s: float = 0.0) -> int:
+    """XTRIM MINID below what every consumer group has acknowledged and older than keep_s.
+
+    Returns the entries removed.
+    """
     minid = acknowledged_below(client, stream)
     if minid is None or minid <= EntryId(0, 1):
         return 0
+    if keep_s > 0:
+        seconds, micros = client.time()  # the server's clock: the one entry ids come from
+        minid = min(minid, EntryId(int(seconds) * 1000 + int(micros) // 1000
+                                   - int(keep_s * 1000), 0))
     # Approximate: Redis drops whole nodes below the id, never an entry at or above it.
     return int(client.xtrim(stream, minid=str(minid), approximate=True))
 
@@ -339,6 +349,13 @@ def read_all_events(
     return events, newest
 
 
+def event_records(events: pd.DataFrame) -> Iterator[Any]:
+    """Rows as objects with one attribute per column, nulls as None (models.ab EventLike)."""
+    plain = events.astype(object).where(events.notna(), None)
+    plain["ts_ms"] = events["ts_ms"].fillna(0).astype(np.int64)
+    return plain.itertuples(index=False)
+
+
 # --- the Prefect task ---------------------------------------------------------------------
 
 
@@ -347,10 +364,10 @@ def event_log(log_dir: str | Path) -> InteractionLog:
 
 
 @task(retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE)
-def drain_events(target: RedisTarget, log_dir: str) -> dict[str, object]:
+def drain_events(target: RedisTarget, log_dir: str, keep_s: float = 0.0) -> dict[str, object]:
     """Drain the event stream into the interaction log (durable first, then acknowledged)."""
     store = target.store()
-    result = drain_stream(store.client, store.events_key, event_log(log_dir))
+    result = drain_stream(store.client, store.events_key, event_log(log_dir), keep_s=keep_s)
     log = get_run_logger()
     for damaged in result.damaged:
         log.warning("log file %s could not be read (%s): set aside as %s; its entries %s "

@@ -81,3 +81,24 @@ def test_monitor_rejects_a_missing_directory_before_any_work(runner: CliRunner,
     assert result.exit_code == 2
     words = " ".join(result.output.replace("│", " ").split())  # the error box wraps lines
     assert "Invalid value for '--current'" in words and "does not exist" in words
+
+
+def test_events_drain_moves_the_stream_to_the_log(
+    runner: CliRunner, store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch  # noqa: ANN001
+) -> None:
+    from serving.events import Event, EventWriter
+
+    kwargs = store.client.connection_pool.connection_kwargs
+    url = (f"unix://{kwargs['path']}?db={kwargs.get('db', 0)}" if kwargs.get("path") else
+           f"redis://{kwargs['host']}:{kwargs['port']}/{kwargs.get('db', 0)}")
+    monkeypatch.setenv("REDIS_URL", url)
+    monkeypatch.setenv("GOODBOOKS_REDIS_PREFIX", store.prefix)
+    ids = EventWriter(store).write([Event(type="click", user_id=u, book_id=3, variant="control",
+                                          version="v1") for u in range(1, 8)])
+    result = runner.invoke(cli.app, ["events", "drain"])
+    assert result.exit_code == 0, result.output
+    assert "drained 7 events into 1 file(s)" in result.output
+    assert f"log through {ids[-1]}" in result.output
+    logged = pd.concat(pd.read_parquet(p) for p in (tmp_path / "data" / "events").rglob(
+        "events-*.parquet"))
+    assert logged["entry_id"].tolist() == ids

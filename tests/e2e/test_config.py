@@ -42,8 +42,13 @@ def test_nightly_schedule_and_drift_trigger() -> None:
     [trigger] = deployments["retrain-on-drift"]["triggers"]
     assert trigger["expect"] == ["goodbooks.drift.detected"]
     assert trigger["match"] == {"prefect.resource.id": "goodbooks.dataset.*"}
-    assert "parameters" not in trigger  # nightly_flow takes no reason parameter
     assert deployments["retrain-on-drift"]["entrypoint"] == "flows/nightly.py:nightly_flow"
+    # Templated from the event: the run takes in (and checks it took in) what was judged.
+    assert trigger["parameters"] == {"reason": "{{ event.payload.summary }}",
+                                     "drift_through": "{{ event.payload.judged.through }}"}
+    from flows.nightly import nightly_flow
+
+    assert set(trigger["parameters"]) <= set(nightly_flow.parameters.properties)
 
 
 def test_no_machine_paths_in_committed_operations_files() -> None:

@@ -12,11 +12,13 @@ from mlflow import MlflowClient
 import serving
 from flows.ab_evaluate import ab_evaluate_flow
 from flows.score import score_flow
+from models.event_log import InteractionLog
 from models.generator import load_truth
 from models.simulator import ClickModel, simulate_traffic
 from serving.store import RecStore
 from settings import get_settings
 from tasks.ab import PromotionError, promote
+from tasks.events import drain_stream
 
 
 # --- promotion: both or neither ---------------------------------------------------------
@@ -199,3 +201,28 @@ def test_a_better_challenger_is_promoted_in_mlflow_and_redis(
     logged = client.get_run(challenger["run_id"]).data
     assert logged.tags["ab.ab-test.decision"] == "promote"
     assert logged.metrics["ab.ab-test.effect"] == pytest.approx(result["effect"])
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_exposures_drained_out_of_the_stream_still_count(
+    first_run: dict[str, object], live_store: RecStore
+) -> None:
+    s = get_settings()
+    both_champion = {"salt": "long", "variants": [
+        {"name": "control", "alias": "champion", "share": 0.5},
+        {"name": "treatment", "alias": "champion", "share": 0.5}]}
+    ab_evaluate_flow(experiment="long-test", config=both_champion,
+                     design={"min_sample": 10_000})
+    truth = load_truth(Path(str(first_run["snapshot"])))
+    early = simulate_traffic(live_store, "long-test", truth, list(range(1, 201)), k=5, seed=5)
+    # The nightly drain moves the early weeks to the log and trims them from the stream.
+    drained = drain_stream(live_store.client, live_store.events_key,
+                           InteractionLog(s.event_log_path))
+    assert drained.drained >= sum(early.impressions.values())
+    late = simulate_traffic(live_store, "long-test", truth, list(range(201, 401)), k=5, seed=6,
+                            start_time_s=early.end_time_s + 1)
+
+    result = ab_evaluate_flow(experiment="long-test", act=False)
+    shown = sum(early.impressions.values()) + sum(late.impressions.values())
+    assert sum(result["exposures"].values()) == shown  # type: ignore[union-attr]
+    assert sum(result["readers"].values()) == 400  # type: ignore[union-attr]

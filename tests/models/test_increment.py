@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from models.increment import (
     HELD,
@@ -50,14 +49,13 @@ def accepted(tmp_path: Path, name: str, ratings: pd.DataFrame,
                         books=books)
 
 
-def test_log_events_split_by_what_counts() -> None:
+def test_log_events_split_into_ratings_and_other_interactions() -> None:
     rows = log_rows(log_events([("impression", 1, 3, None), ("click", 1, 3, None),
-                                ("rating", 1, 3, 4), ("add_to_shelf", 2, 4, None)]),
-                    ["rating", "add_to_shelf"])
+                                ("rating", 1, 3, 4), ("add_to_shelf", 2, 4, None)]))
     assert rows.ratings[["user_id", "book_id", "rating"]].values.tolist() == [[1, 3, 4]]
     assert rows.interactions[["user_id", "book_id", "type"]].values.tolist() == [
-        [2, 4, "add_to_shelf"]]
-    assert rows.ignored == {"impression": 1, "click": 1}
+        [1, 3, "click"], [2, 4, "add_to_shelf"]]
+    assert rows.ignored == {"impression": 1}
 
 
 def test_new_rows_go_after_the_parent_held_repeated_or_taken(tmp_path: Path) -> None:
@@ -66,7 +64,7 @@ def test_new_rows_go_after_the_parent_held_repeated_or_taken(tmp_path: Path) -> 
         "user_id": [3, 1, 3], "book_id": [2, 1, 9], "rating": [4, 2, 5]}))
     events = log_events([("rating", 2, 3, 1), ("add_to_shelf", 2, 4, None),
                          ("rating", 7, 2, 5), ("add_to_shelf", 1, 99, None)])
-    plan = plan_next_snapshot(snapshot, [inbox], events, ["rating", "add_to_shelf"])
+    plan = plan_next_snapshot(snapshot, [inbox], events)
 
     ratings = pd.concat([p if isinstance(p, pd.DataFrame) else pd.read_parquet(p.path)
                          for p in plan.tables["ratings"]], ignore_index=True)
@@ -89,19 +87,19 @@ def test_new_rows_go_after_the_parent_held_repeated_or_taken(tmp_path: Path) -> 
 def test_held_rows_enter_once_their_book_is_in_the_catalogue(tmp_path: Path) -> None:
     first = parent(tmp_path)
     plan = plan_next_snapshot(first, [accepted(tmp_path, "a.csv", pd.DataFrame(
-        {"user_id": [2], "book_id": [9], "rating": [5]}))], log_events([]), ["rating"])
+        {"user_id": [2], "book_id": [9], "rating": [5]}))], log_events([]))
     second, _ = commit_snapshot(tmp_path / "processed", plan.tables, {},
                                 identity={"base": first.base, "n": 2})
     assert second.read(HELD)["book_id"].tolist() == [9]
 
     # Still unknown: still held, not duplicated.
-    again = plan_next_snapshot(second, [], log_events([]), ["rating"])
+    again = plan_next_snapshot(second, [], log_events([]))
     assert again.tables[HELD][0]["book_id"].tolist() == [9]
 
     books = pd.DataFrame({"book_id": [9], "title": ["new"]})
     plan = plan_next_snapshot(second, [accepted(tmp_path, "books", pd.DataFrame(
         {"user_id": [], "book_id": [], "rating": []}, dtype=np.int64), books)],
-        log_events([]), ["rating"])
+        log_events([]))
     assert plan.tables[HELD] is None and plan.new_books == 1
     assert plan.tables["ratings"][-1].values.tolist() == [[2, 9, 5]]
     assert plan.tables["books"][-1]["book_id"].tolist() == [9]
@@ -151,7 +149,13 @@ def test_a_refused_item_is_moved_aside_with_its_report(tmp_path: Path) -> None:
     assert inbox_items(inbox, "b", set()) == ([], [])
 
 
-@pytest.mark.parametrize("types, expected", [(["rating"], 0), (["rating", "click"], 1)])
-def test_which_events_count_is_a_setting(types: list[str], expected: int) -> None:
-    rows = log_rows(log_events([("click", 1, 2, None)]), types)
-    assert len(rows.interactions) == expected
+
+def test_a_rating_event_without_stars_1_to_5_is_quarantined_not_trained_on(
+    tmp_path: Path,
+) -> None:
+    plan = plan_next_snapshot(parent(tmp_path), [], log_events([
+        ("rating", 2, 3, 9), ("rating", 2, 4, 2)]))
+    assert plan.tables["ratings"][-1].values.tolist() == [[2, 4, 2]]
+    [quarantined] = plan.tables["quarantine_ratings"]
+    assert quarantined[["user_id", "book_id", "rating", "rule"]].values.tolist() == [
+        [2, 3, 9, "rating_1_to_5"]]

@@ -17,6 +17,7 @@ import pytest
 from models.event_log import EntryId, InteractionLog
 from serving.events import Event, EventWriter
 from serving.store import RecStore
+from settings import PROJECT_DIR
 from tasks.events import (
     CONSUMER,
     GROUP,
@@ -26,7 +27,6 @@ from tasks.events import (
     entries_frame,
     read_all_events,
 )
-from settings import PROJECT_DIR
 
 
 def write_events(store: RecStore, n: int, start: int = 0, kind: str = "click") -> list[str]:
@@ -227,3 +227,15 @@ def test_kill_9_at_random_moments_loses_and_duplicates_nothing(
     assert len(logged) == len(set(logged)) == len(accepted)  # nothing twice, nothing lost
     assert logged == accepted
     assert result.backlog < len(accepted)
+
+
+def test_acknowledged_entries_younger_than_keep_stay_in_the_stream(
+    store: RecStore, tmp_path: Path
+) -> None:
+    accepted = write_events(store, 300)
+    drain_stream(store.client, store.events_key, InteractionLog(tmp_path / "log"), keep_s=60)
+    assert store.client.xlen(store.events_key) == 300  # acknowledged, kept for repairs
+    assert store.client.xpending(store.events_key, GROUP)["pending"] == 0
+    drain_stream(store.client, store.events_key, InteractionLog(tmp_path / "log"))
+    assert store.client.xlen(store.events_key) < 300
+    assert logged_ids(InteractionLog(tmp_path / "log")) == accepted

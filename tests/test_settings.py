@@ -1,0 +1,43 @@
+"""Settings read from the environment, with messages that say what to set."""
+
+from __future__ import annotations
+
+import pytest
+
+from settings import Settings, SettingsError, get_settings
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ("rating", ("rating",)),
+    ("rating, add_to_shelf,click", ("rating", "add_to_shelf", "click")),
+    ('["rating", "click"]', ("rating", "click")),
+    ("rating,rating", ("rating",)),
+])
+def test_interaction_types_read_as_a_list(raw: str, expected: tuple[str, ...],
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GOODBOOKS_INTERACTION_TYPES", raw)
+    assert Settings(_env_file=None).interaction_types == expected
+
+
+@pytest.mark.parametrize("raw, message", [
+    ("click", "must include rating"),
+    ("rating,purchase", "should be .rating., .add_to_shelf. or .click."),
+])
+def test_bad_interaction_types_say_what_to_set(raw: str, message: str,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GOODBOOKS_INTERACTION_TYPES", raw)
+    get_settings.cache_clear()
+    try:
+        with pytest.raises(SettingsError, match=message) as error:
+            get_settings()
+        assert "GOODBOOKS_INTERACTION_TYPES" in str(error.value)
+    finally:
+        get_settings.cache_clear()
+
+
+def test_new_data_lives_under_the_data_directory_unless_told(tmp_path) -> None:  # noqa: ANN001
+    s = Settings(_env_file=None, data_dir=tmp_path)
+    assert (s.inbox_path, s.event_log_path) == (tmp_path / "inbox", tmp_path / "events")
+    s = Settings(_env_file=None, data_dir=tmp_path, inbox_dir=tmp_path / "drop",
+                 event_log_dir="")
+    assert (s.inbox_path, s.event_log_path) == (tmp_path / "drop", tmp_path / "events")
