@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 from uuid import UUID
@@ -110,6 +111,44 @@ def test_rating_events_of_the_stream_count_as_new_ratings(
     assert report["events"]["rating"] == len(rows)
     assert "rating_mix_psi" in report["fired"]
     assert report["event_id"] is None  # emit=False
+
+
+def test_by_default_what_no_served_model_was_trained_on_is_judged(
+    first_run: dict, tmp_path: Path, generated_dataset: Path
+) -> None:
+    settings = get_settings()
+    store = serving.RecStore(serving.connect_redis(settings.redis_url, settings.redis_db_path),
+                             settings.redis_prefix)
+    inflated = generate_continuation(generated_dataset, tmp_path / "inflated",
+                                     "rating_inflation", 1.5, 600, seed=6)
+    rows = pd.read_csv(inflated.directory / "ratings.csv")
+    writer = EventWriter(store)
+    ids: list[str] = []
+    for start in range(0, len(rows), writer.max_batch):
+        ids += writer.write([Event(type="rating", user_id=int(r.user_id),
+                                   book_id=int(r.book_id), variant="control", version="v",
+                                   rating=int(r.rating))
+                             for r in rows.iloc[start:start + writer.max_batch].itertuples()])
+    item = settings.inbox_path / "week-49"
+    generate_continuation(generated_dataset, item, "none", 0.0, 400, seed=7)
+    week = pd.read_csv(item / "ratings.csv")
+    try:
+        report = monitor_flow()
+    finally:
+        store.client.xtrim(store.events_key, maxlen=0)
+        shutil.rmtree(item)
+
+    judged = report["judged"]
+    assert judged["through"] == ids[-1] and judged["inbox"] == ["week-49"]
+    assert judged["events"]["rating"] >= len(rows)
+    # Each (reader, book) pair counts once, with its latest rating.
+    assert report["n_ratings"] == len(pd.concat([rows, week]).drop_duplicates(
+        ["user_id", "book_id"]))
+    assert "rating_mix_psi" in report["fired"]
+    event = read_event(report["event_id"])
+    # What the retraining it triggers must take in (prefect.yaml passes it on).
+    assert event.payload["judged"]["through"] == ids[-1]
+    assert event.payload["judged"]["inbox"] == ["week-49"]
 
 
 def test_resource_ids_match_the_retraining_trigger() -> None:

@@ -40,7 +40,9 @@ def test_tuning_on_every_reader_keeps_the_best_trials_fit(first_run: dict) -> No
 @pytest.fixture
 def own_model(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """The flows register a model of their own (its first version becomes champion)."""
-    monkeypatch.setenv("GOODBOOKS_MODEL_NAME", "warm-start-lightfm")
+    import uuid
+
+    monkeypatch.setenv("GOODBOOKS_MODEL_NAME", f"own-lightfm-{uuid.uuid4().hex[:8]}")
     get_settings.cache_clear()
     yield
     monkeypatch.undo()
@@ -107,3 +109,61 @@ def test_champion_parameters_start_a_study_only_when_they_fit_the_search_space(
     client.set_registered_model_alias("retired-space", "champion", good.version)
     assert champion_parameters(s.tracking_uri, "retired-space") == WarmStart(
         version=str(good.version), params=KNOWN_GOOD)
+
+
+@pytest.mark.usefixtures("own_model")
+def test_the_served_model_is_fitted_on_everything(first_run: dict, tmp_path: Path) -> None:
+    import mlflow
+
+    from models.bundle import ScoringBundle
+    from models.snapshot import open_snapshot
+
+    s = get_settings()
+    result = train_flow(snapshot=str(first_run["snapshot"]), n_trials=1, max_epochs=3,
+                        study_name="fit-on-everything")
+    snapshot = open_snapshot(Path(str(first_run["snapshot"])))
+    everything = len(snapshot.read("ratings").drop_duplicates(["user_id", "book_id"]))
+    assert result["full_fit"]["interactions"] == everything
+    assert result["full_fit"]["epochs"] == result["refit"]["best_epoch"] + 1
+
+    client = MlflowClient(s.tracking_uri)
+    version = client.get_model_version(s.model_name, result["version"])
+    assert version.tags["fit"] == "everything"
+    assert version.tags["snapshot"] == snapshot.snapshot_id
+    assert version.tags["log_watermark"] == (snapshot.log_watermark or "none")
+    run = client.get_run(result["run_id"]).data
+    # Both fits are on the run: the one the test table measures, and the served one.
+    assert "refit.valid_ndcg" in run.metrics and "full_fit.seconds" in run.metrics
+    assert run.params["full_fit.epochs"] == str(result["full_fit"]["epochs"])
+    local = mlflow.artifacts.download_artifacts(
+        artifact_uri=f"models:/{s.model_name}/{result['version']}", dst_path=str(tmp_path))
+    bundle = ScoringBundle.load(Path(local) / "artifacts" / "bundle")
+    assert bundle.seen.nnz == everything and bundle.meta["fit"] == "everything"
+
+
+@pytest.mark.usefixtures("own_model")
+def test_when_another_configuration_wins_the_champion_is_refreshed_too(
+    first_run: dict,
+) -> None:
+    # The champion's configuration is refitted on today's data and stays champion (the
+    # readers it serves get tonight's lists); the winner goes to the A/B test.
+    s = get_settings()
+    snapshot = str(first_run["snapshot"])
+    planted = {**KNOWN_GOOD, "no_components": 32, "use_language": False}
+    create_study(s.optuna_storage, "refresh-source", seed=0, starts=[planted])
+    old = train_flow(snapshot=snapshot, n_trials=1, max_epochs=3, study_name="refresh-source")
+    assert old["alias"] == "champion"
+
+    result = train_flow(snapshot=snapshot, n_trials=1, max_epochs=3, study_name="refresh",
+                        warm_start=False)  # its only trial is KNOWN_GOOD: not the champion's
+    refresh = result["champion_refresh"]
+    assert refresh is not None and refresh["refresh_of"] == old["version"]
+    client = MlflowClient(s.tracking_uri)
+    aliases = {k: str(v) for k, v in client.get_registered_model(s.model_name).aliases.items()}
+    assert aliases["champion"] == refresh["version"] and aliases["previous"] == old["version"]
+    assert result["alias"] in ("challenger", None)
+    assert aliases.get("challenger") == (result["version"] if result["alias"] else None)
+    assert champion_parameters(s.tracking_uri, s.model_name) == WarmStart(
+        version=refresh["version"], params=planted)
+    assert client.get_model_version(s.model_name, refresh["version"]).tags["fit"] == \
+        "everything"

@@ -81,3 +81,41 @@ def test_deadline_stops_after_the_epoch_that_passes_it_keeping_the_best(split) -
     assert len(passed.curve) == 1 and passed.best_epoch == 0  # one epoch always runs
     unlimited = fit_lightfm(split.train, params, validate, deadline=time.monotonic() + 600)
     assert len(unlimited.curve) == 10 and not unlimited.stopped_by_deadline
+
+
+def test_a_fit_on_everything_knows_the_latest_interactions(split) -> None:
+    # The served fit sees validation and test too: a reader's latest books (held out from
+    # the tuned fit) pull their vector as the earlier ones do.
+    from models.interactions import everything
+    from models.recommender import fit_lightfm_epochs
+
+    params = LightFMParams(no_components=8, learning_rate=0.05)
+    full = fit_lightfm_epochs(everything(split), params, epochs=15, num_threads=1, seed=1)
+    assert full.user_factors.shape == (split.ids.n_users, 8)
+    rows = np.arange(split.ids.n_users)
+    scores = full.scores(rows)
+    scores[everything(split).nonzero()] = -np.inf
+    top = np.argsort(-scores, axis=1)[:, :5]
+    assert ((split.ids.book_ids[top] % 2) == (split.ids.user_ids[:, None] % 2)).mean() > 0.98
+    with pytest.raises(TrainingError, match="at least 1"):
+        fit_lightfm_epochs(everything(split), params, epochs=0)
+
+
+def test_als_stops_on_validation_and_keeps_its_best_iteration(split) -> None:
+    from models.baselines import fit_als_early_stopping
+
+    scores = iter([0.1, 0.3, 0.2, 0.25, 0.2, 0.9, 0.9])
+    seen: list[int] = []
+
+    def validate(model) -> float:  # noqa: ANN001
+        seen.append(model.user_factors.shape[0])
+        return next(scores)
+
+    model, best = fit_als_early_stopping(split.train, validate, max_iterations=7, patience=3,
+                                         factors=4, num_threads=1)
+    assert best == 1 and len(seen) == 5  # stopped three iterations after its best
+    assert model.user_factors.shape == (split.ids.n_users, 4)
+    real, _ = fit_als_early_stopping(split.train, validation_scorer(split, 5), factors=8,
+                                     num_threads=1)
+    assert evaluate_factors(real, split, "test", 5).ndcg > evaluate_popularity(
+        split, "test", 5).ndcg
