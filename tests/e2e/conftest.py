@@ -26,6 +26,7 @@ from serving.store import RecStore
 from settings import PROJECT_DIR, Settings
 
 FINAL_STATES = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+EVENTS_KEY = "e2e-events-key"
 UP_TIMEOUT_S = 420
 RUN_TIMEOUT_S = 360
 
@@ -131,6 +132,7 @@ def stack_env(root: Path, redis_prefix: str) -> dict[str, str]:
         "GOODBOOKS_BOOKS_CSV": "",
         "GOODBOOKS_TAGS_CSV": "",
         "GOODBOOKS_WORKER_POLL_S": "1",
+        "GOODBOOKS_EVENTS_API_KEY": EVENTS_KEY,
         "GOODBOOKS_SCHEDULE_TIMEZONE": "UTC",
     })
     return env

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
-DEPLOYED = ("ingest", "train", "score", "nightly", "retrain-on-drift")
+DEPLOYED = ("ingest", "train", "score", "nightly", "retrain-on-drift", "monitor")
 
 
 def flow_exists(relative: str, function: str) -> bool:
@@ -47,7 +47,7 @@ def test_stack_is_up_with_every_service_answering(stack: Stack) -> None:
 
 def test_deployments_carry_schedule_parameters_and_state(stack: Stack) -> None:
     flows = {"ingest": "ingest", "train": "train", "score": "score", "nightly": "nightly",
-             "retrain-on-drift": "nightly"}
+             "retrain-on-drift": "nightly", "monitor": "monitor"}
     for name in DEPLOYED:
         deployment = stack.deployment(flows[name], name)
         assert deployment["work_pool_name"] == "goodbooks"
@@ -139,11 +139,17 @@ def emit_drift_event(stack: Stack) -> None:
     stack.prefect("POST", "/events", json=[event]).raise_for_status()
 
 
-def first_run_of(stack: Stack, deployment_id: str, timeout_s: float = 60.0) -> dict:
+def runs_of(stack: Stack, deployment_id: str) -> list[dict]:
+    return stack.prefect("POST", "/flow_runs/filter", json={
+        "deployments": {"id": {"any_": [deployment_id]}}}).json()
+
+
+def first_run_of(stack: Stack, deployment_id: str, timeout_s: float = 60.0,
+                 known: set[str] = frozenset()) -> dict:  # type: ignore[assignment]
+    """The first run of the deployment that is not one of ``known``."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        runs = stack.prefect("POST", "/flow_runs/filter", json={
-            "deployments": {"id": {"any_": [deployment_id]}}}).json()
+        runs = [r for r in runs_of(stack, deployment_id) if r["id"] not in known]
         if runs:
             return runs[0]
         time.sleep(1.0)
@@ -182,6 +188,49 @@ def test_failed_nightly_keeps_serving_and_the_next_run_starts_cleanly(
             break
         time.sleep(0.5)
     assert body["version"] == stack.store.aliases()["champion"]
+
+
+def test_drift_in_the_days_ratings_retrains_on_exactly_those_ratings(stack: Stack) -> None:
+    from mlflow import MlflowClient
+
+    from models.snapshot import latest_snapshot, open_snapshot
+    from tests.e2e.conftest import EVENTS_KEY
+
+    retrain = stack.deployment("nightly", "retrain-on-drift")["id"]
+    known = {r["id"] for r in runs_of(stack, retrain)}
+    processed = stack.root / "data" / "processed"
+    rated = latest_snapshot(processed).read("ratings")
+    seen = set(zip(rated["user_id"], rated["book_id"], strict=True))
+    # A day on which readers give one star to books they had not read: the mix drifts.
+    pairs = [(u, b) for u in range(1, 121) for b in range(1, 400) if (u, b) not in seen][:600]
+    events = [{"type": "rating", "user_id": int(u), "book_id": int(b), "rating": 1,
+               "variant": "control", "version": "e2e"} for u, b in pairs]
+    ids: list[str] = []
+    for start in range(0, len(events), 500):
+        posted = stack.request("POST", f"{stack.api}/events", headers={"X-API-Key": EVENTS_KEY},
+                               json={"events": events[start:start + 500]})
+        assert posted.status_code == 202, posted.text
+        ids += posted.json()["ids"]
+
+    # The scheduled monitor, run now: it judges what no served model has seen and emits.
+    monitored = stack.wait(stack.trigger("monitor", "monitor", {}))
+    assert monitored["state_type"] == "COMPLETED", (monitored["state"], stack.log_tail("worker"))
+    run = first_run_of(stack, retrain, timeout_s=90, known=known)
+    assert run["created_by"]["type"] == "AUTOMATION"
+    # prefect.yaml templates the parameters from the event: what the verdict judged.
+    assert run["parameters"]["drift_through"] == ids[-1]
+    assert "drift in" in run["parameters"]["reason"]
+    run = stack.wait(run["id"])
+    assert run["state_type"] == "COMPLETED", (run["state"], stack.log_tail("worker"))
+
+    champion = MlflowClient(stack.mlflow).get_model_version_by_alias(
+        stack.settings.model_name, "champion")
+    trained_on = open_snapshot(processed / champion.tags["snapshot"])
+    assert trained_on.log_watermark is not None
+    ratings = trained_on.read("ratings")
+    ones = set(zip(ratings.loc[ratings["rating"] == 1, "user_id"],
+                   ratings.loc[ratings["rating"] == 1, "book_id"], strict=True))
+    assert set(pairs) <= ones  # the retrained model learnt from exactly the drifted ratings
 
 
 def test_undeploy_removes_deployments_and_their_automations(stack: Stack) -> None:
