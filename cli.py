@@ -9,11 +9,14 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from settings import Settings, SettingsError, apply_tool_environment, get_settings
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 app = typer.Typer(
     help="GoodBooks Recommender: validate, train, publish and serve book recommendations.",
@@ -53,20 +56,24 @@ def demo(
         help="Then run a short simulated A/B experiment and show its verdict.")] = True,
     monitor: Annotated[bool, typer.Option(
         help="Then check a drifted continuation of the data and show the drift report.")] = True,
+    next_night: Annotated[bool, typer.Option(
+        help="Then let the sample reader rate books and run the next night's loop.")] = True,
 ) -> None:
     """Run the whole pipeline on generated data, then show one reader's recommendations.
 
-    After the pipeline (generate → validate → train → register → score), the demo runs a
-    short A/B experiment on simulated readers and a drift check on new generated ratings,
-    and ends with one request to the HTTP API.
+    After the pipeline (drain → ingest → train → register → score → monitor), the demo runs
+    a short A/B experiment on simulated readers and a drift check on new generated ratings;
+    then the sample reader rates some of their recommendations and the next night's loop
+    learns from the day, and it ends with one request to the HTTP API.
     """
     settings = prepare()
     from flows.nightly import nightly_flow
 
     started = time.perf_counter()
     n_users = 53_424 if full else users
-    result = nightly_flow(source="generate", n_users=n_users, n_trials=n_trials,
-                          max_epochs=max_epochs, sample_fraction=sample_fraction)
+    night = {"n_users": n_users, "n_trials": n_trials, "max_epochs": max_epochs,
+             "sample_fraction": sample_fraction}
+    result = nightly_flow(source="generate", **night)
     elapsed = time.perf_counter() - started
     snapshot = Path(str(result["snapshot"]))
     typer.echo(describe_sample_reader(settings, snapshot, k=10))
@@ -76,9 +83,28 @@ def demo(
         typer.echo(run_demo_experiment(settings, snapshot))
     if monitor:
         typer.echo(run_demo_drift_check(settings, snapshot))
+    if next_night:
+        typer.echo(run_demo_next_night(settings, snapshot, night))
+        snapshot = settings.processed_dir / settings.processed_dir.joinpath("HEAD").read_text(
+            ).strip()
     typer.echo(show_api_request(settings, snapshot))
     typer.echo(f"\nDemo finished in {time.perf_counter() - started:.0f} s.")
     typer.echo(where_to_look(settings))
+
+
+def sample_reader(ratings: pd.DataFrame) -> int:
+    """A typical reader: the lowest id among those with the median number of ratings."""
+    counts = ratings["user_id"].value_counts()
+    typical = counts[counts == counts.median()]
+    return int(typical.index.min()) if len(typical) else int(counts.index[0])
+
+
+def book_line(books: pd.DataFrame, rank: int, book_id: int, note: str = "") -> str:
+    """'  3. Title   Author' for a book of the catalogue (indexed by book_id)."""
+    if book_id in books.index:
+        row = books.loc[book_id]
+        return f"  {rank:>2}. {str(row['title'])[:60]:<60} {str(row['authors'])[:30]}{note}"
+    return f"  {rank:>2}. book {book_id}{note}"
 
 
 def describe_sample_reader(settings: Settings, snapshot_dir: Path, k: int = 10) -> str:
@@ -90,18 +116,13 @@ def describe_sample_reader(settings: Settings, snapshot_dir: Path, k: int = 10) 
     snap = open_snapshot(snapshot_dir)
     ratings = snap.read("ratings", columns=["user_id", "book_id", "rating"])
     books = snap.read("books", columns=["book_id", "title", "authors"]).set_index("book_id")
-    counts = ratings["user_id"].value_counts()
-    typical = counts[counts == counts.median()]
-    user_id = int(typical.index.min()) if len(typical) else int(counts.index[0])
+    user_id = sample_reader(ratings)
     history = ratings[ratings["user_id"] == user_id].reset_index(drop=True)
     history["order"] = range(len(history))
     favourites = history.sort_values(["rating", "order"], ascending=[False, False]).head(k)
 
     def line(rank: int, book_id: int, note: str = "") -> str:
-        if book_id in books.index:
-            row = books.loc[book_id]
-            return f"  {rank:>2}. {str(row['title'])[:60]:<60} {str(row['authors'])[:30]}{note}"
-        return f"  {rank:>2}. book {book_id}{note}"
+        return book_line(books, rank, book_id, note)
 
     result = serving.recommend(user_id, k)
     out = [f"\nReader {user_id} rated {len(history)} books; their highest rated:"]
@@ -222,6 +243,59 @@ def run_demo_drift_check(settings: Settings, snapshot_dir: Path) -> str:
         lines.append(f"  emitted goodbooks.drift.detected (event {report['event_id']}); with "
                      "`make up`, the retrain-on-drift deployment turns it into a retraining run")
     lines.append(f"  report: Prefect artifact drift-report; plot: {report['plot']}")
+    return "\n".join(lines)
+
+
+def run_demo_next_night(settings: Settings, snapshot_dir: Path, night: dict[str, object],
+                        rated: int = 5) -> str:
+    """The loop: the sample reader rates books during the day; the next night learns it.
+
+    The reader gives five stars to their first ``rated`` recommendations (through the
+    event path of POST /events); the next nightly run drains the day's events (these and
+    the simulated experiment's) into the interaction log, takes them into the next
+    snapshot, retrains on everything and publishes: the rated books leave the list.
+    """
+    import serving
+    from flows.nightly import nightly_flow
+    from models.snapshot import open_snapshot
+    from serving.events import Event, EventWriter
+
+    snap = open_snapshot(snapshot_dir)
+    books = snap.read("books", columns=["book_id", "title", "authors"]).set_index("book_id")
+    reader = sample_reader(snap.read("ratings", columns=["user_id"]))
+    service = serving.RecommendationService(
+        serving.RecStore(serving.connect_redis(settings.redis_url, settings.redis_db_path),
+                         settings.redis_prefix), "champion", pointer_ttl_s=0)
+    shown = service.recommend(reader, 10)
+    chosen = shown.items[:rated]
+    EventWriter(service.store).write([
+        Event(type="rating", user_id=reader, book_id=book, variant=shown.variant,
+              version=shown.version, rating=5) for book in chosen])
+    started = time.perf_counter()
+    result = nightly_flow(source="generate", **night)  # type: ignore[arg-type]
+    elapsed = time.perf_counter() - started
+    grown = open_snapshot(Path(str(result["snapshot"])))
+    counts = grown.manifest.get("increment", {}).get("counts", {})  # type: ignore[union-attr]
+    trained = result["trained"]
+    after = service.recommend(reader, 10)
+    lines = [f"\nThe next night: reader {reader} rated {rated} of their recommendations "
+             "(5 stars) during the day:"]
+    lines += [book_line(books, i, int(b)) for i, b in enumerate(chosen, 1)]
+    drained = result["drained"]
+    lines += [
+        f"  drain:  {drained['drained']:,} events of the day into the interaction log "  # type: ignore[index]
+        f"({settings.event_log_path})",
+        f"  ingest: snapshot {grown.snapshot_id} = {grown.manifest.get('parent')} + "
+        + (", ".join(f"{v:,} {k}" for k, v in counts.items() if v) or "nothing new"),
+        f"  train:  version {trained['version']} fitted on all "  # type: ignore[index]
+        f"{trained['full_fit']['interactions']:,} interactions → "  # type: ignore[index]
+        f"{trained['alias'] or 'no alias'}",  # type: ignore[index]
+        f"  ({elapsed:.0f} s.) Reader {reader}'s top 10 now (version {after.version}):",
+    ]
+    lines += [book_line(books, i, int(b)) for i, b in enumerate(after.items, 1)]
+    gone = [b for b in chosen if b not in after.items]
+    lines.append(f"  the {len(gone)} books they rated are gone from the list; "
+                 f"{len(set(after.items) - set(shown.items))} new books entered it")
     return "\n".join(lines)
 
 

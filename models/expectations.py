@@ -753,15 +753,15 @@ def validate_tables(
 ) -> ValidationOutcome:
     """Run each given table's suite (ratings, books, tags, book_tags, to_read; None = absent).
 
-    ``reference_tables`` are tables references may point at without being validated here
-    (the catalogue of a snapshot that new ratings are judged against); a given table of
-    the same name takes precedence.
+    ``reference_tables`` are what references point at instead of the given table of that
+    name (the catalogue a snapshot already holds plus a file's new books, when the file's
+    ratings are judged); they are not validated here.
     """
     unknown = set(tables) - set(TABLES)
     if unknown:
         raise ValueError(f"unknown table(s) {sorted(unknown)}; expected some of {TABLES}")
     given = {name: frame for name, frame in tables.items() if frame is not None}
-    present = {**(reference_tables or {}), **given}
+    present = {**given, **(reference_tables or {})}
     context = _context(config.data_docs_dir)
     # One asset serves every frame (each run passes its own): adding assets re-saves the
     # context's configuration each time, a cost per run that buys nothing here.

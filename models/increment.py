@@ -40,6 +40,7 @@ import numpy as np
 import pandas as pd
 
 from models.event_log import ENTRY_MS, ENTRY_SEQ, EVENT_TYPE, TS_MS
+from models.interactions import sorted_distinct
 from models.schema import BOOK_ID, BOOKS_FILE, RATING, RATINGS_COLUMNS, RATINGS_FILE, USER_ID
 from models.snapshot import Snapshot, TablePart, file_sha256, read_csv
 
@@ -236,8 +237,16 @@ def log_rows(events: pd.DataFrame) -> LogRows:
 
 
 def pair_keys(users: np.ndarray, books: np.ndarray) -> np.ndarray:
-    """One int64 per (reader, book) pair (ids are below 2^31)."""
+    """One int64 per (reader, book) pair (ids are below 2^31), as in the pair index."""
     return (np.asarray(users, dtype=np.int64) << 31) | np.asarray(books, dtype=np.int64)
+
+
+def in_sorted(keys: np.ndarray, ordered: np.ndarray) -> np.ndarray:
+    """Which keys occur in the sorted array (a binary search each: no hashing of millions)."""
+    if len(ordered) == 0:
+        return np.zeros(len(keys), dtype=bool)
+    at = np.minimum(np.searchsorted(ordered, keys), len(ordered) - 1)
+    return ordered[at] == keys
 
 
 @dataclass
@@ -270,8 +279,8 @@ class Merge:
         known, unknown = self._split_unknown(frame)
         self.hold(unknown.assign(**{EVENT_TYPE: "rating"}), origin)
         keys = pair_keys(known[USER_ID].to_numpy(), known[BOOK_ID].to_numpy())
-        repeat = np.isin(keys, self.rated) | np.array([k in self.new_pairs for k in keys.tolist()],
-                                                      dtype=bool)
+        repeat = in_sorted(keys, self.rated) | np.array(
+            [k in self.new_pairs for k in keys.tolist()], dtype=bool)
         # A pair repeated inside the new rows: the first one counts.
         repeat |= pd.Series(keys).duplicated(keep="first").to_numpy()
         if repeat.any():
@@ -377,6 +386,7 @@ class NextSnapshot:
     new_books: int
     new_readers: int
     truth_note: str | None = None
+    pairs: np.ndarray | None = None  # the next snapshot's pair index
 
     @property
     def adds_rows(self) -> bool:
@@ -406,10 +416,10 @@ def plan_next_snapshot(
     known_books = set(catalogue[BOOK_ID].to_numpy(dtype=np.int64).tolist())
     for frame in book_frames:
         known_books.update(frame[BOOK_ID].to_numpy(dtype=np.int64).tolist())
-    pairs = parent.read("ratings", columns=[USER_ID, BOOK_ID])
-    rated = np.sort(pair_keys(pairs[USER_ID].to_numpy(), pairs[BOOK_ID].to_numpy()))
-    readers = np.unique(pairs[USER_ID].to_numpy(dtype=np.int64))
-    merge = Merge(known_books=known_books, rated=rated, ratings_before=len(pairs))
+    rated = parent.pair_index()
+    owners = np.asarray(rated >> 31)  # sorted too: its distinct values are the readers
+    readers = owners[np.r_[True, owners[1:] != owners[:-1]]] if len(owners) else owners
+    merge = Merge(known_books=known_books, rated=rated, ratings_before=parent.rows("ratings"))
     if parent.has(HELD):
         merge.readmit(parent.read(HELD))
     quarantine: list[pd.DataFrame] = []
@@ -437,16 +447,18 @@ def plan_next_snapshot(
             if quarantine else None)
     tables[HELD] = [held] if len(held) else None  # held rows are offered anew each time
 
-    new_ids = np.unique(np.concatenate([
+    new_ids = sorted_distinct(np.concatenate([
         ratings[USER_ID].to_numpy(dtype=np.int64),
         interactions[USER_ID].to_numpy(dtype=np.int64)]))
     attachments, note = _truth(parent, items, readers, new_ids, known_books)
     counts = dict(merge.counts)
     counts["new_books"] = sum(len(f) for f in book_frames)
+    added = np.sort(pair_keys(ratings[USER_ID].to_numpy(), ratings[BOOK_ID].to_numpy()))
     return NextSnapshot(tables=tables, attachments=attachments, counts=counts,
                         new_books=counts["new_books"],
-                        new_readers=int((~np.isin(new_ids, readers)).sum()),
-                        truth_note=note)
+                        new_readers=int((~in_sorted(new_ids, readers)).sum()),
+                        truth_note=note,
+                        pairs=np.insert(rated, np.searchsorted(rated, added), added))
 
 
 def _extend(tables: dict[str, list[TablePart] | None], name: str,

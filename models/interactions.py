@@ -99,10 +99,16 @@ def interaction_history(
         drop=True)
 
 
+def sorted_distinct(values: np.ndarray) -> np.ndarray:
+    """The distinct values, ascending (np.unique hashes: on millions a sort is faster)."""
+    ordered = np.sort(np.asarray(values))
+    return ordered[np.r_[True, ordered[1:] != ordered[:-1]]] if len(ordered) else ordered
+
+
 def build_id_map(ratings: pd.DataFrame, book_ids: np.ndarray | None = None) -> IdMap:
     """Map readers that have ratings and every catalogue book (from books.csv when given)."""
-    users = np.unique(ratings[USER_ID].to_numpy(dtype=np.int64))
-    books = np.unique(
+    users = sorted_distinct(ratings[USER_ID].to_numpy(dtype=np.int64))
+    books = sorted_distinct(
         ratings[BOOK_ID].to_numpy(dtype=np.int64)
         if book_ids is None
         else np.asarray(book_ids, dtype=np.int64)

@@ -28,13 +28,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
+from models.interactions import sorted_distinct
 from models.schema import DatasetError
 
 MANIFEST = "manifest.json"
 HEAD = "HEAD"
+# Derived from the ratings (not part of the id): every (reader, book) pair as one sorted
+# int64 key, so the next ingest checks new ratings against millions without reading them.
+PAIRS_INDEX = "pairs.npy"
 FORMAT = 2
 EXAMPLES = 5
 # Past this many segments a table is rewritten as one (reading hundreds of small files
@@ -119,6 +124,14 @@ class Snapshot:
         frames = [pd.read_parquet(s.path, columns=columns) for s in segments]
         return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
 
+    def pair_index(self) -> np.ndarray:
+        """Sorted keys (reader << 31 | book) of the ratings' pairs (memory-mapped)."""
+        path = self.path / PAIRS_INDEX
+        if path.exists():
+            return np.load(path, mmap_mode="r")
+        ratings = self.read("ratings", columns=["user_id", "book_id"])  # an older snapshot
+        return pair_index(ratings["user_id"].to_numpy(), ratings["book_id"].to_numpy())
+
     @property
     def log_watermark(self) -> str | None:
         """The newest interaction-log entry this snapshot has taken in."""
@@ -144,6 +157,12 @@ class Snapshot:
 def _tables(manifest: Mapping[str, object]) -> dict[str, object]:
     tables = manifest.get("tables", {})
     return tables if isinstance(tables, dict) else {}
+
+
+def pair_index(users: np.ndarray, books: np.ndarray) -> np.ndarray:
+    """Sorted, distinct int64 keys reader << 31 | book (ids are below 2^31)."""
+    return sorted_distinct((np.asarray(users, dtype=np.int64) << 31)
+                           | np.asarray(books, dtype=np.int64))
 
 
 def base_key(checksums: Mapping[str, str]) -> str:
@@ -177,12 +196,14 @@ def commit_snapshot(
     manifest: Mapping[str, object],
     attachments: Sequence[Path] = (),
     identity: Mapping[str, object] | None = None,
+    pairs: np.ndarray | None = None,
 ) -> tuple[Snapshot, bool]:
     """Write a snapshot of ``tables`` (None: absent) and make it HEAD.
 
     ``manifest`` holds the descriptive fields (source, validation, ...); ``identity`` the
     fields besides the content that make two snapshots different (watermark, ingested
-    files). Returns the snapshot and whether it is new: when a snapshot with the same id
+    files); ``pairs`` the ratings' pair index (see ``pair_index``; derived, not part of the
+    id). Returns the snapshot and whether it is new: when a snapshot with the same id
     exists, nothing is written and that one becomes HEAD.
     """
     with writing(processed_dir):
@@ -222,6 +243,8 @@ def commit_snapshot(
                 "absent": sorted(name for name, parts in tables.items() if parts is None),
                 "attachments": sorted(attached),
             }
+            if pairs is not None:
+                np.save(staging / PAIRS_INDEX, np.asarray(pairs, dtype=np.int64))
             (staging / MANIFEST).write_text(json.dumps(full, indent=2, default=str))
             if final.exists():  # a directory without a manifest: an earlier crash's debris
                 shutil.rmtree(final)
@@ -313,6 +336,9 @@ def write_snapshot(
         attachments=attachments,
         identity={"base": base_key(checksums), "log_watermark": log_watermark,
                   "ingested_files": {}},
+        pairs=(pair_index(tables["ratings"]["user_id"].to_numpy(),
+                          tables["ratings"]["book_id"].to_numpy())
+               if tables.get("ratings") is not None else None),
     )
     return snapshot
 

@@ -28,10 +28,12 @@ from models.expectations import (
 )
 from models.generator import TRUTH_FILE, generate_goodbooks
 from models.increment import (
+    HELD,
     AcceptedItem,
     InboxItem,
     archive_item,
     inbox_items,
+    new_books,
     plan_next_snapshot,
     read_item,
     reject_item,
@@ -239,18 +241,13 @@ def take_inbox(parent_path: str, inbox_dir: str, data_docs_dir: str,
     for item in take:
         try:
             tables = read_item(item)
-            books = None
-            if tables.books is not None:
-                judged = validate_tables({"books": tables.books}, ValidationConfig.per_file(
-                    Path(data_docs_dir)))
-                raise_for_critical(judged.report)
-                books = judged.tables["books"]
-            reference = catalogue if books is None else pd.concat(
-                [catalogue, books[~books["book_id"].isin(catalogue["book_id"])]],
-                ignore_index=True)
-            outcome = validate_tables({"ratings": tables.ratings}, config,
-                                      reference_tables={"books": reference})
+            # The file's ratings may point at the catalogue or at the file's own new books.
+            reference = catalogue if tables.books is None else pd.concat(
+                [catalogue, new_books(tables.books, catalogue)], ignore_index=True)
+            outcome = validate_tables({"ratings": tables.ratings, "books": tables.books},
+                                      config, reference_tables={"books": reference})
             raise_for_critical(outcome.report)
+            books = outcome.tables.get("books")
         except (DatasetError, DataValidationError) as exc:
             report = reject_item(item, inbox, _rejection_report(item, exc))
             intake.rejected.append({"item": item.name, "report": str(report),
@@ -327,6 +324,11 @@ def write_next_snapshot(parent_path: str, inbox: InboxIntake, taken: LogIntake,
     """Merge the new rows onto the parent and commit the next snapshot; returns its path."""
     log = get_run_logger()
     parent = open_snapshot(Path(parent_path))
+    if not inbox.accepted and taken.events.empty and not parent.has(HELD):
+        # Nothing to merge: the same rows; a new snapshot only if the watermark moved.
+        if taken.through == parent.log_watermark:
+            log.info("nothing new since snapshot %s", parent.snapshot_id)
+            return str(parent.path)
     plan = plan_next_snapshot(parent, inbox.accepted, taken.events)
     ingested = dict(parent.ingested_files)
     for accepted in inbox.accepted:
@@ -355,6 +357,7 @@ def write_next_snapshot(parent_path: str, inbox: InboxIntake, taken: LogIntake,
         attachments=plan.attachments,
         identity={"base": parent.base, "log_watermark": taken.through,
                   "ingested_files": ingested},
+        pairs=plan.pairs,
     )
     summary = ", ".join(f"{key} {value:,}" for key, value in plan.counts.items() if value)
     if new:
@@ -416,9 +419,11 @@ def archive_inbox(inbox: InboxIntake, inbox_dir: str, snapshot_path: str) -> lis
 def prune_old_snapshots(processed_dir: str, keep: int, tracking_uri: str,
                         model_name: str) -> list[str]:
     """Delete snapshots past the retention, never one a registered model version names."""
+    log = get_run_logger()
+    if len(list_snapshots(Path(processed_dir))) <= keep:
+        return []  # nothing past the retention: no need to ask the registry
     import mlflow
 
-    log = get_run_logger()
     try:
         versions = mlflow.MlflowClient(tracking_uri).search_model_versions(
             f"name='{model_name}'")

@@ -115,6 +115,7 @@ def drain_stream(
     """
     started = time.perf_counter()
     result = DrainResult()
+    client = decoded(client)
     ensure_group(client, stream, group)
     with log.lock():
         result.removed_unfinished = len(log.remove_unfinished())
@@ -139,11 +140,12 @@ def drain_stream(
                 cursor = entries[-1][0]  # the next page of pending entries
             if len(buffer) >= file_rows:
                 _flush(client, stream, group, log, buffer, result)
+                result.trimmed += trim_acknowledged(client, stream, keep_s)
                 buffer = []
             if cursor == ">" and until is not None and EntryId.parse(entries[-1][0]) >= until:
                 break
         _flush(client, stream, group, log, buffer, result)
-        result.trimmed = trim_acknowledged(client, stream, keep_s)
+        result.trimmed += trim_acknowledged(client, stream, keep_s)
     hwm = log.high_water_mark()
     result.high_water_mark = str(hwm) if hwm else None
     result.backlog = int(client.xlen(stream))
@@ -245,8 +247,24 @@ def trim_acknowledged(client: redis.Redis, stream: str, keep_s: float = 0.0) -> 
         seconds, micros = client.time()  # the server's clock: the one entry ids come from
         minid = min(minid, EntryId(int(seconds) * 1000 + int(micros) // 1000
                                    - int(keep_s * 1000), 0))
-    # Approximate: Redis drops whole nodes below the id, never an entry at or above it.
-    return int(client.xtrim(stream, minid=str(minid), approximate=True))
+    # Approximate: Redis drops whole nodes below the id, never an entry at or above it,
+    # and at most 100 nodes a call (so no call blocks the server for long).
+    removed = 0
+    while True:
+        step = int(client.xtrim(stream, minid=str(minid), approximate=True))
+        removed += step
+        if step == 0:
+            return removed
+
+
+def decoded(client: redis.Redis) -> redis.Redis:
+    """The same server with replies decoded to text by the parser (hiredis does it in C)."""
+    pool = client.connection_pool
+    if pool.connection_kwargs.get("decode_responses"):
+        return client
+    kwargs = {**pool.connection_kwargs, "decode_responses": True}
+    return redis.Redis(connection_pool=redis.ConnectionPool(
+        connection_class=pool.connection_class, **kwargs))
 
 
 def _text(value: bytes | str) -> str:
@@ -263,6 +281,9 @@ def _entries(reply: Any) -> list[tuple[str, dict[str, str] | None]]:  # noqa: AN
         if entries and isinstance(entries[0], list) and entries[0] and isinstance(
                 entries[0][0], list | tuple):
             entries = entries[0]  # RESP3 wraps a stream's entries once more
+        if entries and isinstance(entries[0][0], str):  # a decoding client: already text
+            out.extend((entry_id, fields or None) for entry_id, fields in entries)
+            continue
         for entry_id, fields in entries:
             out.append((_text(entry_id), {_text(k): _text(v) for k, v in fields.items()}
                         if fields else None))
@@ -283,9 +304,9 @@ def entries_frame(entries: Sequence[tuple[str, dict[str, str] | None]]) -> pd.Da
             continue
         data[column] = [fields.get(column) if fields else None for _, fields in entries]
     frame = pd.DataFrame(data)
-    parts = frame[ENTRY_ID].str.split("-", n=1, expand=True)
-    frame[ENTRY_MS] = parts[0].astype(np.int64)
-    frame[ENTRY_SEQ] = parts[1].astype(np.int64)
+    parts = [entry_id.partition("-") for entry_id in data[ENTRY_ID]]
+    frame[ENTRY_MS] = np.fromiter((int(p[0]) for p in parts), np.int64, len(parts))
+    frame[ENTRY_SEQ] = np.fromiter((int(p[2]) for p in parts), np.int64, len(parts))
     for column in INT_COLUMNS:
         if column not in (ENTRY_MS, ENTRY_SEQ):
             numbers = pd.to_numeric(frame[column], errors="coerce")

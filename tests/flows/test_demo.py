@@ -72,3 +72,16 @@ def test_demo_drift_check_flags_the_planted_rating_inflation(
     assert "verdict: drift in 5000 new ratings" in out
     assert "emitted goodbooks.drift.detected" in out
     assert Path(out.rsplit("plot: ", 1)[1].strip()).is_file()
+
+
+def test_demo_next_night_learns_from_the_readers_day(first_run: dict[str, object]) -> None:
+    settings = get_settings()
+    out = cli.run_demo_next_night(settings, Path(str(first_run["snapshot"])),
+                                  {"n_trials": 1, "max_epochs": 4})
+
+    assert "rated 5 of their recommendations" in out
+    assert "the 5 books they rated are gone from the list" in out
+    drained = int(re.search(r"drain: +([\d,]+) events", out).group(1).replace(",", ""))  # type: ignore[union-attr]
+    assert drained >= 5
+    assert re.search(r"ingest: snapshot snap-\w+ = snap-\w+ \+ .*[\d,]+ ratings from log", out)
+    assert "fitted on all" in out

@@ -159,3 +159,18 @@ def test_a_rating_event_without_stars_1_to_5_is_quarantined_not_trained_on(
     [quarantined] = plan.tables["quarantine_ratings"]
     assert quarantined[["user_id", "book_id", "rating", "rule"]].values.tolist() == [
         [2, 3, 9, "rating_1_to_5"]]
+
+
+def test_the_pair_index_follows_the_ratings(tmp_path: Path) -> None:
+    from models.snapshot import PAIRS_INDEX, pair_index
+
+    first = parent(tmp_path)
+    assert (first.path / PAIRS_INDEX).exists()
+    plan = plan_next_snapshot(first, [accepted(tmp_path, "a.csv", pd.DataFrame(
+        {"user_id": [9, 1, 2], "book_id": [4, 3, 1], "rating": [5, 4, 3]}))], log_events([]))
+    second, _ = commit_snapshot(tmp_path / "processed", plan.tables, {},
+                                identity={"base": first.base, "n": 2}, pairs=plan.pairs)
+    ratings = second.read("ratings")
+    assert np.array_equal(second.pair_index(), pair_index(ratings["user_id"].to_numpy(),
+                                                          ratings["book_id"].to_numpy()))
+    assert len(second.pair_index()) == len(ratings) == 5  # (2, 1) was there already
