@@ -38,7 +38,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from models.baselines import fit_als  # noqa: E402
+from models.baselines import fit_als_early_stopping  # noqa: E402
 from models.evaluation import (  # noqa: E402
     evaluate_factors,
     evaluate_oracle,
@@ -91,7 +91,8 @@ def quality(args: argparse.Namespace) -> dict:
     tuned = fit_candidate(split, best, features_for, K, 2, 0)
     default = fit_lightfm(split.train, LightFMParams(), validation_scorer(split, K),
                           num_threads=2, seed=0)
-    als = fit_als((split.train + split.valid).tocsr(), factors=32, num_threads=2)
+    # As the train flow's test table: trained on the train part, stopped on validation.
+    als, _ = fit_als_early_stopping(split.train, validation_scorer(split, K), num_threads=2)
     rows = {
         "lightfm tuned": evaluate_factors(tuned.model, split, "test", K).ndcg,
         "lightfm default": evaluate_factors(default.model, split, "test", K).ndcg,

@@ -11,6 +11,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from prefect import get_run_logger, task
@@ -379,10 +380,9 @@ def _quarantined(plan) -> dict[str, int]:  # noqa: ANN001 - a NextSnapshot
     return counts
 
 
-def _increment_markdown(snapshot_id: str, parent_id: str, increment: dict[str, object],
+def _increment_markdown(snapshot_id: str, parent_id: str, increment: dict[str, Any],
                         new: bool) -> str:
     log_info = increment["log"]
-    assert isinstance(log_info, dict)
     lines = [f"# Ingest: snapshot `{snapshot_id}`", "",
              f"{'New snapshot' if new else 'Existing snapshot (same inputs)'}, grown from "
              f"`{parent_id}`.", "",
@@ -390,12 +390,12 @@ def _increment_markdown(snapshot_id: str, parent_id: str, increment: dict[str, o
              f"`{log_info['after'] or 'the start'}`, through `{log_info['through']}`"]
     if log_info.get("stopped"):
         lines.append(f"* **log read stopped**: {log_info['stopped']}")
-    lines.append(f"* inbox items taken in: {', '.join(increment['inbox']) or 'none'}")  # type: ignore[arg-type]
-    for rejected in increment["rejected"]:  # type: ignore[attr-defined]
+    lines.append(f"* inbox items taken in: {', '.join(increment['inbox']) or 'none'}")
+    for rejected in increment["rejected"]:
         lines.append(f"* **refused** `{rejected['item']}`: {rejected['reason']} "
                      f"(report: `{rejected['report']}`)")
     lines += ["", "| what | rows |", "|---|---|"]
-    lines += [f"| {key} | {value:,} |" for key, value in increment["counts"].items()]  # type: ignore[attr-defined]
+    lines += [f"| {key} | {value:,} |" for key, value in increment["counts"].items()]
     return "\n".join(lines) + "\n"
 
 
