@@ -84,7 +84,10 @@ def demo(
     if monitor:
         typer.echo(run_demo_drift_check(settings, snapshot))
     if next_night:
-        typer.echo(run_demo_next_night(settings, snapshot, night))
+        # A nightly refresh: one trial, the champion's configuration (the study's warm
+        # start), tuned on every reader so that its own fit is the model.
+        typer.echo(run_demo_next_night(settings, snapshot, {
+            **night, "n_trials": 1, "sample_fraction": 1.0}))
         snapshot = settings.processed_dir / settings.processed_dir.joinpath("HEAD").read_text(
             ).strip()
     typer.echo(show_api_request(settings, snapshot))

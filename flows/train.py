@@ -117,6 +117,10 @@ def train_flow(
         fit, candidate = refit_best(split, catalogue, found["best_params"], s.eval_k, epochs,
                                     s.patience, s.num_threads, s.seed, refit_timeout_s)
 
+    # The study's winner may be the champion's configuration itself (its warm start won).
+    same = champion is not None and found["best_params"] == champion.params
+    if same and champion_fit is None:
+        champion_fit = fit
     if champion_fit is None and champion is not None:
         champion_fit = fit_champion_configuration(split, catalogue, champion.params, s.eval_k,
                                                   epochs, s.patience, s.num_threads, s.seed)
@@ -128,7 +132,6 @@ def train_flow(
         split, catalogue, candidate, fit, table, parent, lineage)
 
     ndcg = {str(row["ranker"]): float(row[f"ndcg_at_{s.eval_k}"]) for row in table}
-    same = champion is not None and found["best_params"] == champion.params
     decision = decide_alias(ndcg["lightfm"], ndcg["popularity"], ndcg.get("champion"), margin,
                             refresh=same)
     refreshed = None
