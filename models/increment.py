@@ -103,6 +103,15 @@ def _is_item(path: Path) -> bool:
     return path.is_file() and path.suffix == ".csv"
 
 
+def strangers(inbox: Path) -> list[Path]:
+    """What lies in the inbox but is no item (a directory without ratings.csv, a .txt, ...)."""
+    if not inbox.is_dir():
+        return []
+    return sorted(p for p in inbox.iterdir() if not p.name.startswith(".")
+                  and p.name not in (ARCHIVE_DIR, REJECTED_DIR) and not _is_item(p)
+                  and not p.name.endswith(".report.md"))
+
+
 def inbox_items(inbox: Path, base: str, ingested: set[str]) -> tuple[list[InboxItem],
                                                                      list[InboxItem]]:
     """(items to take in, items already taken in) of the inbox, in name order.

@@ -38,6 +38,7 @@ from models.increment import (
     plan_next_snapshot,
     read_item,
     reject_item,
+    strangers,
 )
 from models.schema import ALL_FILES, DatasetError, DataValidationError
 from models.snapshot import (
@@ -234,6 +235,9 @@ def take_inbox(parent_path: str, inbox_dir: str, data_docs_dir: str,
     inbox = Path(inbox_dir)
     take, already = inbox_items(inbox, parent.base, set(parent.ingested_files))
     intake = InboxIntake(already=already)
+    for stranger in strangers(inbox):
+        log.warning("inbox: %s is not taken in: an item is a directory holding ratings.csv "
+                    "(and optionally books.csv) or a .csv file of ratings", stranger)
     if not take:
         log.info("inbox %s: nothing new", inbox)
         return intake

@@ -69,6 +69,7 @@ def test_inbox_items_are_judged_one_by_one_and_archived(data_dir: Path) -> None:
     generate_continuation(generated_dir(first), inbox / "a-continuation", "none", 0.0, 300, 1)
     (inbox / "b-bad.csv").write_text("user_id,book_id,rating\n1,5,5\n2,6,five\n3,7,4\n")
     (inbox / "c-not-ratings.csv").write_text("reader,title\n1,Dune\n")
+    (inbox / "c2-garbage.csv").write_bytes(bytes(range(256)) * 8)
     pd.DataFrame({"user_id": [1, 2], "book_id": [390, 391], "rating": [5, 3]}).to_csv(
         inbox / "d-export.csv", index=False)
     before = len(ratings_of(first))
@@ -92,6 +93,7 @@ def test_inbox_items_are_judged_one_by_one_and_archived(data_dir: Path) -> None:
     assert "column_types" in report_b and "line 3" in report_b and "five" in report_b
     report_c = (rejected / "c-not-ratings.csv.report.md").read_text()
     assert "user_id" in report_c and "book_id" in report_c
+    assert "cannot be read as CSV" in (rejected / "c2-garbage.csv.report.md").read_text()
     assert sorted(p.name for p in inbox.iterdir()) == ["archive", "rejected"]
 
     # Nothing new: the same snapshot id, and no copy written.

@@ -18,6 +18,7 @@ from models.increment import (
     log_rows,
     plan_next_snapshot,
     reject_item,
+    strangers,
 )
 from models.interactions import interaction_history
 from models.snapshot import Snapshot, commit_snapshot, write_snapshot
@@ -125,6 +126,7 @@ def test_inbox_items_in_name_order_with_their_archive(tmp_path: Path) -> None:
     (inbox / "empty-dir").mkdir()
     take, done = inbox_items(inbox, "base1", set())
     assert [i.name for i in take] == ["a-export.csv", "b-continuation"] and done == []
+    assert [p.name for p in strangers(inbox)] == ["empty-dir", "notes.txt"]
     assert take[0].sha256 == item_checksum(inbox / "a-export.csv")
 
     archived = archive_item(take[0], inbox, "base1")
