@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 import serving
@@ -90,3 +91,23 @@ def live_store(first_run: dict[str, object]) -> serving.RecStore:
     settings = get_settings()
     client = serving.connect_redis(settings.redis_url, settings.redis_db_path)
     return serving.RecStore(client, settings.redis_prefix)
+
+
+def champion_training_data() -> tuple[str, pd.DataFrame]:
+    """The served champion's snapshot id and every (reader, book) pair it was trained on.
+
+    Flow tests retrain and republish the champion (other tests' events reach later
+    snapshots), so what it has seen is read from what it was trained on, not assumed.
+    """
+    from models.interactions import interaction_history
+    from models.snapshot import open_snapshot
+
+    s = get_settings()
+    store = serving.RecStore(serving.connect_redis(s.redis_url, s.redis_db_path),
+                             s.redis_prefix)
+    snapshot_id = str(store.get_manifest(str(store.get_alias("champion")))["snapshot"])
+    snapshot = open_snapshot(s.processed_dir / snapshot_id)
+    implicit = snapshot.read("interactions") if snapshot.has("interactions") else None
+    history = interaction_history(snapshot.read("ratings"), implicit,
+                                  [t for t in s.interaction_types if t != "rating"])
+    return snapshot_id, history

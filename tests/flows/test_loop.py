@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -11,9 +10,13 @@ from mlflow import MlflowClient
 
 from flows.monitor import monitor_flow
 from flows.nightly import nightly_flow
+from models.event_log import InteractionLog
 from models.snapshot import open_snapshot
 from serving.api import create_app
+from serving.store import RecStore
 from settings import get_settings
+from tasks.events import drain_stream
+from tests.flows.conftest import champion_training_data
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -50,17 +53,16 @@ def similar(books: list[int]) -> set[int]:
 
 @pytest.mark.usefixtures("api")
 def test_a_readers_ratings_today_are_excluded_from_and_reflected_in_tonights_list(
-    first_run: dict,
+    first_run: dict, live_store: RecStore
 ) -> None:
     s = get_settings()
-    snapshot = open_snapshot(Path(str(first_run["snapshot"])))
-    ratings = snapshot.read("ratings")
-    popularity = ratings["book_id"].value_counts()
-    readers = [int(r) for r in ratings["user_id"].value_counts().sort_values().index[:READERS]]
+    _, trained = champion_training_data()  # other tests may have retrained it
+    popularity = trained["book_id"].value_counts()
+    readers = [int(r) for r in trained["user_id"].value_counts().sort_values().index[:READERS]]
     before, rated_today, events = {}, {}, []
     for reader in readers:
         before[reader] = recommend(reader)
-        seen = set(ratings.loc[ratings["user_id"] == reader, "book_id"])
+        seen = set(trained.loc[trained["user_id"] == reader, "book_id"])
         # Popular books the reader has not read and was not shown: rated five stars today.
         fresh = [int(b) for b in popularity.index
                  if b not in seen and b not in before[reader]["items"]][:NEW_PER_READER]
@@ -74,11 +76,14 @@ def test_a_readers_ratings_today_are_excluded_from_and_reflected_in_tonights_lis
                                  headers={"X-API-Key": KEY})
             assert posted.status_code == 202, posted.text
 
-    # The day's ratings are what no served model has been trained on yet.
-    judged = monitor_flow(emit=False)
-    assert judged["n_ratings"] == len(events)
-
-    night = nightly_flow(n_trials=1, max_epochs=6, monitor=False)
+    try:
+        # The day's ratings are what no served model has been trained on yet.
+        judged = monitor_flow(emit=False)
+        assert judged["n_ratings"] == len(events)
+        night = nightly_flow(n_trials=1, max_epochs=6, monitor=False)
+    finally:
+        drain_stream(live_store.client, live_store.events_key, InteractionLog(
+            s.event_log_path))  # a failure here must not leave its events to later tests
 
     assert night["drained"]["drained"] >= len(events)
     champion = MlflowClient(s.tracking_uri).get_model_version_by_alias(s.model_name, "champion")

@@ -13,11 +13,10 @@ import pytest
 import serving
 from flows.monitor import monitor_flow
 from models.generator import generate_continuation
-from models.interactions import interaction_history
-from models.snapshot import open_snapshot
 from serving.events import Event, EventWriter
 from settings import get_settings
 from tasks.monitor import DRIFT_EVENT
+from tests.flows.conftest import champion_training_data
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -42,20 +41,12 @@ def read_event(event_id: str, timeout_s: float = 60.0) -> object:
 
 
 def champion_snapshot() -> str:
-    """The snapshot the served champion was trained on (other flow tests retrain it)."""
-    s = get_settings()
-    store = serving.RecStore(serving.connect_redis(s.redis_url, s.redis_db_path),
-                             s.redis_prefix)
-    return str(store.get_manifest(str(store.get_alias("champion")))["snapshot"])
+    return champion_training_data()[0]
 
 
 def unseen(*frames: pd.DataFrame) -> int:
     """Distinct (reader, book) pairs of the frames the champion was not trained on."""
-    s = get_settings()
-    snapshot = open_snapshot(s.processed_dir / champion_snapshot())
-    implicit = snapshot.read("interactions") if snapshot.has("interactions") else None
-    trained = interaction_history(snapshot.read("ratings"), implicit,
-                                  [t for t in s.interaction_types if t != "rating"])
+    trained = champion_training_data()[1]
     pairs = pd.concat(frames)[["user_id", "book_id"]].drop_duplicates()
     both = pairs.merge(trained.drop_duplicates(), how="left", indicator=True)
     return int((both["_merge"] == "left_only").sum())
