@@ -54,6 +54,19 @@ class Settings(BaseSettings):
     local_dataset_dir: Path | None = Field(
         None, description="A directory holding ratings.csv and books.csv (source 'local')."
     )
+    local_columns: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict,
+        description="Source column → goodbooks column for a local source whose files use "
+        "other names, as 'userId=user_id,movieId=book_id' (or JSON); a 'timestamp' column "
+        "(seconds since 1970) gives each rating its time.",
+    )
+    local_books_file: str = Field(
+        "books.csv", description="The catalogue's file name in a local source (e.g. movies.csv)."
+    )
+    local_half_stars: bool = Field(
+        False, description="A local source rates in half stars (0.5-5): read them as whole "
+        "stars, rounded up.",
+    )
     dataset_url: str = Field(
         CANONICAL_DATASET_URL, description="Base URL of the real goodbooks-10k files."
     )
@@ -312,6 +325,20 @@ class Settings(BaseSettings):
             if value.lstrip().startswith("["):
                 return tuple(json.loads(value))
             return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("local_columns", mode="before")
+    @classmethod
+    def _column_mapping(cls, value: object) -> object:
+        if isinstance(value, str):
+            if value.lstrip().startswith("{"):
+                return json.loads(value)
+            pairs = [part.strip() for part in value.split(",") if part.strip()]
+            bad = [p for p in pairs if p.count("=") != 1 or "" in [x.strip() for x in p.split("=")]]
+            if bad:
+                raise ValueError(f"expected source=goodbooks pairs such as "
+                                 f"'userId=user_id,movieId=book_id'; cannot read {bad}")
+            return {k.strip(): v.strip() for k, v in (p.split("=") for p in pairs)}
         return value
 
     @field_validator("interaction_types")

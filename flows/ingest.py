@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from prefect import flow
 
+from models.datasets import GOODBOOKS_LAYOUT, SourceLayout
 from settings import get_settings
 from tasks.data import (
     archive_inbox,
@@ -40,7 +41,9 @@ def ingest_flow(
         source: "generate", "download" or "local" (default: GOODBOOKS_DATASET_SOURCE).
         n_users: readers to generate (default: GOODBOOKS_DEMO_USERS; 53424 is full size).
         n_books: books to generate (default: GOODBOOKS_DEMO_BOOKS).
-        local_dir: directory with ratings.csv and books.csv for source "local".
+        local_dir: directory with ratings.csv and books.csv for source "local" (other
+            names through GOODBOOKS_LOCAL_COLUMNS, GOODBOOKS_LOCAL_BOOKS_FILE,
+            GOODBOOKS_LOCAL_HALF_STARS).
         full: validate the source whole and start its lineage again (then take in the
             whole interaction log and the inbox).
 
@@ -50,6 +53,7 @@ def ingest_flow(
     """
     s = get_settings()
     source = source or s.dataset_source
+    layout = GOODBOOKS_LAYOUT
     if source == "generate":
         users, books = n_users or s.demo_users, n_books or s.demo_books
         dataset_dir = generate_dataset(
@@ -67,18 +71,23 @@ def ingest_flow(
         directory = local_dir or (str(s.local_dataset_dir) if s.local_dataset_dir else None)
         if directory is None:
             raise ValueError("source 'local' needs local_dir or GOODBOOKS_LOCAL_DATASET_DIR")
-        dataset_dir = locate_local_dataset(directory)
+        layout = SourceLayout(columns=s.local_columns, books_file=s.local_books_file,
+                              half_stars=s.local_half_stars)
+        dataset_dir = locate_local_dataset(directory, layout)
         details = {"kind": "local"}
+        if not layout.is_default:
+            details["layout"] = layout.describe()
     else:
         raise ValueError(f"source must be generate, download or local, not {source!r}")
     details["directory"] = str(dataset_dir)  # where a continuation can build on
-    checksums = source_checksums(dataset_dir)
+    checksums = source_checksums(dataset_dir, layout)
     parent = None if full else find_parent(str(s.processed_dir), checksums)
     if parent is None:
-        tables = read_tables(dataset_dir)
+        tables = read_tables(dataset_dir, layout)
         outcome = validate_tables_task(tables, str(s.data_docs_dir), s.quarantine_max_ratio,
                                        s.min_ratings_per_user)
-        parent = write_validated_snapshot(outcome, dataset_dir, str(s.processed_dir), details)
+        parent = write_validated_snapshot(outcome, dataset_dir, str(s.processed_dir), details,
+                                          layout)
     inbox = take_inbox(parent, str(s.inbox_path), str(s.data_docs_dir), s.quarantine_max_ratio)
     events = take_log(parent, str(s.event_log_path), str(s.data_docs_dir))
     snapshot = write_next_snapshot(parent, inbox, events, str(s.processed_dir))

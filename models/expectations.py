@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import html
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from types import MappingProxyType
@@ -49,6 +49,7 @@ from models.schema import (
     TAG_ID,
     TAG_NAME,
     TAGS_COLUMNS,
+    TIMESTAMP,
     TO_READ_COLUMNS,
     USER_ID,
     DataValidationError,
@@ -67,7 +68,12 @@ TITLE = "title"
 AUTHORS = "authors"
 YEAR = "original_publication_year"
 LANGUAGE = "language_code"
-BOOKS_REQUIRED = (BOOK_ID, GOODREADS_BOOK_ID, AUTHORS, TITLE, YEAR, LANGUAGE)
+# A catalogue needs its key and a title to show; the rest are joins (book_tags) and features
+# (authors, decade, language), absent from other sources' catalogues (MovieLens' movies.csv).
+BOOKS_REQUIRED = (BOOK_ID, TITLE)
+BOOKS_FEATURES = (GOODREADS_BOOK_ID, AUTHORS, YEAR, LANGUAGE)
+# Clocks drift a little; a timestamp further ahead than this is a bug, not a clock.
+FUTURE_SLACK_S = 86_400
 
 # The Epic of Gilgamesh, the oldest work in the real books.csv, is dated -1750.
 MIN_PUBLICATION_YEAR = -1750
@@ -212,6 +218,9 @@ class Rule:
     types: tuple[tuple[str, TypeCheck], ...] = ()
     typed: bool = True
     unit: str = "rows"
+    # The rule is about an optional column: when the column is absent the rule is left out
+    # of the report (a missing required column is reported by columns_present).
+    optional: bool = False
 
 
 # --- rule constructors --------------------------------------------------------------------
@@ -263,9 +272,9 @@ def values_present(columns: tuple[str, ...], severity: Severity = CRITICAL) -> R
                 derive=lambda frame, _: frame[list(columns)].notna().all(axis=1))
 
 
-def ids_in_range(lowest: Mapping[str, int], severity: Severity = CRITICAL) -> Rule:
+def ids_in_range(lowest: Mapping[str, int], severity: Severity = CRITICAL,
+                 name: str = "ids_in_range") -> Rule:
     """Non-null ids are at least their column's lowest id."""
-    name = "ids_in_range"
     listed = ", ".join(f"**{c}** ≥ {low}" for c, low in lowest.items())
     return Rule(name, severity, _derived_check(name, severity, listed),
                 columns=tuple(lowest), derive=lambda frame, _: _at_least(frame, lowest))
@@ -288,6 +297,20 @@ def between(column: str, low: float | None, high: float | None, name: str,
                                     f"**{column}** {span}", column=column,
                                     min_value=low, max_value=high),
                 columns=(column,))
+
+
+def optional(rule: Rule) -> Rule:
+    """The same rule, left out of the report when its column is absent."""
+    return replace(rule, optional=True)
+
+
+def in_order(column: str, severity: Severity = CRITICAL) -> Rule:
+    """Non-null values never go back: each is at least every value on the lines before it."""
+    name = f"{column}_in_order"
+    return Rule(name, severity,
+                _derived_check(name, severity, f"**{column}** never decreases down the file"),
+                columns=(column,),
+                derive=lambda frame, _: _not_before_previous(frame[column]))
 
 
 def unique(column: str, severity: Severity = CRITICAL) -> Rule:
@@ -367,9 +390,15 @@ def ratings_suite(config: ValidationConfig) -> list[Rule]:
         # Training reads exactly these columns.
         columns_present(RATINGS_COLUMNS),
         # Ids index the interaction matrix and the scale has whole stars: no text, no fractions.
-        column_types(whole=RATINGS_COLUMNS),
+        column_types(whole=(*RATINGS_COLUMNS, TIMESTAMP)),
         # A rating needs its reader, its book and its value; a hole is a truncated line.
         values_present(RATINGS_COLUMNS),
+        # Optional time (seconds since 1970): whole numbers, no holes, not ahead of the
+        # clock. Out of order is allowed (a merged export) but said: the snapshot sorts.
+        optional(not_null(TIMESTAMP)),
+        optional(between(TIMESTAMP, 0, int(datetime.now(UTC).timestamp()) + FUTURE_SLACK_S,
+                         name="timestamp_not_in_future")),
+        optional(in_order(TIMESTAMP, severity=WARNING)),
         # goodbooks ids start at 1; 0 or negative ids are an off-by-one or a sentinel.
         ids_in_range({USER_ID: 1, BOOK_ID: 1}),
         # The goodbooks scale is 1..5 stars; anything else is a re-scaled or corrupt column.
@@ -398,26 +427,32 @@ def ratings_suite(config: ValidationConfig) -> list[Rule]:
 def books_suite(config: ValidationConfig) -> list[Rule]:
     """The rules books.csv must meet."""
     rules = [
-        # Keys, features (authors, year, language) and the title shown to readers.
+        # The key and the title shown to readers.
         columns_present(BOOKS_REQUIRED),
+        # The join to book_tags and the features (authors, decade, language): without them
+        # the model learns from ratings alone; rules on an absent column are skipped.
+        columns_present(BOOKS_FEATURES, name="feature_columns_present", severity=WARNING),
         # The remaining goodbooks columns are extras: tell when a source drops them.
         columns_present(BOOKS_COLUMNS, name="standard_columns_present", severity=WARNING),
         # Keys must be whole numbers to be joined; the year is a numeric feature.
         column_types(whole=(BOOK_ID, GOODREADS_BOOK_ID), numeric=(YEAR,)),
         # Keys join ratings and tags; recommendations show title and authors (also a feature).
-        values_present((BOOK_ID, GOODREADS_BOOK_ID, TITLE, AUTHORS)),
+        values_present((BOOK_ID, TITLE)),
+        optional(not_null(GOODREADS_BOOK_ID)),
+        optional(not_null(AUTHORS)),
         # goodbooks ids start at 1; 0 or negative ids are an off-by-one or a sentinel.
-        ids_in_range({BOOK_ID: 1, GOODREADS_BOOK_ID: 1}),
+        ids_in_range({BOOK_ID: 1}),
+        optional(ids_in_range({GOODREADS_BOOK_ID: 1}, name="goodreads_ids_in_range")),
         # A repeated key would give one book two sets of metadata.
         unique(BOOK_ID),
         # Each book_tags row must attach to exactly one book.
-        unique(GOODREADS_BOOK_ID),
+        optional(unique(GOODREADS_BOOK_ID)),
         # A year outside this range is a typo or a sentinel; unknown years are allowed.
-        between(YEAR, MIN_PUBLICATION_YEAR, datetime.now(UTC).year + 1,
-                name="publication_year_plausible", severity=WARNING),
+        optional(between(YEAR, MIN_PUBLICATION_YEAR, datetime.now(UTC).year + 1,
+                         name="publication_year_plausible", severity=WARNING)),
         # The language feature groups by code; a malformed code becomes a language of its own.
-        matches(LANGUAGE, LANGUAGE_CODE_PATTERN, name="language_code_well_formed",
-                severity=WARNING),
+        optional(matches(LANGUAGE, LANGUAGE_CODE_PATTERN, name="language_code_well_formed",
+                         severity=WARNING)),
     ]
     if "books" in config.row_bounds:
         # A truncated download or a file appended to itself changes the volume.
@@ -525,6 +560,13 @@ def _number_or_null(values: pd.Series) -> pd.Series:
     if pd.api.types.is_numeric_dtype(values.dtype) and not pd.api.types.is_bool_dtype(values):
         return pd.Series(True, index=values.index)
     return values.isna() | pd.to_numeric(values, errors="coerce").notna()
+
+
+def _not_before_previous(values: pd.Series) -> pd.Series:
+    """True where the value is null or at least the largest value on the lines before it."""
+    numbers = values.to_numpy(dtype=np.float64, na_value=np.nan)
+    before = np.fmax.accumulate(np.r_[-np.inf, numbers[:-1]]) if len(numbers) else numbers
+    return pd.Series(np.isnan(numbers) | (numbers >= before), index=values.index)
 
 
 def _at_least(frame: pd.DataFrame, lowest: Mapping[str, int]) -> pd.Series:
@@ -856,7 +898,11 @@ class _TableRun:
                                   self.keep)
                 results[rule.name] = (outcome[rule.name], view)
         return [self._check(rule, skipped.get(rule.name), results.get(rule.name))
-                for rule in self.rules]
+                for rule in self.rules if not self._left_out(rule)]
+
+    def _left_out(self, rule: Rule) -> bool:
+        """An optional rule whose column the table does not have."""
+        return rule.optional and any(c not in self.frame.columns for c in rule.columns)
 
     def _type_failures(self) -> set[str]:
         """Columns failing their type check; stores each type rule's derived column."""

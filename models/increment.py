@@ -41,7 +41,15 @@ import pandas as pd
 
 from models.event_log import ENTRY_MS, ENTRY_SEQ, EVENT_TYPE, TS_MS
 from models.interactions import sorted_distinct
-from models.schema import BOOK_ID, BOOKS_FILE, RATING, RATINGS_COLUMNS, RATINGS_FILE, USER_ID
+from models.schema import (
+    BOOK_ID,
+    BOOKS_FILE,
+    RATING,
+    RATINGS_COLUMNS,
+    RATINGS_FILE,
+    TIMESTAMP,
+    USER_ID,
+)
 from models.snapshot import Snapshot, TablePart, file_sha256, read_csv
 
 ARCHIVE_DIR = "archive"
@@ -271,6 +279,14 @@ class Merge:
     already_rated: list[pd.DataFrame] = field(default_factory=list)
     new_pairs: set[int] = field(default_factory=set)
     counts: dict[str, int] = field(default_factory=dict)
+    # A snapshot whose ratings have timestamps: new ratings keep theirs (a file's column,
+    # an event's time) and one without gets this, the latest time the snapshot knows.
+    stamp_s: int | None = None
+
+    @property
+    def columns(self) -> list[str]:
+        return [*RATINGS_COLUMNS, TIMESTAMP] if self.stamp_s is not None else list(
+            RATINGS_COLUMNS)
 
     def _count(self, key: str, n: int) -> None:
         self.counts[key] = self.counts.get(key, 0) + int(n)
@@ -282,9 +298,15 @@ class Merge:
     def add_ratings(self, frame: pd.DataFrame, origin: str, ts: pd.Series | None = None,
                     implicit_after: bool = False) -> pd.DataFrame:
         """Take ratings rows (user_id, book_id, rating); returns the rows taken in."""
+        stamps = frame[TIMESTAMP] if TIMESTAMP in frame.columns else None
         frame = frame[list(RATINGS_COLUMNS)].astype(np.int64).assign(
             **{TS_MS: ts.to_numpy() if ts is not None else pd.NA})
         frame = frame.astype({TS_MS: "Int64"})
+        if self.stamp_s is not None:
+            seconds = (pd.to_numeric(stamps, errors="coerce") if stamps is not None
+                       else frame[TS_MS] // 1000)
+            frame = frame.assign(**{TIMESTAMP: pd.Series(seconds, index=frame.index).astype(
+                "Float64").fillna(self.stamp_s).astype(np.int64)})
         known, unknown = self._split_unknown(frame)
         self.hold(unknown.assign(**{EVENT_TYPE: "rating"}), origin)
         keys = pair_keys(known[USER_ID].to_numpy(), known[BOOK_ID].to_numpy())
@@ -298,7 +320,7 @@ class Merge:
             self._count("already_rated", int(repeat.sum()))
         taken = known[~repeat]
         self.new_pairs.update(keys[~repeat].tolist())
-        self.ratings.append(taken[list(RATINGS_COLUMNS)])
+        self.ratings.append(taken[self.columns])
         self._count(f"ratings from {origin}", len(taken))
         return taken
 
@@ -349,7 +371,7 @@ class Merge:
     def frames(self) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
         """(ratings, interactions, held, already rated) added, each possibly empty."""
         ratings = (pd.concat(self.ratings, ignore_index=True) if self.ratings
-                   else pd.DataFrame({c: pd.Series(dtype=np.int64) for c in RATINGS_COLUMNS}))
+                   else pd.DataFrame({c: pd.Series(dtype=np.int64) for c in self.columns}))
         interactions = (pd.concat(self.interactions, ignore_index=True) if self.interactions
                         else empty_interactions())
         held = (pd.concat(self.held, ignore_index=True) if self.held else empty_held())
@@ -412,7 +434,10 @@ def plan_next_snapshot(
 
     Row order (time order for training): the parent's rows, then held rows whose book is
     now known, then each item's ratings in name order, then the log's events in stream
-    order. Unknown books are held; repeated pairs are kept in quarantine_ratings.
+    order. Unknown books are held; repeated pairs are kept in quarantine_ratings. When the
+    parent's ratings carry timestamps, new ones carry theirs (the file's ``timestamp``,
+    the event's time; else the parent's latest time); when it has none, row order is time
+    and a file's timestamp column is not kept.
     """
     catalogue = parent.read("books")
     book_frames: list[pd.DataFrame] = []
@@ -428,7 +453,12 @@ def plan_next_snapshot(
     rated = parent.pair_index()
     owners = np.asarray(rated >> 31)  # sorted too: its distinct values are the readers
     readers = owners[np.r_[True, owners[1:] != owners[:-1]]] if len(owners) else owners
-    merge = Merge(known_books=known_books, rated=rated, ratings_before=parent.rows("ratings"))
+    stamp = None
+    if TIMESTAMP in parent.columns("ratings"):
+        stamps = parent.read("ratings", columns=[TIMESTAMP])[TIMESTAMP]
+        stamp = int(stamps.max()) if len(stamps) else 0
+    merge = Merge(known_books=known_books, rated=rated, ratings_before=parent.rows("ratings"),
+                  stamp_s=stamp)
     if parent.has(HELD):
         merge.readmit(parent.read(HELD))
     quarantine: list[pd.DataFrame] = []

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from models.schema import BOOK_ID, USER_ID, TrainingError
+from models.schema import BOOK_ID, TIMESTAMP, USER_ID, TrainingError
 
 VALID_FRACTION = 0.1
 TEST_FRACTION = 0.2
@@ -97,6 +97,16 @@ def interaction_history(
     repeated = rows.duplicated([USER_ID, BOOK_ID], keep="first").to_numpy()
     return rows[~repeated].reset_index(drop=True) if repeated.any() else rows.reset_index(
         drop=True)
+
+
+def in_time_order(ratings: pd.DataFrame) -> pd.DataFrame:
+    """Ratings sorted by their timestamp when they have one (ties keep their order)."""
+    if TIMESTAMP not in ratings.columns or len(ratings) < 2:
+        return ratings
+    stamps = ratings[TIMESTAMP].to_numpy()
+    if bool((stamps[1:] >= stamps[:-1]).all()):
+        return ratings
+    return ratings.iloc[np.argsort(stamps, kind="stable")].reset_index(drop=True)
 
 
 def sorted_distinct(values: np.ndarray) -> np.ndarray:

@@ -5,6 +5,9 @@ from __future__ import annotations
 USER_ID = "user_id"
 BOOK_ID = "book_id"
 RATING = "rating"
+# Optional: when the interaction happened, in whole seconds since the Unix epoch. Without
+# it, the row order of ratings.csv is time.
+TIMESTAMP = "timestamp"
 GOODREADS_BOOK_ID = "goodreads_book_id"
 TAG_ID = "tag_id"
 TAG_NAME = "tag_name"

@@ -124,6 +124,11 @@ class Snapshot:
         frames = [pd.read_parquet(s.path, columns=columns) for s in segments]
         return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
 
+    def columns(self, name: str) -> list[str]:
+        """The table's column names (empty when the table is absent)."""
+        segments = self.segments(name)
+        return list(pq.read_schema(segments[0].path).names) if segments else []
+
     def pair_index(self) -> np.ndarray:
         """Sorted keys (reader << 31 | book) of the ratings' pairs (memory-mapped)."""
         path = self.path / PAIRS_INDEX

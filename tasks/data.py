@@ -18,8 +18,15 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from models.datasets import locate_dataset
+from models.datasets import (
+    GOODBOOKS_LAYOUT,
+    DatasetFiles,
+    SourceLayout,
+    locate_dataset,
+    read_dataset_table,
+)
 from models.download import download_goodbooks
+from models.interactions import in_time_order
 from models.event_log import EntryId, InteractionLog, parse_optional
 from models.expectations import (
     ValidationConfig,
@@ -112,25 +119,29 @@ def download_dataset(raw_dir: str, base_url: str, timeout_s: float) -> str:
 
 
 @task(cache_policy=NO_CACHE)
-def locate_local_dataset(directory: str) -> str:
-    """Check that a local directory holds at least ratings.csv and books.csv."""
-    files = locate_dataset(Path(directory))
-    get_run_logger().info("local dataset %s: absent optional files: %s", directory,
-                          ", ".join(files.absent) or "none")
+def locate_local_dataset(directory: str, layout: SourceLayout = GOODBOOKS_LAYOUT) -> str:
+    """Check that a local directory holds at least the ratings and the catalogue."""
+    files = locate_dataset(Path(directory), layout)
+    log = get_run_logger()
+    log.info("local dataset %s: absent optional files: %s", directory,
+             ", ".join(files.absent) or "none")
+    for name, why in files.ignored.items():
+        log.warning("%s is left out: %s", name, why)
     return directory
 
 
 @task(cache_policy=NO_CACHE)
-def read_tables(dataset_dir: str) -> dict[str, pd.DataFrame | None]:
+def read_tables(dataset_dir: str, layout: SourceLayout = GOODBOOKS_LAYOUT
+                ) -> dict[str, pd.DataFrame | None]:
     """Read every goodbooks file of a directory (None for an absent optional file)."""
     logger = get_run_logger()
-    files = locate_dataset(Path(dataset_dir))
+    files = locate_dataset(Path(dataset_dir), layout)
     tables: dict[str, pd.DataFrame | None] = {}
     for file_name in ALL_FILES:
-        path = files.present.get(file_name)
-        tables[table_name(file_name)] = read_csv(path) if path is not None else None
-        if path is not None:
-            logger.info("read %s: %d rows", file_name, len(tables[table_name(file_name)]))
+        frame = read_dataset_table(files, file_name)
+        tables[table_name(file_name)] = frame
+        if frame is not None:
+            logger.info("read %s: %d rows", files.present[file_name].name, len(frame))
         else:
             logger.info("%s is absent (optional)", file_name)
     return tables
@@ -165,10 +176,17 @@ def validate_tables_task(
 
 
 @task(cache_policy=NO_CACHE)
-def source_checksums(dataset_dir: str) -> dict[str, str]:
-    """sha256 of every goodbooks file of the source: what identifies a lineage's base."""
-    files = locate_dataset(Path(dataset_dir))
-    return {name: file_sha256(path) for name, path in files.present.items()}
+def source_checksums(dataset_dir: str, layout: SourceLayout = GOODBOOKS_LAYOUT
+                     ) -> dict[str, str]:
+    """sha256 of every goodbooks file of the source (and its layout): a lineage's base."""
+    return _checksums(locate_dataset(Path(dataset_dir), layout))
+
+
+def _checksums(files: DatasetFiles) -> dict[str, str]:
+    sums = {name: file_sha256(path) for name, path in files.present.items()}
+    if not files.layout.is_default:  # the same files read another way are another source
+        sums["layout"] = files.layout.describe()
+    return sums
 
 
 @task(cache_policy=NO_CACHE)
@@ -196,14 +214,21 @@ def find_parent(processed_dir: str, checksums: dict[str, str]) -> str | None:
 
 @task(cache_policy=NO_CACHE)
 def write_validated_snapshot(
-    outcome: ValidationOutcome, dataset_dir: str, processed_dir: str, source: dict[str, object]
+    outcome: ValidationOutcome, dataset_dir: str, processed_dir: str, source: dict[str, object],
+    layout: SourceLayout = GOODBOOKS_LAYOUT,
 ) -> str:
-    """Write the cleaned tables (and quarantined rows) as a snapshot; returns its path."""
+    """Write the cleaned tables (and quarantined rows) as a snapshot; returns its path.
+
+    Ratings with timestamps are written in time order (ties keep their file order).
+    """
     directory = Path(dataset_dir)
-    files = locate_dataset(directory)
-    checksums = {name: file_sha256(path) for name, path in files.present.items()}
+    files = locate_dataset(directory, layout)
+    checksums = _checksums(files)
+    tables = dict(outcome.tables)
+    if tables.get("ratings") is not None:
+        tables["ratings"] = in_time_order(tables["ratings"])
     snapshot = write_snapshot(
-        outcome.tables,
+        tables,
         Path(processed_dir),
         source={**source, "directory": str(directory)},
         checksums=checksums,

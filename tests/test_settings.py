@@ -41,3 +41,26 @@ def test_new_data_lives_under_the_data_directory_unless_told(tmp_path) -> None: 
     s = Settings(_env_file=None, data_dir=tmp_path, inbox_dir=tmp_path / "drop",
                  event_log_dir="")
     assert (s.inbox_path, s.event_log_path) == (tmp_path / "drop", tmp_path / "events")
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ("userId=user_id, movieId=book_id", {"userId": "user_id", "movieId": "book_id"}),
+    ('{"uid": "user_id"}', {"uid": "user_id"}),
+    ("", {}),
+])
+def test_local_columns_read_as_a_mapping(raw: str, expected: dict[str, str],
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GOODBOOKS_LOCAL_COLUMNS", raw)
+    assert Settings(_env_file=None).local_columns == expected
+
+
+def test_a_malformed_column_mapping_says_what_is_expected(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GOODBOOKS_LOCAL_COLUMNS", "userId,movieId=book_id")
+    get_settings.cache_clear()
+    try:
+        with pytest.raises(SettingsError, match="userId=user_id,movieId=book_id") as error:
+            get_settings()
+        assert "GOODBOOKS_LOCAL_COLUMNS" in str(error.value)
+    finally:
+        get_settings.cache_clear()

@@ -6,6 +6,7 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
@@ -203,3 +204,43 @@ def test_retention_never_prunes_a_snapshot_a_registered_version_names(
         made.append(ingest_flow(source="generate"))
     left = [snapshot.path.name for snapshot in list_snapshots(s.processed_dir)]
     assert left == [Path(made[0]).name, Path(made[-1]).name]
+
+
+def test_a_source_in_another_layout_loads_without_conversion(
+    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MovieLens names, half stars, sparse ids and timestamps out of file order."""
+    rng = np.random.default_rng(3)
+    movies = np.array([7, 19, 2_571, 193_609, *range(100, 146)])
+    users = np.repeat(np.arange(1, 61), 12)
+    picks = np.concatenate([rng.choice(movies, 12, replace=False) for _ in range(60)])
+    halves = rng.choice(np.arange(1, 11) / 2, len(users),
+                        p=[.01, .02, .03, .05, .09, .18, .2, .2, .12, .1])
+    stamps = 1_500_000_000 + rng.permutation(len(users)) * 60
+    source = tmp_path / "ml"
+    source.mkdir()
+    pd.DataFrame({"userId": users, "movieId": picks, "rating": halves,
+                  "timestamp": stamps}).to_csv(source / "ratings.csv", index=False)
+    pd.DataFrame({"movieId": movies, "title": [f"Movie {m}" for m in movies],
+                  "genres": "Drama"}).to_csv(source / "movies.csv", index=False)
+    monkeypatch.setenv("GOODBOOKS_LOCAL_COLUMNS", "userId=user_id,movieId=book_id")
+    monkeypatch.setenv("GOODBOOKS_LOCAL_BOOKS_FILE", "movies.csv")
+    monkeypatch.setenv("GOODBOOKS_LOCAL_HALF_STARS", "true")
+    get_settings.cache_clear()
+
+    first = ingest_flow(source="local", local_dir=str(source))
+    ratings = ratings_of(first)
+    assert ratings.columns.tolist() == ["user_id", "book_id", "rating", "timestamp"]
+    assert ratings["timestamp"].tolist() == sorted(stamps.tolist())  # time order
+    assert sorted(ratings["rating"].unique().tolist()) == [1, 2, 3, 4, 5]
+    assert int(ratings["book_id"].max()) == 193_609
+    snap = open_snapshot(Path(first))
+    assert snap.manifest["source"]["layout"].startswith("columns[movieId=book_id,userId=user_id]")
+
+    # A day's export without times joins the lineage at its latest time.
+    s = get_settings()
+    s.inbox_path.mkdir(parents=True)
+    pd.DataFrame({"user_id": [61], "book_id": [193_609], "rating": [5]}).to_csv(
+        s.inbox_path / "day.csv", index=False)
+    second = ingest_flow(source="local", local_dir=str(source))
+    assert ratings_of(second).iloc[-1].tolist() == [61, 193_609, 5, int(stamps.max())]

@@ -4,9 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
-from models.datasets import DatasetFiles, locate_dataset, read_header
+from models.datasets import (
+    DatasetFiles,
+    SourceLayout,
+    locate_dataset,
+    read_dataset_table,
+    read_header,
+)
 from models.schema import (
     ALL_FILES,
     BOOK_TAGS_FILE,
@@ -100,3 +107,56 @@ def test_the_real_samples_directory_is_a_complete_dataset() -> None:
         pytest.skip(f"real goodbooks samples not found under {SHARED}")
     files = locate_dataset(samples)
     assert files.absent == ()
+
+
+# --- another dataset's layout: MovieLens names, half stars, a catalogue of another name ---
+
+MOVIELENS = {
+    "ratings.csv": "userId,movieId,rating,timestamp\n1,193609,0.5,964982703\n"
+                   "1,3,3.5,964981247\n2,3,4.0,964982224\n",
+    "movies.csv": "movieId,title,genres\n3,Grumpier Old Men (1995),Comedy|Romance\n"
+                  "193609,Andrew Dice Clay: Dice Rules (1991),Comedy\n",
+    "tags.csv": "userId,movieId,tag,timestamp\n2,3,funny,1445714994\n",
+}
+LAYOUT = SourceLayout(columns={"userId": "user_id", "movieId": "book_id"},
+                      books_file="movies.csv", half_stars=True)
+
+
+def _movielens(directory: Path) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, text in MOVIELENS.items():
+        (directory / name).write_text(text, encoding="utf-8")
+    return directory
+
+
+def test_a_mapped_source_reads_as_goodbooks(tmp_path: Path) -> None:
+    files = locate_dataset(_movielens(tmp_path), LAYOUT)
+    assert files.present == {RATINGS_FILE: tmp_path / "ratings.csv",
+                             BOOKS_FILE: tmp_path / "movies.csv"}
+    # Its tags.csv is readers' tags, not goodbooks tag names: left out, and said why.
+    assert "tag_id" in files.ignored[TAGS_FILE]
+
+    ratings = read_dataset_table(files, RATINGS_FILE)
+    # Half stars round up (0.5 -> 1, 3.5 -> 4); ids stay as they are (not dense).
+    assert ratings.values.tolist() == [[1, 193609, 1, 964982703], [1, 3, 4, 964981247],
+                                       [2, 3, 4, 964982224]]
+    assert read_dataset_table(files, BOOKS_FILE)["book_id"].tolist() == [3, 193609]
+    assert read_dataset_table(files, TAGS_FILE) is None
+
+
+def test_a_mapped_source_without_the_mapping_says_how_to_map(tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match=r"lacks the column\(s\) \['user_id', 'book_id'\].*"
+                                           "GOODBOOKS_LOCAL_COLUMNS"):
+        locate_dataset(_movielens(tmp_path))
+    with pytest.raises(DatasetError, match="has no books.csv"):
+        locate_dataset(tmp_path, SourceLayout(columns=dict(LAYOUT.columns)))
+
+
+def test_a_layout_cannot_give_two_columns_one_name() -> None:
+    with pytest.raises(DatasetError, match="several source columns"):
+        SourceLayout(columns={"userId": "user_id", "uid": "user_id"})
+
+
+def test_half_stars_leave_text_for_validation_to_name() -> None:
+    frame = pd.DataFrame({"rating": ["4.5", "five"]})
+    assert LAYOUT.ratings(frame)["rating"].tolist() == ["4.5", "five"]

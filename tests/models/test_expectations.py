@@ -73,6 +73,8 @@ def build_clean_tables(seed: int = 0) -> dict[str, pd.DataFrame]:
         "user_id": np.repeat(users, PER_USER),
         "book_id": np.concatenate([p[:PER_USER] for p in picks]),
         "rating": rng.choice(np.arange(1, 6), N_USERS * PER_USER, p=MIX),
+        # One rating a minute from 2017-01-01, in file order.
+        "timestamp": 1_483_228_800 + 60 * np.arange(N_USERS * PER_USER),
     })
     to_read = pd.DataFrame({
         "user_id": np.repeat(users, TO_READ_PER_USER),
@@ -171,7 +173,10 @@ class Corruption:
 CORRUPTIONS = [
     Corruption("ratings", "columns_present", drop_column("rating"), rows=False),
     Corruption("ratings", "column_types", set_cell(9, "rating", 4.5)),
+    Corruption("ratings", "column_types", set_cell(9, "timestamp", "yesterday")),
     Corruption("ratings", "required_values_present", set_cell(4, "book_id", None)),
+    Corruption("ratings", "timestamp_not_null", set_cell(5, "timestamp", None)),
+    Corruption("ratings", "timestamp_not_in_future", set_cell(5, "timestamp", 4_102_444_800)),
     Corruption("ratings", "ids_in_range", set_cell(0, "user_id", 0)),
     Corruption("ratings", "rating_1_to_5", set_cell(6, "rating", 7)),
     Corruption("ratings", "user_book_pair_unique", repeat_pairs),
@@ -181,8 +186,11 @@ CORRUPTIONS = [
     Corruption("ratings", "rating_mix_within_bands", reverse_scale),
     Corruption("books", "columns_present", drop_column("title"), rows=False),
     Corruption("books", "column_types", set_cell(3, "original_publication_year", "MCMXC")),
-    Corruption("books", "required_values_present", set_cell(3, "authors", None)),
-    Corruption("books", "ids_in_range", set_cell(3, "goodreads_book_id", -5)),
+    Corruption("books", "required_values_present", set_cell(3, "title", None)),
+    Corruption("books", "authors_not_null", set_cell(3, "authors", None)),
+    Corruption("books", "goodreads_book_id_not_null", set_cell(3, "goodreads_book_id", None)),
+    Corruption("books", "ids_in_range", set_cell(3, "book_id", -5)),
+    Corruption("books", "goodreads_ids_in_range", set_cell(3, "goodreads_book_id", -5)),
     Corruption("books", "book_id_unique", copy_cell(3, 4, "book_id")),
     Corruption("books", "goodreads_book_id_unique", copy_cell(3, 4, "goodreads_book_id")),
     Corruption("books", "row_count_in_bounds", keep_rows(5), rows=False),
@@ -443,3 +451,15 @@ def test_real_books_and_tags_pass() -> None:
     bad = [c.describe() for c in report.checks if c.status not in ("passed", "absent")]
     assert bad == []
     assert report.absent == ["ratings", "to_read", "book_tags"]
+
+
+def test_timestamps_out_of_order_are_a_warning_naming_the_rows(csv_dir: Path) -> None:
+    tables = read_tables(csv_dir)
+    stamps = tables["ratings"]["timestamp"].to_numpy().copy()
+    stamps[[10, 11]] = stamps[[11, 10]]  # row 11 (line 13: after the header) goes back
+    tables["ratings"]["timestamp"] = stamps
+    outcome = validate_tables(tables, CONFIG)
+    assert outcome.report.passed
+    [warning] = [c for c in outcome.report.warnings if c.rule == "timestamp_in_order"]
+    assert warning.unexpected_count == 1
+    assert [e.line for e in warning.examples] == [13]

@@ -176,3 +176,27 @@ def test_the_pair_index_follows_the_ratings(tmp_path: Path) -> None:
     assert np.array_equal(second.pair_index(), pair_index(ratings["user_id"].to_numpy(),
                                                           ratings["book_id"].to_numpy()))
     assert len(second.pair_index()) == len(ratings) == 5  # (2, 1) was there already
+
+
+def test_a_timed_snapshot_gives_every_new_rating_a_time(tmp_path: Path) -> None:
+    timed = RATINGS.assign(timestamp=[1_000, 2_000, 3_000])
+    latest = 3_000
+    snapshot = write_snapshot({"ratings": timed, "books": BOOKS}, tmp_path / "processed",
+                              {"kind": "test"}, {"ratings.csv": "y"}, {"passed": True})
+    with_time = accepted(tmp_path, "a.csv", pd.DataFrame(
+        {"user_id": [5], "book_id": [2], "rating": [4], "timestamp": [1_500]}))
+    without = accepted(tmp_path, "b.csv", pd.DataFrame(
+        {"user_id": [6], "book_id": [2], "rating": [3]}))
+    events = log_events([("rating", 7, 2, 5)])  # ts_ms 1000: one second after 1970
+    plan = plan_next_snapshot(snapshot, [with_time, without], events)
+
+    added = plan.tables["ratings"][-1]
+    # The file's own time, the parent's latest time for a file without one, the event's.
+    assert added.values.tolist() == [[5, 2, 4, 1_500], [6, 2, 3, latest], [7, 2, 5, 1]]
+
+
+def test_an_untimed_snapshot_keeps_row_order_as_time(tmp_path: Path) -> None:
+    plan = plan_next_snapshot(parent(tmp_path), [accepted(tmp_path, "a.csv", pd.DataFrame(
+        {"user_id": [5], "book_id": [2], "rating": [4], "timestamp": [1_500]}))],
+        log_events([]))
+    assert plan.tables["ratings"][-1].columns.tolist() == ["user_id", "book_id", "rating"]
