@@ -9,15 +9,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from models.snapshot import read_csv
 from models.schema import (
     ALL_FILES,
     BOOK_ID,
     BOOK_TAGS_COLUMNS,
     BOOK_TAGS_FILE,
     BOOKS_FILE,
-    RATINGS_COLUMNS,
     RATING,
+    RATINGS_COLUMNS,
     RATINGS_FILE,
     REQUIRED_FILES,
     TAGS_COLUMNS,
@@ -26,6 +25,7 @@ from models.schema import (
     TO_READ_FILE,
     DatasetError,
 )
+from models.snapshot import read_csv
 
 # Columns each file's header must name (books.csv needs only its key: the other
 # metadata columns are features, and features of a missing column are simply absent).
@@ -88,7 +88,8 @@ class SourceLayout:
         """
         if self.half_stars and RATING in frame and pd.api.types.is_numeric_dtype(frame[RATING]):
             stars = pd.Series(np.ceil(frame[RATING].to_numpy(dtype=np.float64)), index=frame.index)
-            frame = frame.assign(**{RATING: stars.astype("Int64" if stars.isna().any() else np.int64)})
+            whole = stars.astype("Int64" if stars.isna().any() else np.int64)
+            frame = frame.assign(**{RATING: whole})
         return frame
 
 

@@ -26,7 +26,6 @@ from models.datasets import (
     read_dataset_table,
 )
 from models.download import download_goodbooks
-from models.interactions import in_time_order
 from models.event_log import EntryId, InteractionLog, parse_optional
 from models.expectations import (
     ValidationConfig,
@@ -47,6 +46,7 @@ from models.increment import (
     reject_item,
     strangers,
 )
+from models.interactions import in_time_order
 from models.schema import ALL_FILES, DatasetError, DataValidationError
 from models.snapshot import (
     base_key,
@@ -56,7 +56,6 @@ from models.snapshot import (
     list_snapshots,
     open_snapshot,
     prune_snapshots,
-    read_csv,
     table_name,
     write_snapshot,
 )
