@@ -155,7 +155,7 @@ def main() -> None:
     print(f"  best popularity per seed: {[s['best_popularity'] for s in per_seed]}")
     print(f"  time: {total / args.seeds:.0f} s per seed ({args.periods + 1} fits of the model), "
           f"peak RSS {peak:.2f} GiB")
-    out = REPO / "benchmarks" / "results" / f"replay-{name}.json"
+    out = REPO / "benchmarks" / "results" / f"replay-{name}-{args.period}x{args.periods}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
                                "table": table, "seeds": per_seed,
