@@ -139,6 +139,16 @@ class Settings(BaseSettings):
         None, description="Optuna storage; default SQLite under state_dir. A PostgreSQL URL "
         "lets several workers share one study.",
     )
+    backtest_period: str = Field(
+        "7d", description="The train flow's backtest: the last period before the data's "
+        "end (7d, 4w, ...; a snapshot without timestamps uses its last 5% of interactions); "
+        "empty: no backtest and no recency prior.",
+    )
+    backtest_windows: Annotated[tuple[str, ...], NoDecode] = Field(
+        ("7d", "28d", "91d", "365d"),
+        description="Recent-popularity windows: the backtest's baselines and the recency "
+        "prior's choices (comma-separated).",
+    )
     registry_margin: float = Field(
         0.02, ge=0, le=1, description="Relative NDCG drop tolerated against the champion."
     )
@@ -324,6 +334,13 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             if value.lstrip().startswith("["):
                 return tuple(json.loads(value))
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("backtest_windows", mode="before")
+    @classmethod
+    def _window_list(cls, value: object) -> object:
+        if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
 

@@ -8,12 +8,14 @@ from pathlib import Path
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from models.gate import decide_alias
+from models.gate import BacktestScore, decide_alias
+from models.recency import RecencyPrior
 from models.interactions import Split
 from models.recommender import FitResult
 from models.snapshot import latest_snapshot, open_snapshot
-from models.tuning import Candidate, candidate_from_params
+from models.tuning import Candidate, candidate_from_params, full_fit_epochs
 from settings import get_settings
+from tasks.backtest import backtest_configuration, served_with_prior
 from tasks.monitor import save_reference_stats
 from tasks.registry import (
     WarmStart,
@@ -128,19 +130,32 @@ def train_flow(
                             s.num_threads, s.seed)
     lineage = {"snapshot_id": snapshot_id, "snapshot_path": snapshot_path,
                "log_watermark": watermark}
+    backtest = None
+    if s.backtest_period:
+        # What serving faces: the configuration fitted before the last period, judged on
+        # what readers did in it beside recent popularity; it chooses the recency prior.
+        backtest = backtest_configuration(
+            snapshot_path, catalogue, found["best_params"], full_fit_epochs(fit.best_epoch),
+            s.backtest_period, list(s.backtest_windows), s.tracking_uri, parent, s.eval_k,
+            s.num_threads, s.seed)
+    prior = backtest.prior if backtest is not None else None
     registered, full_fit = register_fit_on_everything(
-        split, catalogue, candidate, fit, table, parent, lineage)
+        split, catalogue, candidate, fit, table, parent, lineage, prior)
 
     ndcg = {str(row["ranker"]): float(row[f"ndcg_at_{s.eval_k}"]) for row in table}
+    score = None
+    if backtest is not None:
+        name, value = backtest.best_popularity
+        score = BacktestScore(backtest.ndcg["lightfm + recency prior"], name, value)
     decision = decide_alias(ndcg["lightfm"], ndcg["popularity"], ndcg.get("champion"), margin,
-                            refresh=same)
+                            refresh=same, backtest=score)
     refreshed = None
     if champion is not None and champion_fit is not None and not same:
         # Another configuration won the study: it goes to the A/B test as challenger (or
         # nowhere), while the champion's own configuration is refitted on today's data, so
         # the readers it serves get tonight's lists all the same.
         refreshed = refresh_champion(split, catalogue, champion, champion_fit, table, parent,
-                                     lineage, ndcg["popularity"])
+                                     lineage, ndcg["popularity"], prior)
     record_gate(s.tracking_uri, parent, s.model_name, registered["version"], decision.alias,
                 decision.reason)
 
@@ -161,20 +176,29 @@ def train_flow(
             "refit": {"epochs": len(fit.curve), "best_epoch": fit.best_epoch,
                       "valid_ndcg": fit.best_score,
                       "kept_from_trial": found["best_trial"] if kept is not None else None},
-            "full_fit": full_fit, "log_watermark": watermark, "champion_refresh": refreshed}
+            "full_fit": full_fit, "log_watermark": watermark, "champion_refresh": refreshed,
+            "backtest": None if backtest is None else {
+                "period": backtest.period, "readers": backtest.readers,
+                "ndcg": backtest.ndcg, "hit": backtest.hit,
+                "prior": {"weight": backtest.prior.weight, "window": backtest.prior.window}}}
 
 
 def register_fit_on_everything(
     split: Split, catalogue: Catalogue, candidate: Candidate, fit: FitResult,
     table: list[dict[str, object]], run_id: str, lineage: dict[str, str | None],
+    prior: RecencyPrior | None = None,
 ) -> tuple[dict[str, str], dict[str, object]]:
-    """Fit a configuration on every interaction, bundle it and register it from run_id."""
+    """Fit a configuration on every interaction, add the recency prior, bundle and register
+    it from run_id."""
     s = get_settings()
     served, full_fit = fit_on_everything(split, catalogue, candidate, fit.best_epoch,
                                          s.num_threads, s.seed)
+    served = served_with_prior(served, split.ids, str(lineage["snapshot_path"]), prior)
+    recency = {"recency_weight": prior.weight, "recency_window": prior.window} if prior else {}
     bundle_dir = build_bundle(split, served, {
         "snapshot": lineage["snapshot_id"], "log_watermark": lineage["log_watermark"],
-        "fit": "everything", "epochs": full_fit["epochs"], "best_epoch": fit.best_epoch})
+        "fit": "everything", "epochs": full_fit["epochs"], "best_epoch": fit.best_epoch,
+        **recency})
     save_reference_stats(str(lineage["snapshot_path"]), bundle_dir, s.eval_k, s.num_threads)
     params = {**candidate.params.as_dict(), **{f"feature.{k}": v for k, v in
                                                 candidate.features.as_dict().items()}}
@@ -187,7 +211,7 @@ def register_fit_on_everything(
 def refresh_champion(
     split: Split, catalogue: Catalogue, champion: WarmStart, champion_fit: FitResult,
     table: list[dict[str, object]], parent: str, lineage: dict[str, str | None],
-    popularity_ndcg: float,
+    popularity_ndcg: float, prior: RecencyPrior | None = None,
 ) -> dict[str, object] | None:
     """Register the champion's configuration fitted on everything as the new champion."""
     s = get_settings()
@@ -203,7 +227,7 @@ def refresh_champion(
     own = [{**r, "ranker": "lightfm"} if r["ranker"] == "champion" else r for r in table
            if r["ranker"] != "lightfm"]
     registered, full_fit = register_fit_on_everything(
-        split, catalogue, candidate, champion_fit, own, child, lineage)
+        split, catalogue, candidate, champion_fit, own, child, lineage, prior)
     reason = (f"the champion's configuration (version {champion.version}) on newer data")
     record_gate(s.tracking_uri, child, s.model_name, registered["version"], "champion", reason)
     return {**registered, "refresh_of": champion.version, "full_fit": full_fit}

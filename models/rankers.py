@@ -63,6 +63,10 @@ class FitCache:
     threads: int = 2
     max_epochs: int = 20
     books: pd.DataFrame | None = None  # goodbooks metadata for item features
+    book_tags: pd.DataFrame | None = None
+    tags: pd.DataFrame | None = None
+    # A known epoch count (the study's): fit on everything for it, with no early stopping.
+    epochs: int | None = None
     fits: dict[int, Fitted] = field(default_factory=dict)
 
     def at(self, history: History) -> Fitted:
@@ -78,10 +82,14 @@ class FitCache:
         def features_for(config):  # noqa: ANN001, ANN202 - FeatureConfig -> ItemFeatures
             if self.books is None:
                 return None
-            return build_item_features(split.ids, self.books, None, None, config)
+            return build_item_features(split.ids, self.books, self.book_tags, self.tags,
+                                       config)
 
-        trained = fit_candidate(split, candidate, features_for, K, self.threads, self.seed)
-        epochs = trained.best_epoch + 1
+        if self.epochs is not None:
+            epochs = self.epochs
+        else:
+            trained = fit_candidate(split, candidate, features_for, K, self.threads, self.seed)
+            epochs = trained.best_epoch + 1
         model = fit_everything(split, candidate, features_for, epochs, self.threads, self.seed)
         return Fitted(cutoff=history.cutoff, ids=split.ids, model=model, epochs=epochs,
                       spread=score_spread(model, seed=self.seed))

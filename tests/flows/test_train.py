@@ -167,3 +167,31 @@ def test_when_another_configuration_wins_the_champion_is_refreshed_too(
         version=refresh["version"], params=planted)
     assert client.get_model_version(s.model_name, refresh["version"]).tags["fit"] == \
         "everything"
+
+
+@pytest.mark.usefixtures("own_model")
+def test_the_backtest_judges_the_last_period_and_chooses_the_served_prior(
+    first_run: dict, tmp_path: Path
+) -> None:
+    import mlflow
+
+    from models.bundle import ScoringBundle
+
+    s = get_settings()
+    result = train_flow(snapshot=str(first_run["snapshot"]), n_trials=1, max_epochs=3,
+                        study_name="backtest")
+    backtest = result["backtest"]
+    # Generated data has no timestamps: the last 5% of its interactions is the period.
+    assert backtest["period"].endswith("rows") and backtest["readers"] > 0
+    assert {"lightfm", "lightfm + recency prior", "popularity (all time)"} <= set(
+        backtest["ndcg"])
+    run = MlflowClient(s.tracking_uri).get_run(result["run_id"]).data
+    assert run.metrics["backtest.lightfm.ndcg_at_10"] == pytest.approx(
+        backtest["ndcg"]["lightfm"])
+    assert float(run.params["recency.weight"]) == backtest["prior"]["weight"]
+    local = mlflow.artifacts.download_artifacts(
+        artifact_uri=f"models:/{s.model_name}/{result['version']}", dst_path=str(tmp_path))
+    meta = ScoringBundle.load(Path(local) / "artifacts" / "bundle").meta
+    if backtest["prior"]["weight"] > 0:
+        assert meta["recency_weight"] == backtest["prior"]["weight"]
+    assert "last period" in result["reason"]

@@ -199,3 +199,23 @@ def test_a_prior_needs_a_positive_window_and_no_negative_weight() -> None:
         RecencyPrior(weight=1.0, window=0)
     with pytest.raises(TrainingError, match="at least 0"):
         RecencyPrior(weight=-1.0)
+
+
+def test_the_backtest_scores_the_last_period_and_chooses_the_prior_on_it() -> None:
+    from models.backtest import run_backtest
+
+    params = {**KNOWN_GOOD, "use_authors": False, "use_language": False, "no_components": 8}
+    result = run_backtest(planted_world(), np.arange(1, 41), params, epochs=3, period="100s",
+                          windows=["100s", "400s"], books=None, threads=1, end=end_of())
+    assert (result.start, result.end, result.readers) == (600, 700, 5)
+    assert result.best_popularity == ("popularity (last 100s)", pytest.approx(1.0))
+    assert result.ndcg["lightfm + recency prior"] > 0.9
+    assert result.prior.weight > 0 and result.prior.window == 100
+
+
+def test_a_backtest_without_time_takes_the_last_twentieth_of_the_rows() -> None:
+    from models.backtest import period_span
+
+    log = Log.from_frame(planted_world().drop(columns=["timestamp"]))
+    assert period_span(log, "7d") == (len(log) // 20, f"{len(log) // 20}rows")
+    assert period_span(log, "300rows") == (300, "300rows")

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from models.features import FeatureConfig
-from models.gate import decide_alias
+from models.gate import BacktestScore, decide_alias
 from models.interactions import temporal_split
 from models.recommender import FitResult
 from models.tuning import (
@@ -198,3 +198,17 @@ def test_registry_gate(candidate, popularity, champion, alias) -> None:  # noqa:
     decision = decide_alias(candidate, popularity, champion, margin=0.05)
     assert decision.alias == alias
     assert decision.reason
+
+
+@pytest.mark.parametrize("served, popular, champion, alias, said", [
+    (0.100, 0.098, 0.25, "challenger", None),           # level with recent popularity
+    (0.090, 0.100, 0.25, None, "behind by more than 5%"),  # loses what serving faces
+    (0.090, 0.100, None, "champion", "behind by more than 5%"),  # the first still serves
+])
+def test_registry_gate_weighs_the_backtest(served, popular, champion, alias,  # noqa: ANN001
+                                           said) -> None:  # noqa: ANN001
+    score = BacktestScore(served, "popularity (last 28d)", popular)
+    decision = decide_alias(0.30, 0.12, champion, margin=0.05, backtest=score)
+    assert decision.alias == alias
+    if said:
+        assert said in decision.reason and "popularity (last 28d)" in decision.reason
