@@ -9,8 +9,8 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from models.gate import BacktestScore, decide_alias
-from models.recency import RecencyPrior
 from models.interactions import Split
+from models.recency import RecencyPrior
 from models.recommender import FitResult
 from models.snapshot import latest_snapshot, open_snapshot
 from models.tuning import Candidate, candidate_from_params, full_fit_epochs
