@@ -96,6 +96,9 @@ def main() -> None:
                         help="the prior's weights to choose from (score deviations)")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--half-life", default="",
+                        help="also replay the model fitted with interactions weighed by "
+                             "0.5 ** (age / half-life), e.g. 365d (and with the prior)")
     args = parser.parse_args()
 
     name, log, books, truth = load(args)
@@ -115,6 +118,12 @@ def main() -> None:
         rankers = [*popular, Popularity(None, "popularity (all time)"), Model(cache, MODEL),
                    Frozen(cache, FROZEN),
                    RecencyAware(cache, weights, [span for _, span in windows], PRIOR)]
+        if args.half_life:
+            decayed = FitCache(params=params, seed=seed, threads=args.threads, books=books,
+                               half_life=parse_span(args.half_life, log.timed))
+            rankers += [Model(decayed, f"{MODEL} (half-life {args.half_life})"),
+                        RecencyAware(decayed, weights, [span for _, span in windows],
+                                     f"{PRIOR} (half-life {args.half_life})")]
         if truth is not None:
             rankers.append(Oracle(truth))
         t0 = time.perf_counter()

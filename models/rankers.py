@@ -13,12 +13,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from models.features import build_item_features
 from models.interactions import IdMap, temporal_split
 from models.ranking import popularity_top_k, top_k_factors, with_bias
 from models.recency import recent_counts, score_spread, standardised_log, with_prior
-from models.recommender import FactorModel
+from models.recommender import FactorModel, fit_lightfm_epochs
 from models.replay import History, K, Period, exclusion
 from models.tuning import candidate_from_params, fit_candidate, fit_everything
 
@@ -67,6 +68,8 @@ class FitCache:
     tags: pd.DataFrame | None = None
     # A known epoch count (the study's): fit on everything for it, with no early stopping.
     epochs: int | None = None
+    # Weigh each interaction by 0.5 ** (age / half_life) in the fit on everything.
+    half_life: int | None = None
     fits: dict[int, Fitted] = field(default_factory=dict)
 
     def at(self, history: History) -> Fitted:
@@ -90,7 +93,20 @@ class FitCache:
         else:
             trained = fit_candidate(split, candidate, features_for, K, self.threads, self.seed)
             epochs = trained.best_epoch + 1
-        model = fit_everything(split, candidate, features_for, epochs, self.threads, self.seed)
+        if self.half_life is None:
+            model = fit_everything(split, candidate, features_for, epochs, self.threads,
+                                   self.seed)
+        else:
+            age = (history.cutoff - history.times).astype(np.float64)
+            weights = sp.csr_matrix((0.5 ** (age / self.half_life),
+                                     (history.rows, history.cols)),
+                                    shape=(history.ids.n_users, history.ids.n_books))
+            weights.sum_duplicates()
+            features = features_for(candidate.features)
+            model = fit_lightfm_epochs(weights, candidate.params, epochs,
+                                       item_features=features.matrix if features else None,
+                                       num_threads=self.threads, seed=self.seed,
+                                       weights=weights)
         return Fitted(cutoff=history.cutoff, ids=split.ids, model=model, epochs=epochs,
                       spread=score_spread(model, seed=self.seed))
 

@@ -163,11 +163,13 @@ def fit_lightfm_epochs(
     item_features: sp.csr_matrix | None = None,
     num_threads: int = 1,
     seed: int = 0,
+    weights: sp.csr_matrix | None = None,
 ) -> FactorModel:
     """Fit a fixed number of epochs with nothing held out (the model that is served).
 
     The epoch count comes from a fit that was stopped on validation data; here every
-    interaction is training data, so there is nothing left to stop on.
+    interaction is training data, so there is nothing left to stop on. ``weights`` (same
+    shape; its stored entries are the interactions) weighs each interaction's updates.
     """
     if interactions.nnz == 0:
         raise TrainingError("the interaction matrix is empty: nothing to fit")
@@ -182,6 +184,13 @@ def fit_lightfm_epochs(
         max_sampled=params.max_sampled,
         random_state=np.random.RandomState(seed),
     )
-    model.fit(interactions.tocoo(), item_features=item_features, epochs=epochs,
-              num_threads=num_threads)
+    if weights is not None:
+        # One matrix for both, so LightFM sees the weights in the interactions' order.
+        coo = weights.tocoo()
+        ones = sp.coo_matrix((np.ones_like(coo.data), (coo.row, coo.col)), shape=coo.shape)
+        model.fit(ones, item_features=item_features, epochs=epochs, num_threads=num_threads,
+                  sample_weight=coo)
+    else:
+        model.fit(interactions.tocoo(), item_features=item_features, epochs=epochs,
+                  num_threads=num_threads)
     return factor_model(model, None, item_features)

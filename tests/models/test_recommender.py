@@ -119,3 +119,34 @@ def test_als_stops_on_validation_and_keeps_its_best_iteration(split) -> None:
                                      num_threads=1)
     assert evaluate_factors(real, split, "test", 5).ndcg > evaluate_popularity(
         split, "test", 5).ndcg
+
+
+def test_weights_of_one_change_nothing_and_a_weight_near_zero_forgets(split) -> None:
+    # Same seed, one thread: unit sample weights give the unweighted model exactly; an
+    # interaction weighed ~0 teaches nothing, so the fit matches the fit without it.
+    from models.interactions import everything
+    from models.recommender import fit_lightfm_epochs
+
+    params = LightFMParams(no_components=8, learning_rate=0.05)
+    matrix = everything(split).tocsr()
+    plain = fit_lightfm_epochs(matrix, params, epochs=5, num_threads=1, seed=3)
+    ones = matrix.copy()
+    ones.data[:] = 1.0
+    weighted = fit_lightfm_epochs(matrix, params, epochs=5, num_threads=1, seed=3,
+                                  weights=ones)
+    np.testing.assert_allclose(weighted.item_factors, plain.item_factors, rtol=1e-5)
+    # Every odd reader's reading weighed 1e-9: odd books gain (almost) nothing from them,
+    # so the odd readers' vectors stay near their random start while even readers learn.
+    faded = ones.copy()
+    odd_rows = np.flatnonzero(split.ids.user_ids % 2 == 1)
+    for r in odd_rows:
+        faded.data[faded.indptr[r]:faded.indptr[r + 1]] = 1e-9
+    model = fit_lightfm_epochs(matrix, params, epochs=15, num_threads=1, seed=3,
+                               weights=faded)
+    scores = model.scores(np.arange(split.ids.n_users))
+    scores[matrix.nonzero()] = -np.inf
+    top = np.argsort(-scores, axis=1)[:, :5]
+    same = (split.ids.book_ids[top] % 2) == (split.ids.user_ids[:, None] % 2)
+    even = np.flatnonzero(split.ids.user_ids % 2 == 0)
+    assert same[even].mean() > 0.95
+    assert same[odd_rows].mean() < 0.75
