@@ -99,6 +99,9 @@ def main() -> None:
     parser.add_argument("--half-life", default="",
                         help="also replay the model fitted with interactions weighed by "
                              "0.5 ** (age / half-life), e.g. 365d (and with the prior)")
+    parser.add_argument("--stop-on", choices=("reader", "time"), default="reader",
+                        help="stop the model's epochs on each reader's latest interactions "
+                             "(the per-reader split) or on the last period before the cut-off")
     args = parser.parse_args()
 
     name, log, books, truth = load(args)
@@ -113,14 +116,17 @@ def main() -> None:
     for seed in range(args.seeds):
         params = dict(KNOWN_GOOD) if books is not None else {
             **KNOWN_GOOD, "use_authors": False, "use_language": False}
-        cache = FitCache(params=params, seed=seed, threads=args.threads, books=books)
+        stop = period if args.stop_on == "time" else None
+        cache = FitCache(params=params, seed=seed, threads=args.threads, books=books,
+                         stop_on_span=stop)
         popular = [Popularity(span, f"popularity (last {text})") for text, span in windows]
         rankers = [*popular, Popularity(None, "popularity (all time)"), Model(cache, MODEL),
                    Frozen(cache, FROZEN),
                    RecencyAware(cache, weights, [span for _, span in windows], PRIOR)]
         if args.half_life:
             decayed = FitCache(params=params, seed=seed, threads=args.threads, books=books,
-                               half_life=parse_span(args.half_life, log.timed))
+                               half_life=parse_span(args.half_life, log.timed),
+                               stop_on_span=stop)
             rankers += [Model(decayed, f"{MODEL} (half-life {args.half_life})"),
                         RecencyAware(decayed, weights, [span for _, span in windows],
                                      f"{PRIOR} (half-life {args.half_life})")]
@@ -164,7 +170,9 @@ def main() -> None:
     print(f"  best popularity per seed: {[s['best_popularity'] for s in per_seed]}")
     print(f"  time: {total / args.seeds:.0f} s per seed ({args.periods + 1} fits of the model), "
           f"peak RSS {peak:.2f} GiB")
-    out = REPO / "benchmarks" / "results" / f"replay-{name}-{args.period}x{args.periods}.json"
+    out = REPO / "benchmarks" / "results" / (
+        f"replay-{name}-{args.period}x{args.periods}"
+        + ("-stop-on-time" if args.stop_on == "time" else "") + ".json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
                                "table": table, "seeds": per_seed,

@@ -12,7 +12,7 @@ from collections.abc import Callable
 import numpy as np
 import scipy.sparse as sp
 
-from models.interactions import Split, popularity, seen_matrix
+from models.interactions import Split, popularity, scored_readers, seen_matrix
 from models.metrics import RankingMetrics, ranking_metrics
 from models.ranking import popularity_top_k, top_k_factors, top_k_scores, with_bias
 from models.recommender import FactorModel
@@ -35,7 +35,7 @@ def evaluate_factors(
     relevant = split.valid if stage == "valid" else split.test
     seen = seen_matrix(split, stage)
     if rows is None:
-        rows = readers_with_items(relevant)
+        rows = scored_readers(split, stage)
     query, items = with_bias(model.user_factors[rows], model.item_factors, model.item_bias)
     top, _ = top_k_factors(query, items, k, seen[rows], num_threads=num_threads)
     return ranking_metrics(top, relevant[rows], split.ids.n_books)
@@ -45,7 +45,7 @@ def validation_scorer(
     split: Split, k: int, max_readers: int | None = 5000, seed: int = 0, num_threads: int = 0
 ) -> Callable[[FactorModel], float]:
     """NDCG@k on validation, over a fixed reader sample so each epoch costs the same."""
-    rows = readers_with_items(split.valid)
+    rows = scored_readers(split, "valid")
     if max_readers is not None and len(rows) > max_readers:
         rows = np.sort(np.random.default_rng(seed).choice(rows, max_readers, replace=False))
 
@@ -59,7 +59,7 @@ def evaluate_popularity(split: Split, stage: str, k: int) -> RankingMetrics:
     """Most-read books (counted on what precedes the stage) that the reader has not read."""
     relevant = split.valid if stage == "valid" else split.test
     seen = seen_matrix(split, stage)
-    rows = readers_with_items(relevant)
+    rows = scored_readers(split, stage)
     top = popularity_top_k(popularity(seen), len(rows), k, seen[rows])
     return ranking_metrics(top, relevant[rows], split.ids.n_books)
 
@@ -77,7 +77,7 @@ def evaluate_oracle(
     """
     relevant = split.valid if stage == "valid" else split.test
     seen = seen_matrix(split, stage)
-    rows = readers_with_items(relevant)
+    rows = scored_readers(split, stage)
     book_ids = split.ids.book_ids
 
     def score_rows(block: np.ndarray) -> np.ndarray:

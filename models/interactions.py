@@ -189,6 +189,54 @@ def temporal_split(
     return split
 
 
+def time_split(
+    ratings: pd.DataFrame,
+    valid_from: int,
+    test_from: int | None = None,
+    book_ids: np.ndarray | None = None,
+) -> Split:
+    """Split by global time: train before ``valid_from``, validation up to ``test_from``,
+    test after.
+
+    Time is the ``timestamp`` column when there is one, else the row position. What a
+    stopping rule sees is then what serving faces: a model fitted on the past, judged on
+    what its readers did next, with nobody's later reading in training. Validation and
+    test keep every interaction of their period (so a fit on everything has them all),
+    but only readers with training history are scored (``scored_readers``).
+    """
+    if ratings.empty:
+        raise TrainingError("ratings are empty: there is nothing to split or train on")
+    time = (ratings[TIMESTAMP].to_numpy(np.int64) if TIMESTAMP in ratings.columns
+            else np.arange(len(ratings), dtype=np.int64))
+    end = test_from if test_from is not None else int(time.max()) + 1
+    if not valid_from < end:
+        raise TrainingError(f"the validation period is empty: it starts at {valid_from} "
+                            f"and the test period at {end}")
+    ids = build_id_map(ratings, book_ids)
+    rows = ids.user_index(ratings[USER_ID].to_numpy())
+    cols = ids.book_index(ratings[BOOK_ID].to_numpy())
+    in_train, in_test = time < valid_from, time >= end
+    in_valid = ~in_train & ~in_test
+    shape = (ids.n_users, ids.n_books)
+    split = Split(ids=ids, train=to_matrix(rows[in_train], cols[in_train], shape),
+                  valid=to_matrix(rows[in_valid], cols[in_valid], shape),
+                  test=to_matrix(rows[in_test], cols[in_test], shape))
+    if split.train.nnz == 0:
+        raise TrainingError(f"nothing precedes the validation period (time {valid_from}): "
+                            "there is nothing to train on")
+    if len(scored_readers(split, "valid")) == 0:
+        raise TrainingError("no reader of the validation period has read anything before "
+                            "it: there is nothing to validate on; choose a longer period")
+    return split
+
+
+def scored_readers(split: Split, stage: str) -> np.ndarray:
+    """Readers with something to predict in ``stage`` and a history before it."""
+    relevant = split.valid if stage == "valid" else split.test
+    seen = seen_matrix(split, stage)
+    return np.flatnonzero((np.diff(relevant.indptr) > 0) & (np.diff(seen.indptr) > 0))
+
+
 def everything(split: Split) -> sp.csr_matrix:
     """Every interaction of the split (train + validation + test) as one binary matrix."""
     matrix = (split.train + split.valid + split.test).tocsr()

@@ -16,7 +16,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from models.features import build_item_features
-from models.interactions import IdMap, temporal_split
+from models.interactions import IdMap, temporal_split, time_split
 from models.ranking import popularity_top_k, top_k_factors, with_bias
 from models.recency import recent_counts, score_spread, standardised_log, with_prior
 from models.recommender import FactorModel, fit_lightfm_epochs
@@ -70,6 +70,9 @@ class FitCache:
     epochs: int | None = None
     # Weigh each interaction by 0.5 ** (age / half_life) in the fit on everything.
     half_life: int | None = None
+    # Stop the epochs on the last span of the history (global time) rather than on each
+    # reader's latest interactions: what serving faces.
+    stop_on_span: int | None = None
     fits: dict[int, Fitted] = field(default_factory=dict)
 
     def at(self, history: History) -> Fitted:
@@ -79,7 +82,11 @@ class FitCache:
         return self.fits[history.cutoff]
 
     def _fit(self, history: History) -> Fitted:
-        split = temporal_split(history.frame(), book_ids=history.ids.book_ids)
+        if self.stop_on_span is None:
+            split = temporal_split(history.frame(), book_ids=history.ids.book_ids)
+        else:
+            split = time_split(history.frame(), history.cutoff - self.stop_on_span,
+                               book_ids=history.ids.book_ids)
         candidate = candidate_from_params(self.params, self.max_epochs, patience=3)
 
         def features_for(config):  # noqa: ANN001, ANN202 - FeatureConfig -> ItemFeatures

@@ -109,9 +109,10 @@ class History:
         return to_matrix(self.rows, self.cols, (self.ids.n_users, self.ids.n_books))
 
     def frame(self) -> pd.DataFrame:
-        """user_id, book_id in time order (what the project's splits and fits read)."""
+        """user_id, book_id, timestamp in time order (what the project's splits and fits
+        read); an untimed log's times are row positions."""
         return pd.DataFrame({USER_ID: self.ids.user_ids[self.rows],
-                             BOOK_ID: self.ids.book_ids[self.cols]})
+                             BOOK_ID: self.ids.book_ids[self.cols], TIMESTAMP: self.times})
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.interactions import seen_matrix, temporal_split
+from models.interactions import everything, scored_readers, seen_matrix, temporal_split, time_split
 from models.schema import TrainingError
 
 
@@ -57,3 +57,42 @@ def test_unknown_ids_are_named() -> None:
     split = temporal_split(ratings_frame([(1, b) for b in range(1, 11)]))
     with pytest.raises(TrainingError, match="not in the model's mapping"):
         split.ids.book_index(np.array([999]))
+
+
+def timed() -> pd.DataFrame:
+    # Reader 1 reads before, during and after validation; reader 2 only before; reader 3
+    # first appears in validation (cold: kept, not scored); reader 4 only in test.
+    rows = [(1, 1, 10), (2, 2, 20), (1, 3, 30), (3, 4, 105), (1, 5, 110), (2, 6, 150),
+            (1, 7, 210), (4, 8, 220), (3, 9, 230)]
+    return pd.DataFrame(rows, columns=["user_id", "book_id", "timestamp"])
+
+
+def test_a_time_split_cuts_every_reader_at_the_same_moment() -> None:
+    split = time_split(timed(), valid_from=100, test_from=200, book_ids=np.arange(1, 11))
+
+    def pairs(m):  # noqa: ANN001, ANN202
+        c = m.tocoo()
+        return sorted(zip(split.ids.user_ids[c.row].tolist(),
+                          split.ids.book_ids[c.col].tolist(), strict=True))
+    assert pairs(split.train) == [(1, 1), (1, 3), (2, 2)]
+    assert pairs(split.valid) == [(1, 5), (2, 6), (3, 4)]
+    assert pairs(split.test) == [(1, 7), (3, 9), (4, 8)]
+    # Scored: readers with history before the stage; the cold reader 3 only in test.
+    assert split.ids.user_ids[scored_readers(split, "valid")].tolist() == [1, 2]
+    assert split.ids.user_ids[scored_readers(split, "test")].tolist() == [1, 3]
+    assert everything(split).nnz == 9
+
+
+def test_a_time_split_without_timestamps_cuts_by_row_and_without_test_is_open_ended() -> None:
+    frame = timed().drop(columns="timestamp")
+    split = time_split(frame, valid_from=6)
+    assert split.train.nnz == 6 and split.valid.nnz == 3 and split.test.nnz == 0
+
+
+def test_a_time_split_with_nothing_to_train_or_validate_on_is_refused() -> None:
+    with pytest.raises(TrainingError, match="nothing to train on"):
+        time_split(timed(), valid_from=5)
+    with pytest.raises(TrainingError, match="nothing to validate on"):
+        time_split(timed().iloc[[0, 7]], valid_from=100)  # reader 4 has no past
+    with pytest.raises(TrainingError, match="validation period is empty"):
+        time_split(timed(), valid_from=200, test_from=200)
