@@ -144,6 +144,13 @@ class Settings(BaseSettings):
         "end (7d, 4w, ...; a snapshot without timestamps uses its last 5% of interactions); "
         "empty: no backtest and no recency prior.",
     )
+    tuning_split: Literal["time", "reader"] = Field(
+        "time", description="What the study stops and scores on. time: global time — "
+        "validation is the period before the backtest's (GOODBOOKS_BACKTEST_PERIOD) and "
+        "test the backtest's own, with every earlier interaction in training (what serving "
+        "faces); reader: each reader's latest interactions (per-reader split, other "
+        "readers' later reading in training). Without a backtest period, reader.",
+    )
     backtest_windows: Annotated[tuple[str, ...], NoDecode] = Field(
         ("7d", "28d", "91d", "365d"),
         description="Recent-popularity windows: the backtest's baselines and the recency "

@@ -95,7 +95,8 @@ def train_flow(
     margin = s.registry_margin if margin is None else margin
     study = study_name or f"lightfm-{snapshot_id}"
 
-    split = load_split(snapshot_path, list(s.interaction_types))
+    split = load_split(snapshot_path, list(s.interaction_types), s.tuning_split,
+                       s.backtest_period)
     catalogue = load_catalogue(snapshot_path)
     parent = start_parent_run(
         s.tracking_uri, s.mlflow_experiment, str(s.mlflow_artifacts_dir), snapshot_id,

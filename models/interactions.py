@@ -82,17 +82,22 @@ def interaction_history(
 ) -> pd.DataFrame:
     """Every interaction (user_id, book_id) in time order, each pair once (its first time).
 
+    A ``timestamp`` column comes along when the ratings (and the implicit rows) have one.
+
     ``ratings`` are in time order (row order); ``implicit`` rows (a snapshot's
     ``interactions`` table: user_id, book_id, type, after) of the given ``types`` go in
     after the first ``after`` ratings rows.
     """
-    rows = ratings[[USER_ID, BOOK_ID]]
+    timed = TIMESTAMP in ratings.columns and (
+        implicit is None or not len(types) or TIMESTAMP in implicit.columns)
+    columns = [USER_ID, BOOK_ID, *([TIMESTAMP] if timed else [])]
+    rows = ratings[columns]
     if implicit is not None and len(types) and len(implicit):
         chosen = implicit[implicit["type"].isin(list(types))]
         if len(chosen):
             order = np.concatenate([2 * np.arange(len(rows), dtype=np.int64) + 1,
                                     2 * chosen["after"].to_numpy(dtype=np.int64)])
-            both = pd.concat([rows, chosen[[USER_ID, BOOK_ID]]], ignore_index=True)
+            both = pd.concat([rows, chosen[columns]], ignore_index=True)
             rows = both.iloc[np.argsort(order, kind="stable")]
     repeated = rows.duplicated([USER_ID, BOOK_ID], keep="first").to_numpy()
     return rows[~repeated].reset_index(drop=True) if repeated.any() else rows.reset_index(

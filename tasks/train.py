@@ -19,6 +19,7 @@ import pandas as pd
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from models.backtest import period_span
 from models.baselines import fit_als_early_stopping
 from models.bundle import ScoringBundle
 from models.evaluation import (
@@ -36,9 +37,11 @@ from models.interactions import (
     interaction_history,
     popularity,
     temporal_split,
+    time_split,
 )
 from models.recommender import FactorModel, FitResult
-from models.schema import BOOK_ID, USER_ID
+from models.replay import Log
+from models.schema import BOOK_ID, TIMESTAMP, USER_ID
 from models.snapshot import open_snapshot
 from models.tuning import (
     KNOWN_GOOD,
@@ -79,23 +82,56 @@ class Catalogue:
 
 
 @task(cache_policy=NO_CACHE)
-def load_split(snapshot_path: str, interaction_types: list[str] | None = None) -> Split:
-    """The temporal per-reader split of a snapshot's interactions over its whole catalogue.
+def load_split(snapshot_path: str, interaction_types: list[str] | None = None,
+               split_by: str = "reader", period: str = "") -> Split:
+    """The split of a snapshot's interactions over its whole catalogue.
 
     Interactions are the ratings plus the app's implicit interactions of
     ``interaction_types`` (the snapshot's ``interactions`` table), in time order.
+    ``split_by="reader"``: each reader's latest interactions are validation and test.
+    ``split_by="time"`` (with a ``period``, 7d or, without timestamps, a share of rows):
+    test is the last period, validation the one before it, training everything earlier.
     """
     snapshot = open_snapshot(Path(snapshot_path))
-    ratings = snapshot.read("ratings", columns=[USER_ID, BOOK_ID])
+    timed = TIMESTAMP in snapshot.columns("ratings")
+    ratings = snapshot.read("ratings", columns=[USER_ID, BOOK_ID, *([TIMESTAMP] if timed
+                                                                     else [])])
     implicit_types = [t for t in (interaction_types or []) if t != "rating"]
     implicit = (snapshot.read(INTERACTIONS, columns=[USER_ID, BOOK_ID, "type", "after"])
                 if implicit_types and snapshot.has(INTERACTIONS) else None)
-    history = interaction_history(ratings, implicit, implicit_types)
-    books = snapshot.read("books", columns=[BOOK_ID])
-    split = temporal_split(history, book_ids=books[BOOK_ID].to_numpy())
-    get_run_logger().info("split of %s: %s (%d implicit interactions)", snapshot.snapshot_id,
-                          split.summary(), len(history) - len(ratings))
+    books = snapshot.read("books", columns=[BOOK_ID])[BOOK_ID].to_numpy()
+    if split_by == "time" and period:
+        history = interaction_history(with_time(ratings), _timed_implicit(implicit, ratings),
+                                      implicit_types)
+        span, text = period_span(Log.from_frame(ratings, books), period)
+        test_from = int(history[TIMESTAMP].max()) + 1 - span
+        split = time_split(history, test_from - span, test_from, book_ids=books)
+        how = f"by time: test the last {text}, validation the {text} before"
+    else:
+        history = interaction_history(ratings, implicit, implicit_types)
+        split = temporal_split(history, book_ids=books)
+        how = "per reader"
+    get_run_logger().info("split of %s %s: %s (%d implicit interactions)",
+                          snapshot.snapshot_id, how, split.summary(),
+                          len(history) - len(ratings))
     return split
+
+
+def with_time(ratings: pd.DataFrame) -> pd.DataFrame:
+    """Ratings with their time: the timestamp, or without one the row position."""
+    if TIMESTAMP in ratings.columns:
+        return ratings
+    return ratings.assign(**{TIMESTAMP: np.arange(len(ratings), dtype=np.int64)})
+
+
+def _timed_implicit(implicit: pd.DataFrame | None, ratings: pd.DataFrame
+                    ) -> pd.DataFrame | None:
+    """Implicit interactions at the time of the rating they follow."""
+    if implicit is None or implicit.empty:
+        return implicit
+    times = with_time(ratings)[TIMESTAMP].to_numpy(np.int64)
+    after = np.clip(implicit["after"].to_numpy(np.int64) - 1, 0, len(times) - 1)
+    return implicit.assign(**{TIMESTAMP: times[after]})
 
 
 @task(cache_policy=NO_CACHE)

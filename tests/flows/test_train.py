@@ -195,3 +195,27 @@ def test_the_backtest_judges_the_last_period_and_chooses_the_served_prior(
     if backtest["prior"]["weight"] > 0:
         assert meta["recency_weight"] == backtest["prior"]["weight"]
     assert "last period" in result["reason"]
+
+
+def test_the_study_splits_by_time_test_the_last_period_validation_the_one_before(
+        first_run: dict) -> None:
+    # The generated snapshot has no timestamps: a period is its last 5% of rows. Test is
+    # the last period, validation the one before, training every row before that.
+    from prefect.logging import disable_run_logger
+
+    from models.interactions import everything
+    from models.snapshot import open_snapshot
+    from tasks.train import load_split
+
+    snapshot = str(first_run["snapshot"])
+    rows = len(open_snapshot(Path(snapshot)).read("ratings", columns=["user_id"]))
+    span = int(rows * 0.05)
+    with disable_run_logger():
+        by_time = load_split.fn(snapshot, ["rating"], "time", "7d")
+        by_reader = load_split.fn(snapshot, ["rating"], "reader", "7d")
+    assert by_time.test.nnz == span and by_time.valid.nnz == span
+    assert by_time.train.nnz == rows - 2 * span == everything(by_time).nnz - 2 * span
+    assert everything(by_reader).nnz == rows
+    # Per reader, every reader keeps training history; by time, readers new in the last
+    # two periods have none.
+    assert (by_reader.train.getnnz(axis=1) > 0).all()
