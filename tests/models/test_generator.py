@@ -11,7 +11,6 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from models import generator
 from models.generator import (
     GENRES,
     MANIFEST_FILE,
@@ -19,10 +18,14 @@ from models.generator import (
     TRUTH_FILE,
     GeneratedDataset,
     book_count_targets,
+    calibration,
+    constants,
     generate_goodbooks,
     load_truth,
     oracle_top_k,
+    streams,
 )
+from models.generator import catalogue as catalogue_module
 from models.schema import (
     ALL_FILES,
     BOOK_TAGS_COLUMNS,
@@ -300,22 +303,22 @@ def test_reranking_the_shortlist_equals_drawing_again() -> None:
     # The final pass re-ranks the calibration round's shortlist instead of drawing anew;
     # the reference here draws anew with the same noise and the moved popularity.
     root = np.random.SeedSequence(4)
-    catalogue = generator._build_catalogue(3000, generator._rng(root, 1), None)
-    readers = generator._draw_readers(1500, 3000, generator._rng(root, 2))
+    catalogue = catalogue_module._build_catalogue(3000, streams._rng(root, 1), None)
+    readers = catalogue_module._draw_readers(1500, 3000, streams._rng(root, 2))
     popularity = np.log(book_count_targets(3000, int(readers.n_rated.sum()), 1500))
     popularity = popularity.astype(np.float32)
-    _, shortlist = generator._count_rated(catalogue, readers, popularity, root)
+    _, shortlist = calibration._count_rated(catalogue, readers, popularity, root)
     step = np.random.default_rng(0).uniform(-0.3, 0.3, 3000).astype(np.float32)
     moved = popularity + step
     need = readers.n_rated + readers.n_to_read
-    for i, (start, stop) in enumerate(generator._chunks(1500)):
-        reranked = generator._rerank(shortlist, i, moved, need[start:stop])
+    for i, (start, stop) in enumerate(streams._chunks(1500)):
+        reranked = calibration._rerank(shortlist, i, moved, need[start:stop])
         assert reranked is not None
-        keys = generator._keys(
+        keys = streams._keys(
             readers.taste[start:stop], catalogue, moved + catalogue.quality,
-            generator._rng(root, generator._STREAM_DRAWS, i),
+            streams._rng(root, constants._STREAM_DRAWS, i),
         )
-        drawn = generator._top_sorted(keys, reranked.shape[1])
+        drawn = streams._top_sorted(keys, reranked.shape[1])
         for row, n in enumerate(need[start:stop]):
             assert set(reranked[row, :n]) == set(drawn[row, :n])
 

@@ -1,0 +1,144 @@
+"""Generate a whole goodbooks-10k-shaped dataset: catalogue, readers, calibrated draws,
+ratings, metadata, files.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from models.generator.calibration import _calibrate_popularity, book_count_targets
+from models.generator.catalogue import _build_catalogue, _draw_readers, _read_real_books
+from models.generator.constants import (
+    _STREAM_CATALOGUE,
+    _STREAM_RATINGS,
+    _STREAM_READERS,
+    _STREAM_TAGS,
+    _STREAM_TIMES,
+    FULL_BOOKS,
+    FULL_USERS,
+    GENERATOR_VERSION,
+    GENRES,
+    MANIFEST_FILE,
+    TASTE_STRENGTH,
+    TRUTH_FILE,
+    Progress,
+)
+from models.generator.metadata import _book_tags_table, _books_table, _build_tags, _read_real_tags
+from models.generator.sampling import _base_thresholds, _draw_all, _rate, _time_order
+from models.generator.streams import _rng
+from models.generator.truth import PlantedTruth, _write_truth
+from models.generator.writing import _write_files
+
+
+@dataclass(frozen=True)
+class GeneratedDataset:
+    """Where a generated dataset was written and how big it came out."""
+
+    directory: Path
+    files: dict[str, Path]
+    n_users: int
+    n_books: int
+    n_ratings: int
+    n_to_read: int
+    n_tags: int
+    n_book_tags: int
+
+    @property
+    def truth_path(self) -> Path:
+        """The planted model, readable with load_truth(directory)."""
+        return self.directory / TRUTH_FILE
+
+# --- entry point -------------------------------------------------------------------------
+
+
+def generate_goodbooks(
+    out_dir: Path,
+    n_users: int = FULL_USERS,
+    n_books: int = FULL_BOOKS,
+    seed: int = 42,
+    books_csv: Path | None = None,
+    tags_csv: Path | None = None,
+    progress: Progress | None = None,
+) -> GeneratedDataset:
+    """Write a goodbooks-10k-shaped dataset (five CSVs, truth.npz, generator.json) to out_dir."""
+    if n_users < 1:
+        raise ValueError(f"n_users must be at least 1; got {n_users}")
+    if n_books < 10:
+        raise ValueError(f"n_books must be at least 10; got {n_books}")
+    report = progress or (lambda stage, fraction: None)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    root = np.random.SeedSequence(seed)
+
+    report("catalogue", 0.0)
+    real_books = _read_real_books(books_csv, n_books) if books_csv is not None else None
+    catalogue = _build_catalogue(n_books, _rng(root, _STREAM_CATALOGUE), real_books)
+    readers = _draw_readers(n_users, n_books, _rng(root, _STREAM_READERS))
+    targets = book_count_targets(n_books, int(readers.n_rated.sum()), n_users)
+    report("catalogue", 1.0)
+
+    popularity, shortlist = _calibrate_popularity(catalogue, readers, targets, root, report)
+    draws = _draw_all(catalogue, readers, popularity, root, report, shortlist)
+
+    report("ratings", 0.0)
+    thresholds = _base_thresholds(catalogue)
+    ratings, thresholds = _rate(draws, thresholds, _rng(root, _STREAM_RATINGS))
+    order = _time_order(readers.n_rated, _rng(root, _STREAM_TIMES))
+    report("ratings", 1.0)
+
+    report("metadata", 0.0)
+    tags = _build_tags(_read_real_tags(tags_csv) if tags_csv is not None else None)
+    books = _books_table(catalogue, real_books, targets, thresholds, n_users, root)
+    book_tags = _book_tags_table(catalogue, books, tags, _rng(root, _STREAM_TAGS))
+    report("metadata", 1.0)
+
+    truth = PlantedTruth(
+        genres=GENRES,
+        taste=readers.taste,
+        genre_mix=catalogue.genre_mix,
+        popularity=popularity,
+        quality=catalogue.quality,
+        author=catalogue.author,
+        beta=TASTE_STRENGTH,
+    )
+    files = _write_files(out_dir, draws, ratings, order, books, tags, book_tags, report)
+    _write_truth(out_dir / TRUTH_FILE, truth)
+    counts = {
+        "users": n_users,
+        "books": n_books,
+        "ratings": int(len(ratings)),
+        "to_read": int(len(draws.to_read_user)),
+        "to_read_users": int(np.count_nonzero(readers.n_to_read)),
+        "tags": len(tags.ids),
+        "book_tags": int(len(book_tags[0])),
+    }
+    manifest = {
+        "generator_version": GENERATOR_VERSION,
+        "seed": seed,
+        "parameters": {
+            "n_users": n_users,
+            "n_books": n_books,
+            "beta": TASTE_STRENGTH,
+            "genres": list(GENRES),
+            "books_source": "books.csv" if real_books is not None else "synthetic",
+            "tags_source": tags.source,
+        },
+        "counts": counts,
+    }
+    # No timestamps or paths: equal seeds must give equal bytes.
+    (out_dir / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    report("writing", 1.0)
+    return GeneratedDataset(
+        directory=out_dir,
+        files=files,
+        n_users=n_users,
+        n_books=n_books,
+        n_ratings=counts["ratings"],
+        n_to_read=counts["to_read"],
+        n_tags=counts["tags"],
+        n_book_tags=counts["book_tags"],
+    )

@@ -1,0 +1,131 @@
+"""The planted truth: the model a generated dataset was drawn from, saved beside it, and the
+oracle that ranks by it.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+from models.generator.constants import CHUNK_READERS, TRUTH_FILE
+from models.schema import (
+    DatasetError,
+)
+
+
+@dataclass(frozen=True)
+class PlantedTruth:
+    """The model the data was drawn from; arrays are indexed by user_id - 1 and book_id - 1."""
+
+    genres: tuple[str, ...]
+    taste: np.ndarray  # float32 [n_users, n_genres], rows sum to 1
+    genre_mix: np.ndarray  # float32 [n_books, n_genres], rows sum to 1
+    popularity: np.ndarray  # float32 [n_books]
+    quality: np.ndarray  # float32 [n_books]
+    author: np.ndarray  # int32 [n_books], author index
+    beta: float
+
+    @property
+    def n_users(self) -> int:
+        """Number of readers."""
+        return int(self.taste.shape[0])
+
+    @property
+    def n_books(self) -> int:
+        """Number of books."""
+        return int(self.genre_mix.shape[0])
+
+    def scores(self, user_ids: np.ndarray, book_ids: np.ndarray | None = None) -> np.ndarray:
+        """True log-weights s(u, b), float32 [len(user_ids), n_books or len(book_ids)]."""
+        users = _index_of(user_ids, self.n_users, "user_id")
+        if book_ids is None:
+            mix, offset = self.genre_mix, self.popularity + self.quality
+        else:
+            books = _index_of(book_ids, self.n_books, "book_id")
+            mix, offset = self.genre_mix[books], (self.popularity + self.quality)[books]
+        # Same float32 operations, in the same order, as the sampler.
+        out = (np.float32(self.beta) * self.taste[users]) @ mix.T
+        out += offset
+        return out
+
+
+def _index_of(ids: np.ndarray, n: int, name: str) -> np.ndarray:
+    """Turn 1-based dataset ids into 0-based row indices, rejecting ids outside 1..n."""
+    idx = np.asarray(ids, dtype=np.int64).ravel() - 1
+    if idx.size and (idx.min() < 0 or idx.max() >= n):
+        raise ValueError(f"{name}s must lie in 1..{n}; got {idx.min() + 1}..{idx.max() + 1}")
+    return idx
+
+
+def load_truth(directory: Path) -> PlantedTruth:
+    """Read the planted model that generate_goodbooks wrote into directory."""
+    path = Path(directory) / TRUTH_FILE
+    if not path.is_file():
+        raise DatasetError(
+            f"{directory} has no {TRUTH_FILE}: only generated datasets carry a planted truth"
+        )
+    with np.load(path, allow_pickle=False) as data:
+        return PlantedTruth(
+            genres=tuple(str(g) for g in data["genres"]),
+            taste=data["taste"],
+            genre_mix=data["genre_mix"],
+            popularity=data["popularity"],
+            quality=data["quality"],
+            author=data["author"],
+            beta=float(data["beta"]),
+        )
+
+
+def oracle_top_k(
+    truth: PlantedTruth, user_ids: np.ndarray, exclude: sp.csr_matrix | None, k: int
+) -> np.ndarray:
+    """The k best book_ids per reader by true score, int64 [len(user_ids), k].
+
+    exclude holds one row per entry of user_ids (same order) and one column per book
+    (column book_id - 1); its nonzero entries are never recommended.
+    """
+    users = np.asarray(user_ids, dtype=np.int64).ravel()
+    n_books = truth.n_books
+    if not 1 <= k <= n_books:
+        raise ValueError(f"k must lie in 1..{n_books}; got {k}")
+    if exclude is not None:
+        exclude = sp.csr_matrix(exclude, copy=True)
+        exclude.eliminate_zeros()  # stored zeros are not interactions
+        if exclude.shape != (len(users), n_books):
+            raise ValueError(
+                f"exclude must have one row per reader and one column per book, "
+                f"shape {(len(users), n_books)}; got {exclude.shape}"
+            )
+    out = np.empty((len(users), k), dtype=np.int64)
+    for start in range(0, len(users), CHUNK_READERS):
+        stop = min(start + CHUNK_READERS, len(users))
+        scores = truth.scores(users[start:stop])
+        if exclude is not None:
+            block = exclude[start:stop].tocoo()
+            scores[block.row, block.col] = -np.inf
+        top = np.argpartition(scores, n_books - k, axis=1)[:, n_books - k :]
+        order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1, kind="stable")
+        out[start:stop] = np.take_along_axis(top, order, axis=1) + 1
+    return out
+
+
+def _write_truth(path: Path, truth: PlantedTruth) -> None:
+    """Save the truth as an .npz with fixed zip timestamps, so equal seeds give equal bytes."""
+    arrays = {
+        "genres": np.array(truth.genres),
+        "taste": truth.taste,
+        "genre_mix": truth.genre_mix,
+        "popularity": truth.popularity,
+        "quality": truth.quality,
+        "author": truth.author,
+        "beta": np.array(truth.beta, dtype=np.float64),
+    }
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as archive:
+        for name, array in arrays.items():
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            with archive.open(info, "w", force_zip64=True) as f:
+                np.lib.format.write_array(f, np.asarray(array, order="C"), allow_pickle=False)
