@@ -623,6 +623,9 @@ def data_generate(
     books_csv: Annotated[Path | None, typer.Option(
         help="A real goodbooks books.csv to take titles and authors from.")] = None,
     tags_csv: Annotated[Path | None, typer.Option(help="A real goodbooks tags.csv.")] = None,
+    moving: Annotated[bool, typer.Option(
+        help="Data that moves: timestamps, books released over the years whose readership "
+             "rises and fades, readers whose tastes drift.")] = False,
 ) -> None:
     """Generate goodbooks-shaped data with a planted taste model."""
     prepare()
@@ -636,7 +639,7 @@ def data_generate(
         print(f"\r{stage:<10} {fraction * 100:5.1f}%", end="", file=sys.stderr, flush=True)
 
     generate_goodbooks(out, n_users=users, n_books=books, seed=seed, books_csv=books_csv,
-                       tags_csv=tags_csv, progress=progress)
+                       tags_csv=tags_csv, progress=progress, moving=moving)
     print(file=sys.stderr)
     typer.echo(f"written to {out}")
 

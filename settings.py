@@ -80,6 +80,11 @@ class Settings(BaseSettings):
         None, description="A real goodbooks books.csv to take titles/authors from."
     )
     tags_csv: Path | None = Field(None, description="A real goodbooks tags.csv for tag names.")
+    generated_moving: bool = Field(
+        False, description="Generated data that moves: timestamps, books released over the "
+        "years whose readership rises and fades, readers whose tastes drift (the replay's "
+        "test bed). Off: static data, row order is time.",
+    )
 
     # --- validation --------------------------------------------------------------------
     quarantine_max_ratio: float = Field(

@@ -4,6 +4,7 @@
         [--columns userId=user_id,movieId=book_id] [--books-file movies.csv] [--half-stars] \
         [--windows 7d,28d,91d,365d] [--weights 0.25,0.5,1,2,4,8,16] [--seeds 3]
     .venv/bin/python benchmarks/replay.py --users 6000 --period 60000rows --periods 4
+    .venv/bin/python benchmarks/replay.py --users 6000 --moving --period 13w --periods 8
 
 Rolling origin on global time (models/replay.py): at each cut-off every ranker is fitted on
 everything before it and publishes a top-10 for each returning reader of the next period,
@@ -18,7 +19,9 @@ scored on what that reader does there. Rankers, all in the same run:
   its weight and window chosen on the periods before each cut-off only;
 - **oracle** (generated data): the planted truth.
 
-Without ``--data`` the data is generated (row order is time: give periods in rows).
+Without ``--data`` the data is generated: static (row order is time: give periods in
+rows) or, with ``--moving``, data that moves (timestamps, releases that rise and fade,
+drifting tastes; the oracle ranks by the rate at each cut-off).
 Each seed refits every model; figures are pooled over reader-periods per seed, with 95%
 intervals, and medians over seeds are quoted against the best popularity baseline (chosen
 on the same periods: an optimistic baseline) and the model fitted once.
@@ -38,6 +41,9 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
+# Real titles, authors and publication years (the releases of data that moves) when the
+# shared goodbooks copy is beside the project.
+BOOKS_CSV = REPO.parent / "shared" / "data" / "goodbooks-10k" / "books.csv"
 sys.path.insert(0, str(REPO))
 
 from models.datasets import SourceLayout, locate_dataset, read_dataset_table  # noqa: E402
@@ -62,11 +68,14 @@ PRIOR = "model + recency prior"
 def load(args: argparse.Namespace):  # noqa: ANN201 - (name, Log, books or None, truth or None)
     """The log to replay: a local dataset in any layout, or generated goodbooks data."""
     if args.data is None:
-        root = REPO / "data" / "bench" / f"replay-u{args.users}"
+        kind = "moving" if args.moving else "static"
+        root = REPO / "data" / "bench" / f"replay-u{args.users}-{kind}"
         if not (root / RATINGS_FILE).exists():
-            generate_goodbooks(root, n_users=args.users, n_books=10_000, seed=42)
+            generate_goodbooks(root, n_users=args.users, n_books=10_000, seed=42,
+                               books_csv=BOOKS_CSV if args.moving and BOOKS_CSV.exists() else None,
+                               moving=args.moving)
         layout, directory, truth = SourceLayout(), root, load_truth(root)
-        name = f"generated-u{args.users}"
+        name = f"generated-u{args.users}" + ("-moving" if args.moving else "")
     else:
         columns = dict(p.split("=") for p in args.columns.split(",")) if args.columns else {}
         layout = SourceLayout(columns=columns, books_file=args.books_file,
@@ -88,6 +97,8 @@ def main() -> None:
     parser.add_argument("--books-file", default=BOOKS_FILE)
     parser.add_argument("--half-stars", action="store_true")
     parser.add_argument("--users", type=int, default=6000, help="generated readers")
+    parser.add_argument("--moving", action="store_true",
+                        help="generated data that moves (timestamps, releases, drift)")
     parser.add_argument("--period", default="7d", help="7d, 4w, ... or 50000rows")
     parser.add_argument("--periods", type=int, default=12, help="scored periods")
     parser.add_argument("--windows", default="7d,28d,91d,365d",

@@ -57,10 +57,12 @@ def ingest_flow(
     if source == "generate":
         users, books = n_users or s.demo_users, n_books or s.demo_books
         dataset_dir = generate_dataset(
-            str(s.generated_dir / f"u{users}-b{books}-s{s.seed}"),
+            str(s.generated_dir / (f"u{users}-b{books}-s{s.seed}"
+                                   + ("-moving" if s.generated_moving else ""))),
             users, books, s.seed,
             str(s.books_csv) if s.books_csv else None,
             str(s.tags_csv) if s.tags_csv else None,
+            s.generated_moving,
         )
         details: dict[str, object] = {"kind": "generate", "n_users": users, "n_books": books,
                                       "seed": s.seed}

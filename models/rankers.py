@@ -237,4 +237,6 @@ class Oracle:
         if not np.array_equal(history.ids.book_ids, np.arange(1, n_books + 1)):
             raise ValueError("the oracle needs the generated catalogue (book ids 1..n)")
         users = history.ids.user_ids[readers]
-        return oracle_top_k(self.truth, users, exclusion(history, readers), k) - 1
+        # Data that moves: the rate at the cut-off (tastes then, books out by then).
+        at = history.cutoff if self.truth.timeline is not None else None
+        return oracle_top_k(self.truth, users, exclusion(history, readers), k, at=at) - 1

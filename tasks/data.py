@@ -86,11 +86,13 @@ def generate_dataset(
     seed: int,
     books_csv: str | None = None,
     tags_csv: str | None = None,
+    moving: bool = False,
 ) -> str:
     """Generate goodbooks-shaped data once per parameter set (reused when already there)."""
     target = Path(out_dir)
     params = {"n_users": n_users, "n_books": n_books, "seed": seed,
-              "books_csv": books_csv, "tags_csv": tags_csv}
+              "books_csv": books_csv, "tags_csv": tags_csv,
+              **({"moving": True} if moving else {})}
     stamp = target / "params.json"
     if stamp.exists() and json.loads(stamp.read_text()) == params:
         get_run_logger().info("generated dataset already at %s (same parameters)", target)
@@ -103,6 +105,7 @@ def generate_dataset(
         books_csv=Path(books_csv) if books_csv else None,
         tags_csv=Path(tags_csv) if tags_csv else None,
         progress=ProgressLog("generate"),
+        moving=moving,
     )
     stamp.write_text(json.dumps(params))
     return str(target)

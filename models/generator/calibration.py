@@ -132,7 +132,8 @@ def _calibrate_on_sample(
     # the rounds converge instead of chasing fresh noise; only the offset changes.
     def base(i: int, start: int, stop: int) -> np.ndarray:
         zero = np.zeros(catalogue.n_books, dtype=np.float32)
-        return _keys(readers.taste[start:stop], catalogue, zero, _rng(root, _STREAM_CALIBRATION, i))
+        return _keys(readers.taste[start:stop], catalogue, zero,
+                     _rng(root, _STREAM_CALIBRATION, i), readers.window_term(start, stop))
 
     bases = list(_map_blocks(blocks, base))
     popularity = (np.log(targets) - catalogue.quality).astype(np.float32)
@@ -181,7 +182,8 @@ def _count_rated(
     n_books = catalogue.n_books
 
     def count(i: int, start: int, stop: int) -> tuple[np.ndarray, ...]:
-        keys = _keys(readers.taste[start:stop], catalogue, offset, _rng(root, _STREAM_DRAWS, i))
+        keys = _keys(readers.taste[start:stop], catalogue, offset, _rng(root, _STREAM_DRAWS, i),
+                     readers.window_term(start, stop))
         n_rated = readers.n_rated[start:stop]
         most = int((n_rated + readers.n_to_read[start:stop]).max())
         width = min(n_books, most + SHORTLIST_MARGIN)

@@ -23,6 +23,7 @@ from models.generator.constants import (
     TO_READ_MEAN,
     TO_READ_SHARE,
 )
+from models.generator.timeline import Timeline
 from models.schema import (
     BOOK_ID,
     BOOKS_COLUMNS,
@@ -63,6 +64,15 @@ class _Readers:
     taste: np.ndarray  # float32 [n_users, n_genres]
     n_rated: np.ndarray  # int64 [n_users]
     n_to_read: np.ndarray  # int64 [n_users]
+    # Data that moves: taste is then the mean over each reader's window, and each draw
+    # adds the books' share of readers within the window (timeline.log_window_mass).
+    timeline: Timeline | None = None
+
+    def window_term(self, start: int, stop: int) -> np.ndarray | None:
+        """What time adds to the keys of readers start..stop (None: static data)."""
+        if self.timeline is None:
+            return None
+        return self.timeline.log_window_mass(np.arange(start, stop))
 
 
 def _read_real_books(path: Path, n_books: int) -> _RealBooks:

@@ -9,20 +9,31 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from models.generator.calibration import _calibrate_popularity, book_count_targets
-from models.generator.catalogue import _build_catalogue, _draw_readers, _read_real_books
+from models.generator.catalogue import (
+    _build_catalogue,
+    _draw_readers,
+    _read_real_books,
+    _Readers,
+    _RealBooks,
+)
 from models.generator.constants import (
     _STREAM_CATALOGUE,
+    _STREAM_MOMENTS,
     _STREAM_RATINGS,
     _STREAM_READERS,
     _STREAM_TAGS,
+    _STREAM_TIMELINE,
     _STREAM_TIMES,
     FULL_BOOKS,
     FULL_USERS,
     GENERATOR_VERSION,
+    GENRE_WEIGHTS,
     GENRES,
     MANIFEST_FILE,
+    READER_TASTE_CONCENTRATION,
     TASTE_STRENGTH,
     TRUTH_FILE,
     Progress,
@@ -30,6 +41,17 @@ from models.generator.constants import (
 from models.generator.metadata import _book_tags_table, _books_table, _build_tags, _read_real_tags
 from models.generator.sampling import _base_thresholds, _draw_all, _rate, _time_order
 from models.generator.streams import _rng
+from models.generator.timeline import (
+    DRIFT_PER_YEAR,
+    HYPE_MEDIAN_DAYS,
+    HYPE_SHARE,
+    LOG_END,
+    LOG_START,
+    Timeline,
+    assign_times,
+    book_releases,
+    reader_windows,
+)
 from models.generator.truth import PlantedTruth, _write_truth
 from models.generator.writing import _write_files
 
@@ -63,8 +85,14 @@ def generate_goodbooks(
     books_csv: Path | None = None,
     tags_csv: Path | None = None,
     progress: Progress | None = None,
+    moving: bool = False,
 ) -> GeneratedDataset:
-    """Write a goodbooks-10k-shaped dataset (five CSVs, truth.npz, generator.json) to out_dir."""
+    """Write a goodbooks-10k-shaped dataset (five CSVs, truth.npz, generator.json) to out_dir.
+
+    ``moving``: the data moves in time (models/generator/timeline.py) — ratings carry a
+    timestamp, books come out over the years, readers are active over windows and their
+    tastes drift. Without it the data is static: row order is time, as in the real file.
+    """
     if n_users < 1:
         raise ValueError(f"n_users must be at least 1; got {n_users}")
     if n_books < 10:
@@ -78,6 +106,8 @@ def generate_goodbooks(
     real_books = _read_real_books(books_csv, n_books) if books_csv is not None else None
     catalogue = _build_catalogue(n_books, _rng(root, _STREAM_CATALOGUE), real_books)
     readers = _draw_readers(n_users, n_books, _rng(root, _STREAM_READERS))
+    if moving:
+        readers = _with_timeline(readers, n_books, real_books, _rng(root, _STREAM_TIMELINE))
     targets = book_count_targets(n_books, int(readers.n_rated.sum()), n_users)
     report("catalogue", 1.0)
 
@@ -87,7 +117,13 @@ def generate_goodbooks(
     report("ratings", 0.0)
     thresholds = _base_thresholds(catalogue)
     ratings, thresholds = _rate(draws, thresholds, _rng(root, _STREAM_RATINGS))
-    order = _time_order(readers.n_rated, _rng(root, _STREAM_TIMES))
+    times = None
+    if readers.timeline is None:
+        order = _time_order(readers.n_rated, _rng(root, _STREAM_TIMES))
+    else:
+        times = assign_times(readers.timeline, draws.user, draws.book, readers.n_rated,
+                             catalogue.genre_mix, TASTE_STRENGTH, _rng(root, _STREAM_MOMENTS))
+        order = np.argsort(times, kind="stable")
     report("ratings", 1.0)
 
     report("metadata", 0.0)
@@ -104,8 +140,10 @@ def generate_goodbooks(
         quality=catalogue.quality,
         author=catalogue.author,
         beta=TASTE_STRENGTH,
+        timeline=readers.timeline,
     )
-    files = _write_files(out_dir, draws, ratings, order, books, tags, book_tags, report)
+    files = _write_files(out_dir, draws, ratings, order, books, tags, book_tags, report,
+                         times)
     _write_truth(out_dir / TRUTH_FILE, truth)
     counts = {
         "users": n_users,
@@ -126,6 +164,9 @@ def generate_goodbooks(
             "genres": list(GENRES),
             "books_source": "books.csv" if real_books is not None else "synthetic",
             "tags_source": tags.source,
+            **({"time": {"moving": True, "drift_per_year": DRIFT_PER_YEAR,
+                         "hype_share": HYPE_SHARE, "hype_median_days": HYPE_MEDIAN_DAYS,
+                         "log_start": LOG_START, "log_end": LOG_END}} if moving else {}),
         },
         "counts": counts,
     }
@@ -142,3 +183,26 @@ def generate_goodbooks(
         n_tags=counts["tags"],
         n_book_tags=counts["book_tags"],
     )
+
+
+
+def _with_timeline(readers: _Readers, n_books: int, real_books: _RealBooks | None,
+                   rng: np.random.Generator) -> _Readers:
+    """Readers with windows and a drifting taste, books with releases (data that moves).
+
+    The readers' drawn taste is where they start; where they drift to is drawn the same
+    way. The draw of each reader's set uses their taste averaged over their window.
+    """
+    n_users = len(readers.n_rated)
+    start, end = reader_windows(n_users, rng)
+    years = None
+    if real_books is not None:
+        years = pd.to_numeric(real_books.table["original_publication_year"],
+                              errors="coerce").to_numpy(np.float64)
+    release, tau = book_releases(n_books, rng, years)
+    weights = GENRE_WEIGHTS / GENRE_WEIGHTS.mean()
+    taste_end = rng.dirichlet(READER_TASTE_CONCENTRATION * weights, size=n_users)
+    timeline = Timeline(start=start, end=end, taste_start=readers.taste,
+                        taste_end=taste_end.astype(np.float32), release=release, tau=tau)
+    return _Readers(taste=timeline.mean_taste(), n_rated=readers.n_rated,
+                    n_to_read=readers.n_to_read, timeline=timeline)

@@ -51,7 +51,8 @@ def _draw_all(
         top = None if shortlist is None else _rerank(shortlist, i, popularity, n_rated + n_shelf)
         if top is None:
             # Same stream as the calibration round: the same noise, drawn again in full.
-            keys = _keys(readers.taste[start:stop], catalogue, offset, _rng(root, _STREAM_DRAWS, i))
+            keys = _keys(readers.taste[start:stop], catalogue, offset,
+                         _rng(root, _STREAM_DRAWS, i), readers.window_term(start, stop))
             top = _top_sorted(keys, k)
         col = np.arange(k)[None, :]
         rated = col < n_rated[:, None]

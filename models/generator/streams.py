@@ -30,11 +30,17 @@ def _chunks(n: int, size: int = CHUNK_READERS) -> list[tuple[int, int]]:
 
 
 def _keys(
-    taste: np.ndarray, catalogue: _Catalogue, offset: np.ndarray, rng: np.random.Generator
+    taste: np.ndarray, catalogue: _Catalogue, offset: np.ndarray, rng: np.random.Generator,
+    extra: np.ndarray | None = None,
 ) -> np.ndarray:
-    """s(u, b) + Gumbel noise for a block of readers, float32 [readers, books]."""
+    """s(u, b) + Gumbel noise for a block of readers, float32 [readers, books].
+
+    ``extra`` [readers, books] is added to s (time's term, for data that moves).
+    """
     keys = (np.float32(TASTE_STRENGTH) * taste) @ catalogue.genre_mix.T
     keys += offset
+    if extra is not None:
+        keys += extra
     noise = rng.random(keys.shape, dtype=np.float32)
     # Gumbel = -log(-log(U)); U == 0 gives -inf noise, i.e. a book never drawn first.
     with np.errstate(divide="ignore"):

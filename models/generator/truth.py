@@ -12,6 +12,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from models.generator.constants import CHUNK_READERS, TRUTH_FILE
+from models.generator.timeline import Timeline
 from models.schema import (
     DatasetError,
 )
@@ -28,6 +29,9 @@ class PlantedTruth:
     quality: np.ndarray  # float32 [n_books]
     author: np.ndarray  # int32 [n_books], author index
     beta: float
+    # Generated data that moves: releases, reader windows and drift (None: static data,
+    # where taste is each reader's one taste; with a timeline, their mean over the window).
+    timeline: Timeline | None = None
 
     @property
     def n_users(self) -> int:
@@ -39,17 +43,28 @@ class PlantedTruth:
         """Number of books."""
         return int(self.genre_mix.shape[0])
 
-    def scores(self, user_ids: np.ndarray, book_ids: np.ndarray | None = None) -> np.ndarray:
-        """True log-weights s(u, b), float32 [len(user_ids), n_books or len(book_ids)]."""
+    def scores(self, user_ids: np.ndarray, book_ids: np.ndarray | None = None,
+               at: float | None = None) -> np.ndarray:
+        """True log-weights s(u, b), float32 [len(user_ids), n_books or len(book_ids)].
+
+        ``at`` (seconds; data with a timeline): the rate at that moment — each reader's
+        taste then, and each book's share of its readers then (never before its release).
+        Without it, the weights the reader's whole set was drawn with.
+        """
         users = _index_of(user_ids, self.n_users, "user_id")
+        books = (np.arange(self.n_books) if book_ids is None
+                 else _index_of(book_ids, self.n_books, "book_id"))
+        timed = at is not None and self.timeline is not None
         if book_ids is None:
             mix, offset = self.genre_mix, self.popularity + self.quality
         else:
-            books = _index_of(book_ids, self.n_books, "book_id")
             mix, offset = self.genre_mix[books], (self.popularity + self.quality)[books]
+        taste = self.timeline.taste_at(users, at) if timed else self.taste[users]
         # Same float32 operations, in the same order, as the sampler.
-        out = (np.float32(self.beta) * self.taste[users]) @ mix.T
+        out = (np.float32(self.beta) * taste) @ mix.T
         out += offset
+        if timed:
+            out += self.timeline.log_density(books, float(at))
         return out
 
 
@@ -77,13 +92,17 @@ def load_truth(directory: Path) -> PlantedTruth:
             quality=data["quality"],
             author=data["author"],
             beta=float(data["beta"]),
+            timeline=Timeline.from_table(data) if "release" in data.files else None,
         )
 
 
 def oracle_top_k(
-    truth: PlantedTruth, user_ids: np.ndarray, exclude: sp.csr_matrix | None, k: int
+    truth: PlantedTruth, user_ids: np.ndarray, exclude: sp.csr_matrix | None, k: int,
+    at: float | None = None,
 ) -> np.ndarray:
     """The k best book_ids per reader by true score, int64 [len(user_ids), k].
+
+    ``at``: rank by the rate at that moment (data with a timeline; see PlantedTruth.scores).
 
     exclude holds one row per entry of user_ids (same order) and one column per book
     (column book_id - 1); its nonzero entries are never recommended.
@@ -103,7 +122,7 @@ def oracle_top_k(
     out = np.empty((len(users), k), dtype=np.int64)
     for start in range(0, len(users), CHUNK_READERS):
         stop = min(start + CHUNK_READERS, len(users))
-        scores = truth.scores(users[start:stop])
+        scores = truth.scores(users[start:stop], at=at)
         if exclude is not None:
             block = exclude[start:stop].tocoo()
             scores[block.row, block.col] = -np.inf
@@ -123,6 +142,7 @@ def _write_truth(path: Path, truth: PlantedTruth) -> None:
         "quality": truth.quality,
         "author": truth.author,
         "beta": np.array(truth.beta, dtype=np.float64),
+        **(truth.timeline.table() if truth.timeline is not None else {}),
     }
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as archive:
         for name, array in arrays.items():

@@ -23,6 +23,7 @@ from models.schema import (
     RATINGS_FILE,
     TAGS_COLUMNS,
     TAGS_FILE,
+    TIMESTAMP,
     TO_READ_COLUMNS,
     TO_READ_FILE,
 )
@@ -37,14 +38,17 @@ def _write_files(
     tags: _Tags,
     book_tags: tuple[np.ndarray, np.ndarray, np.ndarray],
     report: Progress,
+    times: np.ndarray | None = None,
 ) -> dict[str, Path]:
-    """Write the five goodbooks CSVs; ratings in global time order."""
+    """Write the five goodbooks CSVs; ratings in global time order (with ``times``, in a
+    timestamp column)."""
     files = {name: out_dir / name for name in ALL_FILES}
     steps: list[Callable[[], None]] = [
         lambda: _write_ints(
             files[RATINGS_FILE],
-            RATINGS_COLUMNS,
-            (draws.user[order] + 1, draws.book[order] + 1, ratings[order]),
+            RATINGS_COLUMNS + ((TIMESTAMP,) if times is not None else ()),
+            (draws.user[order] + 1, draws.book[order] + 1, ratings[order],
+             *((times[order],) if times is not None else ())),
         ),
         lambda: _write_ints(
             files[TO_READ_FILE], TO_READ_COLUMNS, (draws.to_read_user + 1, draws.to_read_book + 1)

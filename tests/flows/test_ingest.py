@@ -244,3 +244,21 @@ def test_a_source_in_another_layout_loads_without_conversion(
         s.inbox_path / "day.csv", index=False)
     second = ingest_flow(source="local", local_dir=str(source))
     assert ratings_of(second).iloc[-1].tolist() == [61, 193_609, 5, int(stamps.max())]
+
+
+def test_generated_data_that_moves_is_ingested_with_its_time_and_continued_after_it(
+        data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GOODBOOKS_GENERATED_MOVING", "true")
+    get_settings.cache_clear()
+    first = ingest_flow(source="generate")
+    assert generated_dir(first).name.endswith("-moving")
+    ratings = ratings_of(first)
+    assert ratings.columns.tolist() == ["user_id", "book_id", "rating", "timestamp"]
+    stamps = ratings["timestamp"].to_numpy()
+    assert (stamps[1:] >= stamps[:-1]).all() and stamps.min() > 1_200_000_000
+    # A continuation of it lands after the data's end (an increment stamps it).
+    generate_continuation(generated_dir(first), get_settings().inbox_path / "more", "none",
+                          0.0, 200, 1)
+    after = ratings_of(ingest_flow(source="generate"))
+    assert len(after) == len(ratings) + 200
+    assert (after["timestamp"].to_numpy()[-200:] >= stamps.max()).all()

@@ -1,0 +1,132 @@
+"""Generated data that moves: releases that rise and fade, tastes that drift, time in the truth."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from models.generator import generate_goodbooks, load_truth, oracle_top_k
+from models.generator.timeline import (
+    DAY,
+    LOG_END,
+    LOG_START,
+    Timeline,
+    book_releases,
+    reader_windows,
+)
+from models.schema import RATINGS_FILE
+
+N_USERS, N_BOOKS = 3000, 500
+
+
+@pytest.fixture(scope="module")
+def moving(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("moving")
+    generate_goodbooks(out, n_users=N_USERS, n_books=N_BOOKS, seed=5, moving=True)
+    return out
+
+
+@pytest.fixture(scope="module")
+def ratings(moving: Path) -> pd.DataFrame:
+    return pd.read_csv(moving / RATINGS_FILE)
+
+
+def small_timeline(n_books: int = 40) -> Timeline:
+    rng = np.random.default_rng(0)
+    start, end = reader_windows(10, rng)
+    release, tau = book_releases(n_books, rng)
+    return Timeline(start=start, end=end, taste_start=np.zeros((10, 3), np.float32),
+                    taste_end=np.zeros((10, 3), np.float32),
+                    release=release, tau=tau)
+
+
+def test_every_book_s_readers_sum_to_one_over_the_log() -> None:
+    timeline = small_timeline()
+    books = np.arange(40)
+    np.testing.assert_allclose(timeline.mass(books, LOG_START, LOG_END), 1.0, rtol=1e-9)
+    # The density integrates to the mass (a fine Riemann sum), and is nil before release.
+    grid = np.linspace(LOG_START, LOG_END, 200_001)
+    step = grid[1] - grid[0]
+    for b in books[:8]:
+        dens = timeline.density(np.full(len(grid), b), grid)
+        assert abs((dens[:-1] * step).sum() - 1.0) < 2e-3
+        if timeline.release[b] >= LOG_START:
+            assert (dens[grid < timeline.release[b]] == 0).all()
+
+
+def test_the_generated_log_has_real_timestamps_in_order(ratings: pd.DataFrame) -> None:
+    assert list(ratings.columns) == ["user_id", "book_id", "rating", "timestamp"]
+    stamps = ratings["timestamp"].to_numpy()
+    assert (np.diff(stamps) >= 0).all()
+    assert LOG_START <= stamps.min() and stamps.max() < LOG_END
+    # User ids follow first appearance, as in the real file.
+    first = ratings.drop_duplicates("user_id")["user_id"].to_numpy()
+    assert (np.diff(first) > 0).mean() > 0.99
+
+
+def test_no_book_is_read_before_it_comes_out_and_new_books_rise_and_fade(
+        moving: Path, ratings: pd.DataFrame) -> None:
+    truth = load_truth(moving)
+    release = truth.timeline.release[ratings["book_id"].to_numpy() - 1]
+    assert (ratings["timestamp"].to_numpy() >= release).all()
+    # New books: their readers crowd into the months after release, then it fades — the
+    # first year after release holds over three times the third year's readers.
+    new = np.flatnonzero((truth.timeline.release >= LOG_START)
+                         & (truth.timeline.release < LOG_END - 3 * 365 * DAY)) + 1
+    assert len(new) > 20
+    of_new = ratings[ratings["book_id"].isin(new)]
+    age = of_new["timestamp"].to_numpy() - truth.timeline.release[of_new["book_id"] - 1]
+    first_year = (age < 365 * DAY).mean()
+    assert first_year > 0.35
+    later = ((age >= 2 * 365 * DAY) & (age < 3 * 365 * DAY)).mean()
+    assert later < first_year / 3
+
+
+def test_readers_move_towards_their_planted_new_taste(moving: Path,
+                                                        ratings: pd.DataFrame) -> None:
+    truth = load_truth(moving)
+    users = ratings["user_id"].to_numpy() - 1
+    books = ratings["book_id"].to_numpy() - 1
+    towards = np.einsum("ij,ij->i", truth.timeline.taste_end[users]
+                        - truth.timeline.taste_start[users],
+                        truth.genre_mix[books])
+    frame = pd.DataFrame({"u": users, "towards": towards, "t": ratings["timestamp"]})
+    # Within long-active readers: later books lean further towards the new taste.
+    span = truth.timeline.end - truth.timeline.start
+    long = np.flatnonzero(span > 3 * 365 * DAY)
+    frame = frame[np.isin(frame["u"], long)]
+    frame["late"] = frame.groupby("u")["t"].rank(pct=True) > 0.5
+    by = frame.groupby(["u", "late"])["towards"].mean().unstack()
+    assert len(by) > 100
+    assert (by[True] - by[False]).mean() > 0.02
+
+
+def test_the_aggregates_hold_as_in_the_static_data(moving: Path,
+                                                     ratings: pd.DataFrame) -> None:
+    counts = ratings.groupby("book_id").size().sort_index().to_numpy()
+    # book_id order is popularity order: the top tenth far above the bottom tenth
+    assert counts[: N_BOOKS // 10].mean() > 5 * counts[-N_BOOKS // 10:].mean()
+    mix = ratings["rating"].value_counts(normalize=True).sort_index().to_numpy()
+    np.testing.assert_allclose(mix, (0.0208, 0.0601, 0.2294, 0.3579, 0.3318), atol=0.01)
+
+
+def test_the_oracle_knows_the_time(moving: Path) -> None:
+    truth = load_truth(moving)
+    users = np.arange(1, 201)
+    early, late = LOG_START + 200 * DAY, LOG_END - 10 * DAY
+    top_early = oracle_top_k(truth, users, None, 10, at=early)
+    top_late = oracle_top_k(truth, users, None, 10, at=late)
+    # Nothing unreleased is recommended, and the lists change with time.
+    assert (truth.timeline.release[top_early - 1] <= early).all()
+    assert (top_early != top_late).any(axis=1).mean() > 0.5
+    # Without a moment, the static ranking (what the reader's whole window averages).
+    assert oracle_top_k(truth, users, None, 10).shape == (200, 10)
+
+
+def test_static_mode_has_no_time(tmp_path: Path) -> None:
+    generate_goodbooks(tmp_path, n_users=200, n_books=100, seed=1)
+    assert "timestamp" not in pd.read_csv(tmp_path / RATINGS_FILE, nrows=5).columns
+    assert load_truth(tmp_path).timeline is None
