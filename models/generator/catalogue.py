@@ -9,16 +9,21 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from models.generator.constants import (
     AUTHOR_GENRE_CONCENTRATION,
+    AUTHOR_STRENGTH,
     BOOK_GENRE_CONCENTRATION,
+    CHUNK_READERS,
+    FAVOURITE_AUTHORS,
     FULL_RATINGS,
     FULL_USERS,
     GENRE_WEIGHTS,
     READER_COUNT_RANGE,
     READER_COUNT_T,
     READER_TASTE_CONCENTRATION,
+    TASTE_STRENGTH,
     TO_READ_MAX,
     TO_READ_MEAN,
     TO_READ_SHARE,
@@ -67,12 +72,25 @@ class _Readers:
     # Data that moves: taste is then the mean over each reader's window, and each draw
     # adds the books' share of readers within the window (timeline.log_window_mass).
     timeline: Timeline | None = None
+    # Books by each reader's favourite authors, float32 [n_users, n_books] (data that
+    # moves): AUTHOR_STRENGTH is added to their keys and to the rating affinity.
+    favourite_books: sp.csr_matrix | None = None
 
     def window_term(self, start: int, stop: int) -> np.ndarray | None:
-        """What time adds to the keys of readers start..stop (None: static data)."""
+        """What time and favourite authors add to the keys of readers start..stop (None:
+        static data)."""
         if self.timeline is None:
             return None
-        return self.timeline.log_window_mass(np.arange(start, stop))
+        term = self.timeline.log_window_mass(np.arange(start, stop))
+        if self.favourite_books is not None:
+            term += np.float32(AUTHOR_STRENGTH) * self.favourite_books[start:stop].toarray()
+        return term
+
+    def favourite(self, rows: np.ndarray, books: np.ndarray) -> np.ndarray:
+        """1.0 where the book is by one of the reader's favourite authors, else 0.0."""
+        if self.favourite_books is None:
+            return np.zeros(len(rows), dtype=np.float32)
+        return np.asarray(self.favourite_books[rows, books]).ravel().astype(np.float32)
 
 
 def _read_real_books(path: Path, n_books: int) -> _RealBooks:
@@ -192,3 +210,34 @@ def _normalised(weights: list[float]) -> np.ndarray:
     """Weights scaled to sum to one."""
     w = np.asarray(weights, dtype=np.float64)
     return w / w.sum()
+
+
+def favourite_authors(taste: np.ndarray, catalogue: _Catalogue, targets: np.ndarray,
+                      rng: np.random.Generator, per_reader: int = FAVOURITE_AUTHORS
+                      ) -> sp.csr_matrix:
+    """Books by each reader's favourite authors, float32 [n_users, n_books] of ones.
+
+    A reader's favourites are the authors of ``per_reader`` books drawn (without
+    replacement) with weight target_b exp(beta taste . genre_b): authors they are likely
+    to meet, in the genres they like. Every book by a favourite author then counts.
+    """
+    n_users, n_books = len(taste), catalogue.n_books
+    by_author = sp.csr_matrix((np.ones(n_books, np.float32),
+                               (catalogue.author, np.arange(n_books))),
+                              shape=(catalogue.n_authors, n_books))
+    chosen = np.empty((n_users, per_reader), dtype=np.int64)
+    log_target = np.log(np.maximum(targets, 1e-9)).astype(np.float32)
+    for start in range(0, n_users, CHUNK_READERS):
+        stop = min(start + CHUNK_READERS, n_users)
+        keys = (np.float32(TASTE_STRENGTH) * taste[start:stop]) @ catalogue.genre_mix.T
+        keys += log_target
+        keys -= np.log(-np.log(rng.random(keys.shape, dtype=np.float32) + 1e-12))
+        top = np.argpartition(keys, n_books - per_reader, axis=1)[:, n_books - per_reader:]
+        chosen[start:stop] = catalogue.author[top]
+    rows = np.repeat(np.arange(n_users), per_reader)
+    authors = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, chosen.ravel())),
+                            shape=(n_users, catalogue.n_authors))
+    authors.data[:] = 1.0
+    books = (authors @ by_author).tocsr()
+    books.data[:] = 1.0
+    return books.astype(np.float32)

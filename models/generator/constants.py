@@ -82,6 +82,8 @@ READER_TASTE_CONCENTRATION = 0.1  # small: most readers care for one to three ge
 AUTHOR_GENRE_CONCENTRATION = 0.15  # small: an author keeps to one or two genres
 BOOK_GENRE_CONCENTRATION = 8.0  # how closely a book follows its author's genres
 RATING_AFFINITY_WEIGHT = 0.55  # correlation of the latent rating with the affinity
+AUTHOR_STRENGTH = 2.0  # log-weight a favourite author's book gains (data that moves)
+FAVOURITE_AUTHORS = 3  # books whose authors become a reader's favourites
 RATING_QUALITY_SHIFT = 0.35  # how far a synthetic book's quality moves its rating mix
 
 CHUNK_READERS = 1024  # readers drawn at once: 1024 x 10,000 float32 keys are 40 MB
@@ -96,4 +98,4 @@ SHORTLIST_MARGIN = 256  # books kept per reader beyond the most any reader of a 
 _STREAM_CATALOGUE, _STREAM_READERS, _STREAM_CALIBRATION, _STREAM_DRAWS = 1, 2, 3, 4
 _STREAM_RATINGS, _STREAM_TIMES, _STREAM_TAGS, _STREAM_METADATA = 5, 6, 7, 8
 _STREAM_ORDER = 9
-_STREAM_TIMELINE, _STREAM_MOMENTS = 10, 11  # data that moves
+_STREAM_TIMELINE, _STREAM_MOMENTS, _STREAM_AUTHORS = 10, 11, 12  # data that moves

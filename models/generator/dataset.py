@@ -5,7 +5,7 @@ ratings, metadata, files.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +18,10 @@ from models.generator.catalogue import (
     _read_real_books,
     _Readers,
     _RealBooks,
+    favourite_authors,
 )
 from models.generator.constants import (
+    _STREAM_AUTHORS,
     _STREAM_CATALOGUE,
     _STREAM_MOMENTS,
     _STREAM_RATINGS,
@@ -27,6 +29,7 @@ from models.generator.constants import (
     _STREAM_TAGS,
     _STREAM_TIMELINE,
     _STREAM_TIMES,
+    AUTHOR_STRENGTH,
     FULL_BOOKS,
     FULL_USERS,
     GENERATOR_VERSION,
@@ -109,6 +112,9 @@ def generate_goodbooks(
     if moving:
         readers = _with_timeline(readers, n_books, real_books, _rng(root, _STREAM_TIMELINE))
     targets = book_count_targets(n_books, int(readers.n_rated.sum()), n_users)
+    if moving:
+        readers = replace(readers, favourite_books=favourite_authors(
+            readers.taste, catalogue, targets, _rng(root, _STREAM_AUTHORS)))
     report("catalogue", 1.0)
 
     popularity, shortlist = _calibrate_popularity(catalogue, readers, targets, root, report)
@@ -141,6 +147,7 @@ def generate_goodbooks(
         author=catalogue.author,
         beta=TASTE_STRENGTH,
         timeline=readers.timeline,
+        favourite_books=readers.favourite_books,
     )
     files = _write_files(out_dir, draws, ratings, order, books, tags, book_tags, report,
                          times)
@@ -166,6 +173,7 @@ def generate_goodbooks(
             "tags_source": tags.source,
             **({"time": {"moving": True, "drift_per_year": DRIFT_PER_YEAR,
                          "hype_share": HYPE_SHARE, "hype_median_days": HYPE_MEDIAN_DAYS,
+                         "author_strength": AUTHOR_STRENGTH,
                          "log_start": LOG_START, "log_end": LOG_END}} if moving else {}),
         },
         "counts": counts,

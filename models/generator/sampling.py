@@ -12,6 +12,7 @@ from models.generator.catalogue import _Catalogue, _Readers
 from models.generator.constants import (
     _STREAM_DRAWS,
     _STREAM_ORDER,
+    AUTHOR_STRENGTH,
     RATING_AFFINITY_WEIGHT,
     RATING_MIX,
     RATING_QUALITY_SHIFT,
@@ -65,6 +66,8 @@ def _draw_all(
         affinity = np.einsum(
             "ij,ij->i", np.float32(TASTE_STRENGTH) * readers.taste[rows], catalogue.genre_mix[books]
         ).astype(np.float32)
+        if readers.favourite_books is not None:
+            affinity += np.float32(AUTHOR_STRENGTH) * readers.favourite(rows, books)
         shelf = (col >= n_rated[:, None]) & (col < (n_rated + n_shelf)[:, None])
         shelf_rows = np.repeat(np.arange(start, stop, dtype=np.int32), n_shelf)
         return rows, books, affinity, shelf_rows, top[shelf]

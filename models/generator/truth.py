@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from models.generator.constants import CHUNK_READERS, TRUTH_FILE
+from models.generator.constants import AUTHOR_STRENGTH, CHUNK_READERS, TRUTH_FILE
 from models.generator.timeline import Timeline
 from models.schema import (
     DatasetError,
@@ -32,6 +32,9 @@ class PlantedTruth:
     # Generated data that moves: releases, reader windows and drift (None: static data,
     # where taste is each reader's one taste; with a timeline, their mean over the window).
     timeline: Timeline | None = None
+    # Books by each reader's favourite authors [n_users, n_books] (data that moves): their
+    # weight gains AUTHOR_STRENGTH.
+    favourite_books: sp.csr_matrix | None = None
 
     @property
     def n_users(self) -> int:
@@ -65,6 +68,8 @@ class PlantedTruth:
         out += offset
         if timed:
             out += self.timeline.log_density(books, float(at))
+        if self.favourite_books is not None:
+            out += np.float32(AUTHOR_STRENGTH) * self.favourite_books[users][:, books].toarray()
         return out
 
 
@@ -93,6 +98,10 @@ def load_truth(directory: Path) -> PlantedTruth:
             author=data["author"],
             beta=float(data["beta"]),
             timeline=Timeline.from_table(data) if "release" in data.files else None,
+            favourite_books=sp.csr_matrix(
+                (np.ones(len(data["favourite_indices"]), np.float32), data["favourite_indices"],
+                 data["favourite_indptr"]), shape=(len(data["taste"]), len(data["genre_mix"])))
+            if "favourite_indptr" in data.files else None,
         )
 
 
@@ -143,6 +152,9 @@ def _write_truth(path: Path, truth: PlantedTruth) -> None:
         "author": truth.author,
         "beta": np.array(truth.beta, dtype=np.float64),
         **(truth.timeline.table() if truth.timeline is not None else {}),
+        **({"favourite_indptr": truth.favourite_books.indptr.astype(np.int64),
+            "favourite_indices": truth.favourite_books.indices.astype(np.int32)}
+           if truth.favourite_books is not None else {}),
     }
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as archive:
         for name, array in arrays.items():

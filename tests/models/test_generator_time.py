@@ -130,3 +130,23 @@ def test_static_mode_has_no_time(tmp_path: Path) -> None:
     generate_goodbooks(tmp_path, n_users=200, n_books=100, seed=1)
     assert "timestamp" not in pd.read_csv(tmp_path / RATINGS_FILE, nrows=5).columns
     assert load_truth(tmp_path).timeline is None
+
+
+def test_readers_have_favourite_authors_they_read_and_rate_highly(
+        moving: Path, ratings: pd.DataFrame) -> None:
+    truth = load_truth(moving)
+    assert truth.favourite_books is not None
+    favourite = np.asarray(truth.favourite_books[ratings["user_id"] - 1,
+                                                 ratings["book_id"] - 1]).ravel() > 0
+    # Their books are a small part of the catalogue a reader could meet, a larger part of
+    # what they read, and rated about half a star and more above the rest.
+    catalogue_share = truth.favourite_books.getnnz(axis=1).mean() / N_BOOKS
+    assert favourite.mean() > 2 * catalogue_share
+    stars = ratings["rating"].to_numpy()
+    assert stars[favourite].mean() > stars[~favourite].mean() + 0.5
+    # The truth ranks them up: the static score of a favourite's book gains the bonus.
+    u, b = int(ratings["user_id"][favourite].iloc[0]), int(ratings["book_id"][favourite].iloc[0])
+    with_bonus = truth.scores(np.array([u]), np.array([b]))[0, 0]
+    plain = (truth.beta * truth.taste[u - 1]) @ truth.genre_mix[b - 1] + \
+        truth.popularity[b - 1] + truth.quality[b - 1]
+    assert with_bonus - plain == pytest.approx(2.0, abs=1e-4)
