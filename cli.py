@@ -95,11 +95,13 @@ def demo(
     typer.echo(where_to_look(settings))
 
 
-def sample_reader(ratings: pd.DataFrame) -> int:
-    """A typical reader: the lowest id among those with the median number of ratings."""
-    counts = ratings["user_id"].value_counts()
-    typical = counts[counts == counts.median()]
-    return int(typical.index.min()) if len(typical) else int(counts.index[0])
+def demo_reader(snapshot) -> int:  # noqa: ANN001 - an open Snapshot
+    """The reader the demo shows: typical activity, a taste a person can see."""
+    from models.taste import book_marks, showing_reader
+
+    return showing_reader(snapshot.read("ratings", columns=["user_id", "book_id", "rating"]),
+                          book_marks(snapshot.read("books", columns=["book_id", "title",
+                                                                     "authors"])))
 
 
 def book_line(books: pd.DataFrame, rank: int, book_id: int, note: str = "") -> str:
@@ -111,15 +113,20 @@ def book_line(books: pd.DataFrame, rank: int, book_id: int, note: str = "") -> s
 
 
 def describe_sample_reader(settings: Settings, snapshot_dir: Path, k: int = 10) -> str:
-    """A typical reader's favourite books beside the top-k read back from Redis."""
+    """A reader whose taste shows: their favourite books beside the top-k read back from
+    Redis, and how many of those share an author or series with their five-star books
+    (beside the most-read list)."""
 
     import serving
     from models.snapshot import open_snapshot
+    from models.taste import book_marks, shared_share, top_rated
 
     snap = open_snapshot(snapshot_dir)
     ratings = snap.read("ratings", columns=["user_id", "book_id", "rating"])
-    books = snap.read("books", columns=["book_id", "title", "authors"]).set_index("book_id")
-    user_id = sample_reader(ratings)
+    books = snap.read("books", columns=["book_id", "title", "authors"])
+    marks = book_marks(books)
+    books = books.set_index("book_id")
+    user_id = demo_reader(snap)
     history = ratings[ratings["user_id"] == user_id].reset_index(drop=True)
     history["order"] = range(len(history))
     favourites = history.sort_values(["rating", "order"], ascending=[False, False]).head(k)
@@ -128,12 +135,21 @@ def describe_sample_reader(settings: Settings, snapshot_dir: Path, k: int = 10) 
         return book_line(books, rank, book_id, note)
 
     result = serving.recommend(user_id, k)
+    read = set(history["book_id"].tolist())
+    popular = [int(b) for b in ratings["book_id"].value_counts().index if b not in read][:k]
+    loved = top_rated(history)
     out = [f"\nReader {user_id} rated {len(history)} books; their highest rated:"]
     out += [line(i, int(r.book_id), f"  ({int(r.rating)}★)")
             for i, r in enumerate(favourites.itertuples(), 1)]
     out.append(f"\nTop {k} recommendations for reader {user_id} "
                f"(read from Redis: {result.source}, version {result.version}):")
     out += [line(i, int(b)) for i, b in enumerate(result.items, 1)]
+    if not loved.empty:
+        mine = shared_share({user_id: list(result.items)}, loved, marks)
+        most_read = shared_share({user_id: popular}, loved, marks)
+        out.append(f"\n{round(mine * len(result.items))} of {len(result.items)} share an "
+                   f"author or a series with their five-star books (the most-read list: "
+                   f"{round(most_read * len(popular))} of {len(popular)}).")
     return "\n".join(out)
 
 
@@ -265,7 +281,7 @@ def run_demo_next_night(settings: Settings, snapshot_dir: Path, night: dict[str,
 
     snap = open_snapshot(snapshot_dir)
     books = snap.read("books", columns=["book_id", "title", "authors"]).set_index("book_id")
-    reader = sample_reader(snap.read("ratings", columns=["user_id"]))
+    reader = demo_reader(snap)
     service = serving.RecommendationService(
         serving.RecStore(serving.connect_redis(settings.redis_url, settings.redis_db_path),
                          settings.redis_prefix), "champion", pointer_ttl_s=0)

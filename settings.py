@@ -81,9 +81,9 @@ class Settings(BaseSettings):
     )
     tags_csv: Path | None = Field(None, description="A real goodbooks tags.csv for tag names.")
     generated_moving: bool = Field(
-        False, description="Generated data that moves: timestamps, books released over the "
-        "years whose readership rises and fades, readers whose tastes drift (the replay's "
-        "test bed). Off: static data, row order is time.",
+        True, description="Generated data that moves: timestamps, books released over the "
+        "years whose readership rises and fades, readers with favourite authors whose "
+        "tastes drift. Off: static data (no timestamps: row order is time).",
     )
 
     # --- validation --------------------------------------------------------------------

@@ -57,7 +57,8 @@ from models.rankers import (  # noqa: E402
     RecencyAware,
 )
 from models.replay import Log, parse_span, replay  # noqa: E402
-from models.schema import BOOKS_FILE, RATINGS_FILE  # noqa: E402
+from models.schema import BOOK_ID, BOOKS_FILE, RATINGS_FILE, TIMESTAMP, USER_ID  # noqa: E402
+from models.taste import book_marks, shared_share  # noqa: E402
 from models.tuning import KNOWN_GOOD  # noqa: E402
 
 MODEL = "model"
@@ -87,7 +88,7 @@ def load(args: argparse.Namespace):  # noqa: ANN201 - (name, Log, books or None,
     log = Log.from_frame(ratings, books["book_id"].to_numpy())
     # Item features where the catalogue has goodbooks metadata; identity features otherwise.
     with_metadata = "authors" in books.columns
-    return name, log, books if with_metadata else None, truth
+    return name, log, books if with_metadata else None, truth, ratings
 
 
 def main() -> None:
@@ -115,7 +116,14 @@ def main() -> None:
                              "(the per-reader split) or on the last period before the cut-off")
     args = parser.parse_args()
 
-    name, log, books, truth = load(args)
+    name, log, books, truth, ratings = load(args)
+    # Taste a person can see (a catalogue with titles and authors): the share of listed
+    # books sharing an author or series with the reader's five-star books before the cut-off.
+    marks = book_marks(books) if books is not None and "title" in books.columns else None
+    stars = ratings["rating"].to_numpy()
+    when = (ratings[TIMESTAMP].to_numpy() if TIMESTAMP in ratings.columns
+            else np.arange(len(ratings)))
+    five = ratings.loc[stars >= 5, [USER_ID, BOOK_ID]].assign(t=when[stars >= 5])
     period = parse_span(args.period, log.timed)
     windows = [(w, parse_span(w, log.timed)) for w in args.windows.split(",") if w]
     weights = [float(w) for w in args.weights.split(",") if w]
@@ -144,7 +152,23 @@ def main() -> None:
         if truth is not None:
             rankers.append(Oracle(truth))
         t0 = time.perf_counter()
-        result = replay(log, rankers, period, args.periods, on_period=lambda p, m, s=seed: print(
+        shared: dict[str, list[float]] = {}
+
+        def on_lists(p, ranker: str, top: np.ndarray,  # noqa: ANN001 - p: Period
+                     shared: dict[str, list[float]] = shared) -> None:
+            if marks is None:
+                return
+            users = p.history.ids.user_ids[p.readers]
+            loved = five[(five["t"] < p.start) & five[USER_ID].isin(users)]
+            lists = dict(zip(users.tolist(), p.history.ids.book_ids[top].tolist(), strict=True))
+            n = int(np.isin(users, loved[USER_ID].unique()).sum()) * top.shape[1]
+            if n:
+                total = shared.setdefault(ranker, [0.0, 0.0])
+                total[0] += shared_share(lists, loved[[USER_ID, BOOK_ID]], marks) * n
+                total[1] += n
+
+        result = replay(log, rankers, period, args.periods, on_lists=on_lists,
+                        on_period=lambda p, m, s=seed: print(
             f"  seed {s} period {p.index}: {len(p.readers):,} readers, " + ", ".join(
                 f"{k} {v:.3f}" for k, v in m.items() if not k.startswith("popularity (last"))))
         summary = result.summary()
@@ -154,7 +178,8 @@ def main() -> None:
                          "frozen": result.summary(FROZEN, seed=seed),
                          "best_popularity": best_pop, "seconds": time.perf_counter() - t0,
                          "reader_periods": result.reader_periods, "periods": result.periods,
-                         "prior_choices": result.rankers[PRIOR].notes})
+                         "prior_choices": result.rankers[PRIOR].notes,
+                         "shared_author_or_series": {r: v[0] / v[1] for r, v in shared.items()}})
         print(f"seed {seed}: {per_seed[-1]['seconds']:.0f} s, {result.reader_periods:,} "
               f"reader-periods; best popularity: {best_pop}")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
@@ -177,6 +202,15 @@ def main() -> None:
               f"{row['ndcg_ratio']:>7.3f} [{row['ndcg_ratio_low']:.2f}, "
               f"{row['ndcg_ratio_high']:.2f}] {row['frozen_ndcg_ratio']:>7.3f} "
               f"[{row['frozen_ndcg_ratio_low']:.2f}, {row['frozen_ndcg_ratio_high']:.2f}]")
+    if marks is not None:
+        print("  share of listed books sharing an author or series with the reader's "
+              "five-star books (median over seeds):")
+        for ranker in names:
+            values = [s["shared_author_or_series"].get(ranker) for s in per_seed]
+            values = [v for v in values if v is not None]
+            if values:
+                table[ranker]["shared_author_or_series"] = statistics.median(values)
+                print(f"    {ranker:<40} {statistics.median(values):.3f}")
     total = time.perf_counter() - started
     print(f"  best popularity per seed: {[s['best_popularity'] for s in per_seed]}")
     print(f"  time: {total / args.seeds:.0f} s per seed ({args.periods + 1} fits of the model), "

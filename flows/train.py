@@ -77,7 +77,8 @@ def train_flow(
             the known-good start, then TPE), so a short nightly budget starts from
             what earlier studies found; a resumed study goes on where it was.
 
-    Returns the registered version, the alias it earned (or None), the test table, the
+    Returns the registered version, the alias it earned (or None), the split's sizes and
+    kind (``split``), the test table, the
     study's figures (``started_from``: the champion version it was warm-started from, or
     None), the validation-stopped fit the table measures (``refit``: epochs, best epoch,
     validation NDCG, and the trial whose fit it is when there was no refit) and the served
@@ -177,7 +178,8 @@ def train_flow(
             "refit": {"epochs": len(fit.curve), "best_epoch": fit.best_epoch,
                       "valid_ndcg": fit.best_score,
                       "kept_from_trial": found["best_trial"] if kept is not None else None},
-            "full_fit": full_fit, "log_watermark": watermark, "champion_refresh": refreshed,
+            "full_fit": full_fit, "log_watermark": watermark, "split": split.summary(),
+            "champion_refresh": refreshed,
             "backtest": None if backtest is None else {
                 "period": backtest.period, "readers": backtest.readers,
                 "ndcg": backtest.ndcg, "hit": backtest.hit,

@@ -64,9 +64,11 @@ class Split:
     train: sp.csr_matrix
     valid: sp.csr_matrix
     test: sp.csr_matrix
+    by: str = "reader"  # "reader": each reader's latest are held out; "time": the last periods
 
-    def summary(self) -> dict[str, int]:
+    def summary(self) -> dict[str, int | str]:
         return {
+            "by": self.by,
             "readers": self.ids.n_users,
             "books": self.ids.n_books,
             "train": int(self.train.nnz),
@@ -225,7 +227,7 @@ def time_split(
     shape = (ids.n_users, ids.n_books)
     split = Split(ids=ids, train=to_matrix(rows[in_train], cols[in_train], shape),
                   valid=to_matrix(rows[in_valid], cols[in_valid], shape),
-                  test=to_matrix(rows[in_test], cols[in_test], shape))
+                  test=to_matrix(rows[in_test], cols[in_test], shape), by="time")
     if split.train.nnz == 0:
         raise TrainingError(f"nothing precedes the validation period (time {valid_from}): "
                             "there is nothing to train on")

@@ -292,8 +292,12 @@ def paired_ratio(values: np.ndarray, baseline: np.ndarray, seed: int = 0,
 
 def replay(log: Log, rankers: Sequence[Ranker], period: int, count: int, k: int = K,
            end: int | None = None,
-           on_period: Callable[[Period, dict[str, float]], None] | None = None) -> ReplayResult:
+           on_period: Callable[[Period, dict[str, float]], None] | None = None,
+           on_lists: Callable[[Period, str, np.ndarray], None] | None = None) -> ReplayResult:
     """Fit every ranker at every cut-off and score it on the period after.
+
+    ``on_lists(period, ranker, top)`` sees every scored list (book indices of the period's
+    history, one row per reader of ``period.readers``), for measures beyond NDCG.
 
     The validation period (index 0) is not scored: choosing rankers choose on it (and on
     each scored period for the next one).
@@ -313,6 +317,8 @@ def replay(log: Log, rankers: Sequence[Ranker], period: int, count: int, k: int 
                 continue
             if current.scored:
                 top = ranker.top_k(history, readers, k)
+                if on_lists is not None:
+                    on_lists(current, ranker.name, top)
                 ndcg, hit = reader_scores(top, current.relevant, k)
                 results[ranker.name].ndcg.append(ndcg)
                 results[ranker.name].hit.append(hit)

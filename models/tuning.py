@@ -122,7 +122,7 @@ def sample_readers(split: Split, fraction: float, seed: int) -> Split:
                                                       replace=False))
     return Split(
         ids=IdMap(user_ids=split.ids.user_ids[rows], book_ids=split.ids.book_ids),
-        train=split.train[rows], valid=split.valid[rows], test=split.test[rows],
+        train=split.train[rows], valid=split.valid[rows], test=split.test[rows], by=split.by,
     )
 
 
