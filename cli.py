@@ -77,7 +77,7 @@ def demo(
     elapsed = time.perf_counter() - started
     snapshot = Path(str(result["snapshot"]))
     typer.echo(describe_sample_reader(settings, snapshot, k=10))
-    typer.echo(metrics_summary(result["trained"]["metrics"]))
+    typer.echo(metrics_summary(result["trained"]["metrics"], result["trained"].get("split")))
     typer.echo(f"\nPipeline finished in {elapsed:.0f} s.")
     if experiment:
         typer.echo(run_demo_experiment(settings, snapshot))
@@ -371,8 +371,12 @@ def show_api_request(settings: Settings, snapshot_dir: Path) -> str:
             f"  GET {url}\n  → {status} {json.dumps(body)}")
 
 
-def metrics_summary(table: list[dict[str, object]]) -> str:
-    lines = ["\nTest metrics (temporal split, full-catalogue ranking):"]
+def metrics_summary(table: list[dict[str, object]], split: dict[str, object] | None = None
+                    ) -> str:
+    by_time = split is not None and split.get("by") == "time"
+    where = ("the last period, fitted on everything before the one before it" if by_time
+             else "each reader's latest 20%")
+    lines = [f"\nTest metrics ({where}; full-catalogue ranking):"]
     for row in table:
         values = "  ".join(f"{key.split('_at_')[0]}={float(val):.4f}"
                            for key, val in row.items() if key != "ranker"
@@ -449,7 +453,7 @@ def train(
                         warm_start=not no_warm_start)
     typer.echo(f"registered version {result['version']} → {result['alias'] or 'no alias'}: "
                f"{result['reason']}")
-    typer.echo(metrics_summary(result["metrics"]))
+    typer.echo(metrics_summary(result["metrics"], result.get("split")))
 
 
 @app.command()
