@@ -47,3 +47,29 @@ def test_on_data_that_moves_the_study_stops_on_the_quarter_before_the_last() -> 
     assert backtest["period"] == "91d" and backtest["readers"] > 0
     assert {"lightfm", "lightfm + recency prior", "popularity (all time)"} <= set(backtest["ndcg"])
     assert result["alias"] == "champion"  # the first model of its name
+
+
+@pytest.mark.usefixtures("moving_env")
+def test_after_a_gap_in_time_the_study_splits_per_reader_and_says_so() -> None:
+    # Ratings from today after a log that ended in 2017 (an app's events after an old
+    # export): the quarter before the last is empty, so there is nothing to stop on by
+    # time; the study splits per reader instead, and the run goes on.
+    import time
+
+    import pandas as pd
+
+    first = ingest_flow(source="generate")
+    old = open_snapshot(Path(first)).read("ratings")
+    readers = old["user_id"].drop_duplicates().head(50).to_numpy()
+    read = set(zip(old["user_id"], old["book_id"], strict=True))
+    rows = [(int(u), b, 5, int(time.time()) - 3600) for u in readers
+            for b in range(1, 400) if (u, b) not in read][:200]
+    inbox = get_settings().inbox_path
+    inbox.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows, columns=["user_id", "book_id", "rating", "timestamp"]).to_csv(
+        inbox / "today.csv", index=False)
+    grown = ingest_flow(source="generate")
+    assert len(open_snapshot(Path(grown)).read("ratings")) == len(old) + 200
+    result = train_flow(snapshot=grown, n_trials=1, max_epochs=2)
+    assert result["split"]["by"] == "reader"
+    assert result["version"]
