@@ -144,7 +144,7 @@ def describe_sample_reader(settings: Settings, snapshot_dir: Path, k: int = 10) 
     out.append(f"\nTop {k} recommendations for reader {user_id} "
                f"(read from Redis: {result.source}, version {result.version}):")
     out += [line(i, int(b)) for i, b in enumerate(result.items, 1)]
-    if not loved.empty:
+    if not loved.empty and result.items:
         mine = shared_share({user_id: list(result.items)}, loved, marks)
         most_read = shared_share({user_id: popular}, loved, marks)
         out.append(f"\n{round(mine * len(result.items))} of {len(result.items)} share an "
@@ -643,13 +643,17 @@ def data_generate(
     books_csv: Annotated[Path | None, typer.Option(
         help="A real goodbooks books.csv to take titles and authors from.")] = None,
     tags_csv: Annotated[Path | None, typer.Option(help="A real goodbooks tags.csv.")] = None,
-    moving: Annotated[bool, typer.Option(
+    moving: Annotated[bool | None, typer.Option(
+        "--moving/--static",
         help="Data that moves: timestamps, books released over the years whose readership "
-             "rises and fades, readers whose tastes drift.")] = False,
+             "rises and fades, readers with favourite authors whose tastes drift (default "
+             "GOODBOOKS_GENERATED_MOVING).")] = None,
 ) -> None:
     """Generate goodbooks-shaped data with a planted taste model."""
-    prepare()
+    settings = prepare()
     from models.generator import generate_goodbooks
+
+    moving = settings.generated_moving if moving is None else moving
 
     last = {"stage": ""}
 

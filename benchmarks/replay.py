@@ -217,7 +217,8 @@ def main() -> None:
           f"peak RSS {peak:.2f} GiB")
     out = REPO / "benchmarks" / "results" / (
         f"replay-{name}-{args.period}x{args.periods}"
-        + ("-stop-on-time" if args.stop_on == "time" else "") + ".json")
+        + ("-stop-on-time" if args.stop_on == "time" else "")
+        + (f"-half-life-{args.half_life}" if args.half_life else "") + ".json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
                                "table": table, "seeds": per_seed,

@@ -65,6 +65,7 @@ class Split:
     valid: sp.csr_matrix
     test: sp.csr_matrix
     by: str = "reader"  # "reader": each reader's latest are held out; "time": the last periods
+    test_from: int | None = None  # by time: when the test period starts (the log's unit)
 
     def summary(self) -> dict[str, int | str]:
         return {
@@ -209,7 +210,8 @@ def time_split(
     stopping rule sees is then what serving faces: a model fitted on the past, judged on
     what its readers did next, with nobody's later reading in training. Validation and
     test keep every interaction of their period (so a fit on everything has them all),
-    but only readers with training history are scored (``scored_readers``).
+    but only readers with training history are scored (``scored_readers``): the model
+    scored is fitted on the training part alone.
     """
     if ratings.empty:
         raise TrainingError("ratings are empty: there is nothing to split or train on")
@@ -227,20 +229,26 @@ def time_split(
     shape = (ids.n_users, ids.n_books)
     split = Split(ids=ids, train=to_matrix(rows[in_train], cols[in_train], shape),
                   valid=to_matrix(rows[in_valid], cols[in_valid], shape),
-                  test=to_matrix(rows[in_test], cols[in_test], shape), by="time")
+                  test=to_matrix(rows[in_test], cols[in_test], shape), by="time",
+                  test_from=test_from)
     if split.train.nnz == 0:
         raise TrainingError(f"nothing precedes the validation period (time {valid_from}): "
                             "there is nothing to train on")
     if len(scored_readers(split, "valid")) == 0:
         raise TrainingError("no reader of the validation period has read anything before "
                             "it: there is nothing to validate on; choose a longer period")
+    if test_from is not None and len(scored_readers(split, "test")) == 0:
+        raise TrainingError("no reader of the test period has read anything before the "
+                            "validation period: there is nothing to test on")
     return split
 
 
 def scored_readers(split: Split, stage: str) -> np.ndarray:
-    """Readers with something to predict in ``stage`` and a history before it."""
+    """Readers with something to predict in ``stage`` and a history the scored model
+    learnt from: before the stage per reader; the training part when split by time (the
+    model is fitted on it alone)."""
     relevant = split.valid if stage == "valid" else split.test
-    seen = seen_matrix(split, stage)
+    seen = split.train if split.by == "time" else seen_matrix(split, stage)
     return np.flatnonzero((np.diff(relevant.indptr) > 0) & (np.diff(seen.indptr) > 0))
 
 

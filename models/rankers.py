@@ -104,6 +104,9 @@ class FitCache:
             model = fit_everything(split, candidate, features_for, epochs, self.threads,
                                    self.seed)
         else:
+            if candidate.params.loss == "warp-kos":
+                raise ValueError("LightFM's warp-kos loss takes no sample weights: decayed "
+                                 "weights need warp, bpr or logistic")
             age = (history.cutoff - history.times).astype(np.float64)
             weights = sp.csr_matrix((0.5 ** (age / self.half_life),
                                      (history.rows, history.cols)),

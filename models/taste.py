@@ -75,17 +75,19 @@ def showing_reader(ratings: pd.DataFrame, marks: pd.DataFrame) -> int:
 
     Among readers within the middle fifth of activity with at least five five-star books,
     the one whose five-star books most often share an author or a series (lowest id on a
-    tie); without any, the lowest id with the median number of ratings.
+    tie); without any, the lowest id of those nearest the median number of ratings.
     """
     counts = ratings[USER_ID].value_counts()
+    if counts.empty:
+        raise ValueError("no ratings: there is no reader to show")
     low, high = np.quantile(counts.to_numpy(), [0.4, 0.6])
     typical = counts[(counts >= low) & (counts <= high)].index
     loved = top_rated(ratings[ratings[USER_ID].isin(typical)])
     enough = loved[USER_ID].value_counts()
     loved = loved[loved[USER_ID].isin(enough[enough >= 5].index)]
     if loved.empty:
-        median = counts[counts == counts.median()]
-        return int(median.index.min()) if len(median) else int(counts.index[0])
+        gap = (counts - counts.median()).abs()
+        return int(gap[gap == gap.min()].index.min())
     share = repeated_share(loved, marks)
     best = share[share == share.max()]
     return int(best.index.min())

@@ -123,6 +123,7 @@ def sample_readers(split: Split, fraction: float, seed: int) -> Split:
     return Split(
         ids=IdMap(user_ids=split.ids.user_ids[rows], book_ids=split.ids.book_ids),
         train=split.train[rows], valid=split.valid[rows], test=split.test[rows], by=split.by,
+        test_from=split.test_from,
     )
 
 

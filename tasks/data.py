@@ -34,6 +34,7 @@ from models.expectations import (
     validate_tables,
 )
 from models.generator import TRUTH_FILE, generate_goodbooks
+from models.generator.timeline import TIMELINE_VERSION
 from models.increment import (
     HELD,
     AcceptedItem,
@@ -92,7 +93,7 @@ def generate_dataset(
     target = Path(out_dir)
     params = {"n_users": n_users, "n_books": n_books, "seed": seed,
               "books_csv": books_csv, "tags_csv": tags_csv,
-              **({"moving": True} if moving else {})}
+              **({"moving": TIMELINE_VERSION} if moving else {})}
     stamp = target / "params.json"
     if stamp.exists() and json.loads(stamp.read_text()) == params:
         get_run_logger().info("generated dataset already at %s (same parameters)", target)

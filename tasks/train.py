@@ -40,7 +40,7 @@ from models.interactions import (
     time_split,
 )
 from models.recommender import FactorModel, FitResult
-from models.replay import Log
+from models.replay import Log, ReplayError
 from models.schema import BOOK_ID, TIMESTAMP, USER_ID, TrainingError
 from models.snapshot import open_snapshot
 from models.tuning import (
@@ -104,14 +104,16 @@ def load_split(snapshot_path: str, interaction_types: list[str] | None = None,
     if split_by == "time" and period:
         history = interaction_history(with_time(ratings), _timed_implicit(implicit, ratings),
                                       implicit_types)
-        span, text = period_span(Log.from_frame(ratings, books), period)
-        test_from = int(history[TIMESTAMP].max()) + 1 - span
+        text = period
         try:
+            span, text = period_span(Log.from_frame(ratings, books), period)
+            test_from = int(history[TIMESTAMP].max()) + 1 - span
             split = time_split(history, test_from - span, test_from, book_ids=books)
             how = f"by time: test the last {text}, validation the {text} before"
-        except TrainingError as exc:
+        except (TrainingError, ReplayError) as exc:
             # A gap in time (say, today's app events after an old export) can leave the
-            # period before the last without returning readers: split per reader then.
+            # period before the last without returning readers, a period may not fit the
+            # log's unit: split per reader then.
             get_run_logger().warning("no split by time on the last two %s: %s; the study "
                                      "splits per reader", text, exc)
     if split is None:
@@ -369,8 +371,10 @@ def compare_on_test(
     truth_path = Path(snapshot_path) / TRUTH_FILE
     if truth_path.exists():
         truth = load_truth(truth_path.parent)
-        rows.append({"ranker": "oracle",
-                     **evaluate_oracle(split, "test", k, truth.scores).as_dict()})
+        # Data that moves: the truth's rate when the test period starts.
+        rows.append({"ranker": "oracle", **evaluate_oracle(
+            split, "test", k, lambda u, b: truth.scores(u, b, at=split.test_from)
+        ).as_dict()})
     for row in rows:
         log.info("test %-10s ndcg@%d %.4f  precision %.4f  recall %.4f", row["ranker"], k,
                  row[f"ndcg_at_{k}"], row[f"precision_at_{k}"], row[f"recall_at_{k}"])

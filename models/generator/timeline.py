@@ -29,8 +29,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 
+TIMELINE_VERSION = 2  # changes whenever the same seed gives other data that moves
 LOG_START = 1_262_304_000  # 2010-01-01 UTC: the generated log's first second
 LOG_END = 1_504_224_000  # 2017-09-01 UTC: goodbooks-10k was collected in 2017
 DAY = 86_400.0
@@ -167,10 +167,11 @@ def book_releases(n_books: int, rng: np.random.Generator,
     span = LOG_END - LOG_START
     if years is not None:
         year = np.asarray(years, np.float64)
-        first = pd.Timestamp(LOG_START, unit="s").year
+        first = int(np.datetime64(LOG_START, "s").astype("datetime64[Y]").astype(int)) + 1970
         new = np.isfinite(year) & (year >= first)
-        jan1 = pd.to_datetime(np.where(new, year, first).astype(int).astype(str),
-                              format="%Y").astype("int64").to_numpy() / 1e9
+        # 1 January of each year, in seconds (numpy's calendar: no dependence on pandas).
+        jan1 = ((np.where(new, year, first).astype(np.int64) - 1970).astype("datetime64[Y]")
+                .astype("datetime64[s]").astype(np.int64).astype(np.float64))
         release = np.where(new, jan1 + rng.random(n_books) * YEAR, LOG_START - YEAR)
         release = np.minimum(release, LOG_START + 0.95 * span)
     else:
@@ -193,11 +194,15 @@ def reader_sessions(timeline: Timeline, n_rated: np.ndarray, rng: np.random.Gene
     n_users = len(n_rated)
     count = 1 + rng.binomial(np.maximum(n_rated - 1, 0), SESSION_BREAK_SHARE)
     width = int(count.max())
-    u = np.sort(rng.random((n_users, width)), axis=1)
+    column = np.arange(width)[None, :]
+    # The first session at 0, the last at 1, count - 2 uniform ones between (NaN beyond a
+    # reader's own sessions; sorting puts NaN last).
+    between = (column >= 1) & (column < count[:, None] - 1)
+    u = np.where(between, rng.random((n_users, width)), np.nan)
     u[:, 0] = 0.0
-    last = np.arange(width)[None, :] == (count - 1)[:, None]
-    u = np.where(last & (count[:, None] > 1), 1.0, u)
-    u = np.sort(np.where(np.arange(width)[None, :] < count[:, None], u, np.nan), axis=1)
+    rows = np.flatnonzero(count > 1)
+    u[rows, count[rows] - 1] = 1.0
+    u = np.sort(u, axis=1)
     return timeline.start[:, None] + (timeline.end - timeline.start)[:, None] * u
 
 
@@ -218,7 +223,8 @@ def assign_times(
     genre_b) (Gumbel-max), so a new book is read in the sessions after its release, most
     in its wave, and a drifting reader's later sessions hold the books of their new taste.
     Within a session ratings are seconds to minutes apart. A book whose release comes
-    after the reader's last session is read at its release.
+    after every session of the reader is read at its release or at the window's end,
+    whichever is later.
     """
     sessions = reader_sessions(timeline, n_rated, rng)
     n, width = len(users), sessions.shape[1]
@@ -256,4 +262,4 @@ def assign_times(
     offset = total - total[start_of_run][run]
     out = np.empty(n, dtype=np.float64)
     out[order] = chosen[order] + offset
-    return np.minimum(np.rint(out), LOG_END - 1).astype(np.int64)
+    return np.minimum(np.ceil(out), LOG_END - 1).astype(np.int64)

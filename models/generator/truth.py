@@ -52,7 +52,8 @@ class PlantedTruth:
 
         ``at`` (seconds; data with a timeline): the rate at that moment — each reader's
         taste then, and each book's share of its readers then (never before its release).
-        Without it, the weights the reader's whole set was drawn with.
+        Without it, the static part of the weights the reader's set was drawn with (taste
+        averaged over the reader's window; the window's time term left out).
         """
         users = _index_of(user_ids, self.n_users, "user_id")
         books = (np.arange(self.n_books) if book_ids is None

@@ -150,3 +150,30 @@ def test_readers_have_favourite_authors_they_read_and_rate_highly(
     plain = (truth.beta * truth.taste[u - 1]) @ truth.genre_mix[b - 1] + \
         truth.popularity[b - 1] + truth.quality[b - 1]
     assert with_bonus - plain == pytest.approx(2.0, abs=1e-4)
+
+
+def test_a_book_published_in_the_log_s_years_comes_out_that_year() -> None:
+    from datetime import UTC, datetime
+
+    years = np.array([2012.0, 2005.0, np.nan, 2016.0])
+    release, _ = book_releases(4, np.random.default_rng(0), years)
+    assert datetime.fromtimestamp(release[0], UTC).year == 2012
+    assert datetime.fromtimestamp(release[3], UTC).year == 2016
+    assert (release[1:3] < LOG_START).all()  # older or unknown: backlist
+
+
+def test_a_reader_s_sessions_spread_evenly_over_their_window() -> None:
+    from models.generator.timeline import reader_sessions
+
+    rng = np.random.default_rng(1)
+    start, end = reader_windows(4000, rng)
+    timeline = Timeline(start=start, end=end, taste_start=np.zeros((4000, 2), np.float32),
+                        taste_end=np.zeros((4000, 2), np.float32),
+                        release=np.zeros(1), tau=np.ones(1))
+    sessions = reader_sessions(timeline, np.full(4000, 111), rng)
+    where = (sessions - start[:, None]) / (end - start)[:, None]
+    assert (where[:, 0] == 0).all()
+    middle = np.concatenate([row[1:np.count_nonzero(~np.isnan(row)) - 1] for row in where])
+    # Uniform between start and end: mean 1/2, a third in each third.
+    assert abs(middle.mean() - 0.5) < 0.02
+    assert abs((middle < 1 / 3).mean() - 1 / 3) < 0.03

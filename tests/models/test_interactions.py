@@ -77,9 +77,11 @@ def test_a_time_split_cuts_every_reader_at_the_same_moment() -> None:
     assert pairs(split.train) == [(1, 1), (1, 3), (2, 2)]
     assert pairs(split.valid) == [(1, 5), (2, 6), (3, 4)]
     assert pairs(split.test) == [(1, 7), (3, 9), (4, 8)]
-    # Scored: readers with history before the stage; the cold reader 3 only in test.
+    # Scored: readers with training history; reader 3, first seen in validation, is not
+    # scored on test either (the scored model never learnt them).
     assert split.ids.user_ids[scored_readers(split, "valid")].tolist() == [1, 2]
-    assert split.ids.user_ids[scored_readers(split, "test")].tolist() == [1, 3]
+    assert split.ids.user_ids[scored_readers(split, "test")].tolist() == [1]
+    assert split.test_from == 200
     assert everything(split).nnz == 9
 
 
@@ -96,3 +98,6 @@ def test_a_time_split_with_nothing_to_train_or_validate_on_is_refused() -> None:
         time_split(timed().iloc[[0, 7]], valid_from=100)  # reader 4 has no past
     with pytest.raises(TrainingError, match="validation period is empty"):
         time_split(timed(), valid_from=200, test_from=200)
+    with pytest.raises(TrainingError, match="nothing to test on"):
+        # From 215 only readers 4 (new) and 3 (first seen in validation) read.
+        time_split(timed(), valid_from=100, test_from=215)
