@@ -19,7 +19,7 @@ from models.features import build_item_features
 from models.interactions import IdMap, temporal_split, time_split
 from models.ranking import popularity_top_k, top_k_factors, with_bias
 from models.recency import recent_counts, score_spread, standardised_log, with_prior
-from models.recommender import FactorModel, fit_lightfm_epochs
+from models.recommender import FactorModel
 from models.replay import History, K, Period, exclusion
 from models.tuning import candidate_from_params, fit_candidate, fit_everything
 
@@ -100,23 +100,15 @@ class FitCache:
         else:
             trained = fit_candidate(split, candidate, features_for, K, self.threads, self.seed)
             epochs = trained.best_epoch + 1
-        if self.half_life is None:
-            model = fit_everything(split, candidate, features_for, epochs, self.threads,
-                                   self.seed)
-        else:
-            if candidate.params.loss == "warp-kos":
-                raise ValueError("LightFM's warp-kos loss takes no sample weights: decayed "
-                                 "weights need warp, bpr or logistic")
+        weights = None
+        if self.half_life is not None:
             age = (history.cutoff - history.times).astype(np.float64)
             weights = sp.csr_matrix((0.5 ** (age / self.half_life),
                                      (history.rows, history.cols)),
                                     shape=(history.ids.n_users, history.ids.n_books))
             weights.sum_duplicates()
-            features = features_for(candidate.features)
-            model = fit_lightfm_epochs(weights, candidate.params, epochs,
-                                       item_features=features.matrix if features else None,
-                                       num_threads=self.threads, seed=self.seed,
-                                       weights=weights)
+        model = fit_everything(split, candidate, features_for, epochs, self.threads,
+                               self.seed, weights)
         return Fitted(cutoff=history.cutoff, ids=split.ids, model=model, epochs=epochs,
                       spread=score_spread(model, seed=self.seed))
 

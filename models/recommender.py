@@ -173,6 +173,9 @@ def fit_lightfm_epochs(
     """
     if interactions.nnz == 0:
         raise TrainingError("the interaction matrix is empty: nothing to fit")
+    if weights is not None and params.loss == "warp-kos":
+        raise ValueError("LightFM's warp-kos loss takes no sample weights: weighted fits "
+                         "need warp, bpr or logistic")
     if epochs < 1:
         raise TrainingError(f"epochs must be at least 1; got {epochs}")
     model = LightFM(

@@ -15,6 +15,7 @@ from typing import Protocol
 
 import numpy as np
 import optuna
+import scipy.sparse as sp
 from optuna.distributions import (
     BaseDistribution,
     CategoricalDistribution,
@@ -174,12 +175,14 @@ def fit_everything(
     epochs: int,
     num_threads: int,
     seed: int,
+    weights: sp.csr_matrix | None = None,
 ) -> FactorModel:
-    """The candidate fitted on every interaction of the split for a fixed epoch count."""
+    """The candidate fitted on every interaction of the split for a fixed epoch count
+    (``weights``: one per interaction, as in ``fit_lightfm_epochs``)."""
     features = features_for(candidate.features)
     return fit_lightfm_epochs(everything(split), candidate.params, epochs,
                               item_features=features.matrix if features is not None else None,
-                              num_threads=num_threads, seed=seed)
+                              num_threads=num_threads, seed=seed, weights=weights)
 
 
 @dataclass
