@@ -255,7 +255,8 @@ class Settings(BaseSettings):
         14 * 86400.0, gt=0, description="Past this age an undecided experiment is stopped."
     )
     ab_attribution_window_s: float = Field(
-        3600.0, gt=0, description="An interaction counts for an impression this long after it."
+        3600.0, ge=1, description="An interaction counts for an impression this long after "
+        "it; an event id sent again this long after its first write is counted once.",
     )
     ab_mixture_variance: float = Field(
         1e-4, gt=0,
@@ -295,6 +296,11 @@ class Settings(BaseSettings):
         None, repr=False, description="Key POST /events requires (X-API-Key); unset disables it."
     )
     events_max_batch: int = Field(500, ge=1, le=10_000, description="Events per POST /events.")
+    events_write_timeout_s: float = Field(
+        5.0, gt=0, le=60,
+        description="Event write timeout: long, so that a 503 almost always means nothing "
+        "was written (a retry with the same event ids is counted once either way).",
+    )
     ready_max_version_age_s: float = Field(
         2 * 86400.0, gt=0, description="/ready fails when a served version is older than this."
     )

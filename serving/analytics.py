@@ -1,7 +1,7 @@
 """Live event counters per experiment arm: written with each event batch, summed on request.
 
-Every event batch increments, in the same MULTI/EXEC as its stream entries, one field per
-(experiment, variant, version, event type) in two hashes: the UTC minute's
+Every event written increments, in the same script as its stream entry (serving.events),
+one field per (experiment, variant, version, event type) in two hashes: the UTC minute's
 ``{p}stats:m:{YYYYMMDDHHMM}`` (kept 2 hours) and the UTC hour's ``{p}stats:h:{YYYYMMDDHH}``
 (kept 2 days). The last hour is the sum of the last 60 minute hashes (the current one
 included), the last day the sum of the last 24 hour hashes: one pipelined round trip, no
@@ -13,12 +13,9 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
-
-import redis
 
 from serving.store import RecStore
 
@@ -26,7 +23,6 @@ __all__ = [
     "INTERACTION_TYPES",
     "ArmCounts",
     "WindowSummary",
-    "add_counts",
     "counter_field",
     "summarise",
 ]
@@ -77,20 +73,6 @@ class WindowSummary:
 def counter_field(experiment: str | None, variant: str, version: str, event_type: str) -> str:
     """The hash field an event increments; names never contain '|' (see experiments)."""
     return f"{experiment or NO_EXPERIMENT}|{variant}|{version}|{event_type}"
-
-
-def add_counts(
-    pipe: redis.client.Pipeline, store: RecStore, fields: Iterable[str], now: float
-) -> None:
-    """Queue the increments of ``fields`` (one per event) in the minute and hour hashes."""
-    minute = time.strftime("%Y%m%d%H%M", time.gmtime(now))
-    minute_key = store.stats_key("m", minute)
-    hour_key = store.stats_key("h", minute[:10])
-    for field, count in Counter(fields).items():
-        pipe.hincrby(minute_key, field, count)
-        pipe.hincrby(hour_key, field, count)
-    pipe.expire(minute_key, MINUTE_TTL_S)
-    pipe.expire(hour_key, HOUR_TTL_S)
 
 
 def summarise(store: RecStore, now: float | None = None) -> dict[Window, WindowSummary]:

@@ -13,8 +13,10 @@ heavier Redis work (events, analytics, readiness) run in the thread pool.
 
 # No "from __future__ import annotations": FastAPI reads the route signatures at runtime,
 # and their bounds (k <= max_k) are local to create_app.
+import asyncio
 import hmac
 import json
+import logging
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -32,8 +34,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from serving.analytics import WindowSummary, summarise
 from serving.config import ServingConfig
-from serving.connection import release_embedded_redis
-from serving.events import MAX_ID, EventBatch, EventWriter
+from serving.connection import (
+    EmbeddedRedisError,
+    release_embedded_redis,
+    revive_embedded_redis,
+)
+from serving.events import MAX_EVENT_ID, MAX_ID, Event, EventBatch, EventWriter
 from serving.fastpath import ROUTE_PATH, RecommendationsFastPath, recommendations_body
 from serving.handler import (
     InvalidRequestError,
@@ -45,10 +51,17 @@ from serving.handler import (
     UnknownBookError,
 )
 from serving.metrics import ApiMetrics
-from serving.middleware import RequestTelemetry, configure_json_logging, request_id_var
+from serving.middleware import (
+    RequestTelemetry,
+    caller_request_id,
+    configure_json_logging,
+    request_id_var,
+)
 from serving.store import RecStore
 
 __all__ = ["create_app"]
+
+_log = logging.getLogger("goodbooks.serving.api")
 
 API_KEY_HEADER = "X-API-Key"
 VERSION_EXAMPLE = "20261128T213000123456Z-a1b2"
@@ -117,15 +130,19 @@ class SimilarOut(BaseModel):
 
 
 class EventsAccepted(BaseModel):
-    """Events appended to the stream, with their stream ids, in the order sent."""
+    """Events accepted, with their stream ids in the order sent; a duplicate (an event id
+    already written within the dedupe window) is accepted with its first write's id and
+    not counted again."""
 
     model_config = ConfigDict(
         json_schema_extra={
-            "examples": [{"accepted": 2, "ids": ["1764365400000-0", "1764365400000-1"]}]
+            "examples": [{"accepted": 2, "duplicates": 0,
+                          "ids": ["1764365400000-0", "1764365400000-1"]}]
         }
     )
 
     accepted: int
+    duplicates: int = Field(description="Events of this batch written before (not counted).")
     ids: list[str]
 
 
@@ -214,6 +231,7 @@ class ReadyOut(BaseModel):
                             "problem": None,
                         }
                     ],
+                    "warnings": [],
                 }
             ]
         }
@@ -223,10 +241,19 @@ class ReadyOut(BaseModel):
     redis: str
     experiment: str | None
     aliases: list[AliasOut]
+    warnings: list[str] = Field(
+        description="Worth fixing but no reason to stop serving: a Redis that persists "
+        "nothing, or only snapshots (accepted events wait there until the nightly drain)."
+    )
 
 
 class HealthOut(BaseModel):
-    status: Literal["ok"]
+    """Liveness. With the embedded Redis (which this process supervises) a server that died
+    and cannot be started again makes the process unhealthy; an external Redis that is down
+    does not (restarting the API would not bring it back): /ready says so."""
+
+    status: Literal["ok", "unhealthy"]
+    detail: str | None = None
 
 
 class ErrorOut(BaseModel):
@@ -280,10 +307,30 @@ class _Backend:
         parts = self._parts
         if parts is not None and self._store is None:
             parts.service.store.client.close()
+            parts.writer.store.client.close()
             if self._config.redis_url is None and self._config.redis_db_path is not None:
                 # uvicorn re-raises SIGTERM after shutting down, which skips exit hooks:
                 # release the embedded server here so it does not outlive the API.
                 release_embedded_redis(self._config.redis_db_path)
+
+    @property
+    def embedded(self) -> bool:
+        """True when this process connected the embedded Redis itself (and supervises it)."""
+        return (self._store is None and self._config.redis_url is None
+                and self._config.redis_db_path is not None)
+
+    def revive_redis(self) -> str | None:
+        """Restart the embedded server if it died; why it cannot be, or None when it is up."""
+        if not self.embedded or self._parts is None:
+            return None
+        assert self._config.redis_db_path is not None
+        try:
+            if revive_embedded_redis(self._config.redis_db_path):
+                _log.warning("the embedded Redis at %s had died: started it again from its "
+                             "append-only file", self._config.redis_db_path)
+        except EmbeddedRedisError as exc:
+            return str(exc)
+        return None
 
     def _built(self) -> _Parts:
         parts = self._parts
@@ -292,8 +339,10 @@ class _Backend:
                 parts = self._parts
                 if parts is None:
                     store = self._store or self._config.connect_store()
+                    # Writes wait longer than reads (see ServingConfig): their own client.
+                    writes = self._store or self._config.connect_event_store()
                     parts = _Parts(
-                        self._config.build_service(store), self._config.build_event_writer(store)
+                        self._config.build_service(store), self._config.build_event_writer(writes)
                     )
                     self._parts = parts
         return parts
@@ -318,7 +367,9 @@ def create_app(config: ServingConfig | None = None, store: RecStore | None = Non
         # takes a while); connecting to a Redis URL does not touch the network yet, so a
         # Redis that is down does not stop the API from starting.
         await run_in_threadpool(backend.service)
+        watchdog = asyncio.create_task(_watch_embedded_redis(backend, config.outage_backoff_s))
         yield
+        watchdog.cancel()
         if own_backend:
             backend.close()
 
@@ -440,9 +491,14 @@ def create_app(config: ServingConfig | None = None, store: RecStore | None = Non
         """Append a batch of events to the event stream; all are recorded or none."""
         body = await _read_body(request, config.events_max_body_bytes)
         batch = _parse_batch(body, config.events_max_batch)
-        ids = await run_in_threadpool(backend.writer().write, batch.events, request_id_var.get())
-        metrics.count_events([event.type for event in batch.events])
-        return _json_response({"accepted": len(ids), "ids": ids}, status=202)
+        events = _with_event_ids(batch.events, caller_request_id(request.scope))
+        written = await run_in_threadpool(backend.writer().write, events, request_id_var.get())
+        if written.recorded:
+            metrics.count_events([event.type for event in events])
+        return _json_response(
+            {"accepted": len(written.ids), "duplicates": written.duplicates, "ids": written.ids},
+            status=202,
+        )
 
     @app.get(
         "/analytics/summary",
@@ -458,7 +514,10 @@ def create_app(config: ServingConfig | None = None, store: RecStore | None = Non
 
     @app.get("/health", response_model=HealthOut, tags=["operations"], summary="Liveness")
     async def health() -> Response:
-        """The process answers (Redis is not consulted)."""
+        """The process answers (an external Redis is not consulted)."""
+        problem = await run_in_threadpool(backend.revive_redis) if backend.embedded else None
+        if problem is not None:
+            return _json_response({"status": "unhealthy", "detail": problem}, status=503)
         return _json_response({"status": "ok"})
 
     @app.get(
@@ -496,6 +555,15 @@ def create_app(config: ServingConfig | None = None, store: RecStore | None = Non
 
 
 # --- helpers ------------------------------------------------------------------------------
+async def _watch_embedded_redis(backend: _Backend, every_s: float) -> None:
+    """Start the embedded Redis again whenever its process dies (a cheap pid check)."""
+    if not backend.embedded:
+        return
+    while True:
+        await asyncio.sleep(every_s)
+        await run_in_threadpool(backend.revive_redis)
+
+
 def _json_response(payload: dict[str, Any], status: int = 200) -> Response:
     """A JSON response without the response-model round trip (the payload is built exact)."""
     body = json.dumps(payload, separators=(",", ":")).encode()
@@ -516,10 +584,15 @@ def _add_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ServingUnavailableError, handler(503))
 
     async def redis_unreachable(request: Request, exc: Exception) -> Response:
-        return JSONResponse(
-            {"detail": f"Redis is unreachable ({exc}); nothing was recorded, retry later"},
-            status_code=503,
-        )
+        if request.url.path == "/events" and isinstance(exc, redis.TimeoutError):
+            # Past the (long) write timeout the batch may still land: say so, and how to
+            # retry safely.
+            detail = (f"Redis did not answer in time ({exc}); the events may or may not "
+                      "have been recorded: retry with the same event ids (or X-Request-ID) "
+                      "and they are counted once")
+        else:
+            detail = f"Redis is unreachable ({exc}); nothing was recorded, retry later"
+        return JSONResponse({"detail": detail}, status_code=503)
 
     # Only outages: any other Redis error is a bug and stays a 500.
     app.add_exception_handler(redis.ConnectionError, redis_unreachable)
@@ -548,6 +621,10 @@ def _parse_batch(body: bytes, max_batch: int) -> EventBatch:
         raise RequestValidationError(
             [{"type": "json_invalid", "loc": ("body",), "msg": f"body is not JSON: {exc}"}]
         ) from None
+    except RecursionError:
+        raise RequestValidationError(
+            [{"type": "json_invalid", "loc": ("body",), "msg": "body is nested too deeply"}]
+        ) from None
     events = raw.get("events") if isinstance(raw, dict) else None
     if isinstance(events, list) and len(events) > max_batch:
         raise HTTPException(
@@ -560,6 +637,20 @@ def _parse_batch(body: bytes, max_batch: int) -> EventBatch:
         raise RequestValidationError(
             [{**error, "loc": ("body", *error["loc"])} for error in errors]
         ) from None
+
+
+def _with_event_ids(events: list[Event], request_id: str | None) -> list[Event]:
+    """Events without an id get ``<request id>:<index>`` when the caller sent a request id,
+    so that a retried request (same X-Request-ID) is counted once."""
+    if request_id is None:
+        return events
+    return [
+        event if event.event_id is not None
+        else event.model_copy(
+            update={"event_id": f"{request_id[: MAX_EVENT_ID - 1 - len(str(index))]}:{index}"}
+        )
+        for index, event in enumerate(events)
+    ]
 
 
 def _events_body_spec(max_batch: int) -> dict[str, Any]:
@@ -676,4 +767,5 @@ def _readiness(state: Readiness) -> dict[str, Any]:
             {"alias": a.alias, "version": a.version, "age_s": a.age_s, "problem": a.problem}
             for a in state.aliases
         ],
+        "warnings": list(state.warnings),
     }

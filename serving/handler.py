@@ -132,6 +132,8 @@ class Readiness:
     redis: str
     experiment: str | None
     aliases: tuple[AliasHealth, ...]
+    # Worth knowing, not a reason to stop serving (a Redis that persists nothing).
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -289,11 +291,13 @@ class RecommendationService:
             experiment = self._load_experiment()
             aliases = experiment.aliases if experiment.is_active else (self._alias,)
             health = tuple(self._alias_health(alias, max_age_s, wall) for alias in aliases)
+            persistence = self._store.persistence_warning()
         except _OUTAGE_ERRORS as exc:
             self._count_redis_error()
             return Readiness(False, f"unreachable: {exc}", None, ())
         active = experiment.name if experiment.is_active else None
-        return Readiness(all(h.problem is None for h in health), "ok", active, health)
+        warnings = () if persistence is None else (persistence,)
+        return Readiness(all(h.problem is None for h in health), "ok", active, health, warnings)
 
     def stats(self) -> ServiceStats:
         with self._counts_lock:

@@ -27,6 +27,7 @@ __all__ = [
     "JsonLogFormatter",
     "RequestTelemetry",
     "configure_json_logging",
+    "caller_request_id",
     "request_id_var",
 ]
 
@@ -112,7 +113,7 @@ class RequestTelemetry:
             await self._app(scope, receive, send)
             return
         started = time.perf_counter()
-        request_id = _incoming_request_id(scope) or os.urandom(16).hex()
+        request_id = caller_request_id(scope) or os.urandom(16).hex()
         header = (_HEADER_KEY, request_id.encode())
         token = request_id_var.set(request_id)
         status = 500  # what the server answers if the app raises before responding
@@ -170,7 +171,8 @@ def _log_access(method: str, path: str, route: str, status: int, elapsed: float)
 _ACCESS_SOURCE = RequestTelemetry.__call__.__code__
 
 
-def _incoming_request_id(scope: Scope) -> str | None:
+def caller_request_id(scope: Scope) -> str | None:
+    """The X-Request-ID the caller sent, when it is a plain one (not one made up here)."""
     for name, value in scope["headers"]:
         if name == _HEADER_KEY:
             return value.decode() if _REQUEST_ID_RE.fullmatch(value) else None

@@ -319,6 +319,10 @@ class RecStore:
     def events_key(self) -> str:
         return f"{self._prefix}events"
 
+    def event_id_key(self, event_id: str) -> str:
+        """Marks an event id as written (its value: the stream id) for the dedupe window."""
+        return f"{self._prefix}event-id:{event_id}"
+
     def stats_key(self, resolution: Literal["m", "h"], bucket: str) -> str:
         """Event counters of one UTC minute ("m", YYYYMMDDHHMM) or hour ("h", YYYYMMDDHH)."""
         return f"{self._prefix}stats:{resolution}:{bucket}"
@@ -508,6 +512,24 @@ class RecStore:
         """The version's manifest hash, or None when the version is not committed."""
         raw = self._client.hgetall(self.manifest_key(version))
         return {_text(k): _text(v) for k, v in raw.items()} if raw else None
+
+    def persistence_warning(self) -> str | None:
+        """What a restart of this Redis would lose, or None when it keeps an append-only file.
+
+        Accepted events wait in the stream until the nightly drain: without an append-only
+        file a crash loses those since the last snapshot, or all of them without snapshots.
+        """
+        if int(self._client.info("persistence").get("aof_enabled", 0)):
+            return None
+        try:
+            save = _text(self._client.config_get("save").get("save", "") or "")
+        except redis.ResponseError:  # CONFIG refused (a managed Redis): snapshots unknown
+            save = "unknown"
+        if not save.strip():
+            return ("Redis persists nothing (no append-only file, no snapshots): events not "
+                    "yet drained are lost when it restarts; set appendonly yes")
+        return (f"Redis keeps snapshots only (save {save}): events accepted since the last "
+                "one are lost if it crashes; set appendonly yes (appendfsync everysec)")
 
     def get_alias(self, alias: str) -> str | None:
         """The version ``alias`` points at, or None."""

@@ -94,7 +94,7 @@ def test_events_drain_moves_the_stream_to_the_log(
     monkeypatch.setenv("REDIS_URL", url)
     monkeypatch.setenv("GOODBOOKS_REDIS_PREFIX", store.prefix)
     ids = EventWriter(store).write([Event(type="click", user_id=u, book_id=3, variant="control",
-                                          version="v1") for u in range(1, 8)])
+                                          version="v1") for u in range(1, 8)]).ids
     result = runner.invoke(cli.app, ["events", "drain"])
     assert result.exit_code == 0, result.output
     assert "drained 7 events into 1 file(s)" in result.output

@@ -60,7 +60,7 @@ def ratings_of(snapshot_path: str) -> pd.DataFrame:
 def post(store: serving.RecStore, *events: tuple[str, int, int, int | None]) -> list[str]:
     return EventWriter(store).write([
         Event(type=kind, user_id=user, book_id=book, variant="control", version="v1",
-              rating=stars) for kind, user, book, stars in events])
+              rating=stars) for kind, user, book, stars in events]).ids
 
 
 def test_inbox_items_are_judged_one_by_one_and_archived(data_dir: Path) -> None:

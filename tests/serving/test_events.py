@@ -85,7 +85,7 @@ def test_writer_appends_entries_that_read_back_the_same(store: RecStore) -> None
         Event.model_validate(event(type="impression", position=0)),
         Event.model_validate(event(type="rating", rating=5, position=None, experiment=None)),
     ]
-    ids = writer.write(events, request_id="req-1")
+    ids = writer.write(events, request_id="req-1").ids
     assert len(ids) == 2  # ids are the server's; ts_ms is the writer's clock
     entries = store.client.xrange(store.events_key)
     stored = [StoredEvent.from_entry(entry_id, fields) for entry_id, fields in entries]
@@ -111,12 +111,52 @@ def test_writer_appends_entries_that_read_back_the_same(store: RecStore) -> None
     )
 
 
+def test_an_event_id_is_written_and_counted_once(store: RecStore) -> None:
+    writer = EventWriter(store, clock=lambda: NOW, dedupe_window_s=600)
+    once = Event.model_validate(event(type="click", event_id="click-1"))
+    first = writer.write([once, Event.model_validate(event(type="impression"))])
+    assert (first.duplicates, first.recorded) == (0, 2)
+    # Sent again, and twice within one batch: accepted, answered with the first id.
+    again = writer.write([once, once, Event.model_validate(event(type="click", event_id="c-2"))])
+    assert (again.duplicates, again.recorded) == (2, 1)
+    assert again.ids[:2] == [first.ids[0], first.ids[0]]
+    stored = [StoredEvent.from_entry(i, f) for i, f in store.client.xrange(store.events_key)]
+    assert [(s.type, s.event_id) for s in stored] == [
+        ("click", "click-1"), ("impression", None), ("click", "c-2")]
+    (arm,) = summarise(store, now=NOW)["hour"].arms
+    assert (arm.clicks, arm.exposures) == (2, 1)
+    # The id is remembered for the dedupe window, then forgotten.
+    assert 590 <= store.client.ttl(store.event_id_key("click-1")) <= 600
+
+
+def test_a_batch_of_duplicates_only_writes_nothing(store: RecStore) -> None:
+    writer = EventWriter(store, clock=lambda: NOW)
+    once = Event.model_validate(event(event_id="x"))
+    writer.write([once])
+    entries = store.client.xlen(store.events_key)
+
+    def counters() -> dict[bytes, dict[bytes, bytes]]:
+        keys = store.client.scan_iter(f"{store.prefix}stats:*")
+        return {key: store.client.hgetall(key) for key in keys}
+
+    before = counters()
+    assert writer.write([once]).recorded == 0
+    assert store.client.xlen(store.events_key) == entries
+    assert counters() == before
+
+
+@pytest.mark.parametrize("bad", ["", "has space", "x" * 129, "é"])
+def test_event_ids_are_plain(bad: str) -> None:
+    with pytest.raises(ValidationError, match="event_id"):
+        Event.model_validate(event(event_id=bad))
+
+
 def test_writer_refuses_oversized_batches(store: RecStore) -> None:
     writer = EventWriter(store, max_batch=2)
     with pytest.raises(BatchTooLargeError, match="at most 2"):
         writer.write([Event.model_validate(event())] * 3)
     assert store.client.exists(store.events_key) == 0
-    assert writer.write([]) == []
+    assert writer.write([]).ids == []
 
 
 def test_writer_never_trims_the_stream(store: RecStore) -> None:

@@ -37,7 +37,7 @@ def write_events(store: RecStore, n: int, start: int = 0, kind: str = "click") -
         batch = [Event(type=kind, user_id=1 + i % 97, book_id=1 + i % 89, variant="control",
                        version="v1", rating=1 + i % 5 if kind == "rating" else None)
                  for i in range(first, min(first + 500, start + n))]
-        ids += writer.write(batch)
+        ids += writer.write(batch).ids
     return ids
 
 
@@ -67,7 +67,7 @@ def test_drain_moves_every_event_to_the_log_and_trims_what_it_wrote(
 def test_fields_become_typed_columns(store: RecStore) -> None:
     event = Event(type="rating", user_id=7, book_id=3, variant="treatment", version="v2",
                   experiment="exp", position=4, rating=5)
-    [entry_id] = EventWriter(store).write([event], request_id="req-1")
+    [entry_id] = EventWriter(store).write([event], request_id="req-1").ids
     [(raw_id, fields)] = store.client.xrange(store.events_key)
     frame = entries_frame([(raw_id.decode(), {k.decode(): v.decode() for k, v in
                                              fields.items()})])
