@@ -6,8 +6,11 @@ before Prefect or MLflow is imported, so every command imports them lazily.
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -29,6 +32,58 @@ app.add_typer(data_app, name="data")
 events_app = typer.Typer(help="The app's events: the Redis stream and the interaction log.",
                          no_args_is_help=True)
 app.add_typer(events_app, name="events")
+
+
+# Set by --debug: show the tracebacks of expected failures too.
+_OPTIONS = {"debug": False}
+
+
+@app.callback()
+def main(
+    debug: Annotated[bool, typer.Option(
+        "--debug", help="Show tracebacks of expected failures (a rejected dataset, a "
+        "failed gate, ...), which are otherwise reported by their message alone.")] = False,
+) -> None:
+    """GoodBooks Recommender: validate, train, publish and serve book recommendations."""
+    _OPTIONS["debug"] = debug
+
+
+class _WithoutTraceback(logging.Filter):
+    """Drop the traceback of a log record about an expected failure: its message says all."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from models.schema import GoodbooksError
+
+        if record.exc_info and isinstance(record.exc_info[1], GoodbooksError):
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+@contextmanager
+def reported() -> Iterator[None]:
+    """Run a flow; an expected failure prints its message (no traceback) and exits 1.
+
+    A rejected dataset, a gate that refuses, a bad request: the message (a validation report
+    naming rows and rules) is what to read. Prefect's run loggers would print the same error
+    three times with tracebacks; those are left out here unless --debug.
+    """
+    from models.schema import GoodbooksError
+
+    quiet = _WithoutTraceback()
+    loggers = [logging.getLogger(name) for name in ("prefect.task_runs", "prefect.flow_runs")]
+    if not _OPTIONS["debug"]:
+        for logger in loggers:
+            logger.addFilter(quiet)
+    try:
+        yield
+    except GoodbooksError as exc:
+        if _OPTIONS["debug"]:
+            raise
+        typer.secho(str(exc), fg="red", err=True)
+        raise typer.Exit(1) from None
+    finally:
+        for logger in loggers:
+            logger.removeFilter(quiet)
 
 
 def prepare() -> Settings:
@@ -413,8 +468,9 @@ def ingest(
     prepare()
     from flows.ingest import ingest_flow
 
-    snapshot = ingest_flow(source=source, n_users=users, n_books=books,
-                           local_dir=str(local_dir) if local_dir else None, full=full)
+    with reported():
+        snapshot = ingest_flow(source=source, n_users=users, n_books=books,
+                               local_dir=str(local_dir) if local_dir else None, full=full)
     typer.echo(f"snapshot: {snapshot}")
 
 
@@ -446,11 +502,12 @@ def train(
     prepare()
     from flows.train import train_flow
 
-    result = train_flow(snapshot=str(snapshot) if snapshot else None, n_trials=n_trials,
-                        timeout_s=timeout_s, refit_timeout_s=refit_timeout_s,
-                        sample_fraction=sample_fraction, margin=margin,
-                        max_epochs=max_epochs, study_name=study_name, pruning=not no_pruning,
-                        warm_start=not no_warm_start)
+    with reported():
+        result = train_flow(snapshot=str(snapshot) if snapshot else None, n_trials=n_trials,
+                            timeout_s=timeout_s, refit_timeout_s=refit_timeout_s,
+                            sample_fraction=sample_fraction, margin=margin,
+                            max_epochs=max_epochs, study_name=study_name,
+                            pruning=not no_pruning, warm_start=not no_warm_start)
     typer.echo(f"registered version {result['version']} → {result['alias'] or 'no alias'}: "
                f"{result['reason']}")
     typer.echo(metrics_summary(result["metrics"], result.get("split")))
@@ -466,7 +523,9 @@ def score(
     prepare()
     from flows.score import score_flow
 
-    for published in score_flow(aliases=alias, top_n=top_n):
+    with reported():
+        published_aliases = score_flow(aliases=alias, top_n=top_n)
+    for published in published_aliases:
         typer.echo(f"{published['alias']} → version {published['version']}")
 
 
@@ -480,7 +539,8 @@ def rollback(
     prepare()
     from flows.score import score_flow
 
-    result = score_flow(rollback_alias_name=alias, rollback_to=to)
+    with reported():
+        result = score_flow(rollback_alias_name=alias, rollback_to=to)
     typer.echo(f"{alias} → version {result[0]['version']}")
 
 
@@ -534,8 +594,9 @@ def ab_evaluate(
             {"event_type": g.split("=", 1)[0], "max_relative_drop": float(g.split("=", 1)[1])}
             for g in guardrail
         ]
-    result = ab_evaluate_flow(experiment=experiment, config=config, design=design or None,
-                              act=not dry_run)
+    with reported():
+        result = ab_evaluate_flow(experiment=experiment, config=config,
+                                  design=design or None, act=not dry_run)
     typer.echo(f"{result['experiment']}: {result['action']} ({result['reason']})")
 
 

@@ -89,8 +89,11 @@ class Settings(BaseSettings):
     # --- validation --------------------------------------------------------------------
     quarantine_max_ratio: float = Field(
         0.001, ge=0, le=1,
-        description="Row-level problems (duplicates, unknown books) up to this share of a "
-        "table are dropped into a quarantine file instead of failing the run.",
+        description="Repeated reader-book pairs (ratings, to-read) and to-read or tag rows "
+        "of books or tags the catalogue lacks, up to this share of a table, are dropped into "
+        "a quarantine file instead of failing the run. A rating of a book missing from "
+        "books.csv is not quarantined: it fails a full ingest (the files do not belong "
+        "together) and is held back in an increment until the catalogue knows the book.",
     )
     min_ratings_per_user: int = Field(10, ge=1, description="Readers need this many ratings.")
 

@@ -102,3 +102,34 @@ def test_events_drain_moves_the_stream_to_the_log(
     logged = pd.concat(pd.read_parquet(p) for p in (tmp_path / "data" / "events").rglob(
         "events-*.parquet"))
     assert logged["entry_id"].tolist() == ids
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("debug", [False, True])
+def test_a_rejected_ingest_prints_its_report_without_tracebacks(
+    generated: Path, tmp_path: Path, debug: bool
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    ratings = pd.read_csv(generated / "ratings.csv")
+    ratings["rating"] = ratings["rating"].astype(object)
+    ratings.loc[7, "rating"] = "seven"
+    ratings.to_csv(bad / "ratings.csv", index=False)
+    (bad / "books.csv").write_bytes((generated / "books.csv").read_bytes())
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update(GOODBOOKS_DATA_DIR=str(tmp_path / "data"), GOODBOOKS_STATE_DIR=str(tmp_path / "s"),
+               PREFECT_HOME=str(tmp_path / "prefect"))
+    command = [sys.executable, "cli.py", *(["--debug"] if debug else []), "ingest",
+               "--source", "local", "--local-dir", str(bad)]
+    done = subprocess.run(command, cwd=Path(cli.__file__).parent, env=env, text=True,
+                          capture_output=True, timeout=300)
+    output = done.stdout + done.stderr
+    assert done.returncode == 1
+    assert "line 9: user_id=" in output and "rating='seven'" in output  # the report
+    assert ("Traceback" in output) is debug
+    assert not (tmp_path / "data" / "snapshots").exists() or not any(
+        (tmp_path / "data" / "snapshots").iterdir())

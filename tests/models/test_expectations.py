@@ -333,6 +333,11 @@ def test_a_rating_of_an_unknown_book_is_never_quarantined(csv_dir: Path, tmp_pat
     (failure,) = outcome.report.failures
     assert (failure.rule, failure.unexpected_count) == ("book_id_in_books", 1)
     assert outcome.tables == {}
+    # The setting's description says what happens (it once said unknown books were dropped).
+    from settings import Settings
+
+    described = Settings.model_fields["quarantine_max_ratio"].description or ""
+    assert "rating of a book missing from books.csv is not quarantined" in described
 
 
 def test_quarantine_above_the_ratio_fails(csv_dir: Path, tmp_path: Path) -> None:
