@@ -531,17 +531,77 @@ def score(
 
 @app.command()
 def rollback(
-    alias: Annotated[str, typer.Argument(help="Redis alias to re-point, e.g. champion.")],
+    alias: Annotated[str, typer.Argument(help="Alias to roll back, e.g. champion.")],
     to: Annotated[str | None, typer.Option(
-        help="Version to serve (default: the previous retained one).")] = None,
+        help="Redis version to serve (default: the previous one this alias served).")] = None,
 ) -> None:
-    """Re-point an alias to an earlier retained version in one step."""
+    """Roll an alias back in MLflow and Redis together, and pin it there until unpinned."""
     prepare()
     from flows.score import score_flow
+    from serving.pins import PinnedError
+    from tasks.aliases import AliasError
 
-    with reported():
-        result = score_flow(rollback_alias_name=alias, rollback_to=to)
-    typer.echo(f"{alias} → version {result[0]['version']}")
+    try:
+        with reported():
+            result = score_flow(rollback_alias_name=alias, rollback_to=to)[0]
+    except (AliasError, PinnedError) as exc:
+        typer.secho(str(exc), fg="red", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"{alias} → Redis version {result['redis_version']} (was "
+               f"{result['previous_redis_version']}), model version {result['model_version']} "
+               f"(was {result['previous_model_version']}); pinned: the nightly run leaves it "
+               f"alone until `goodbooks unpin {alias}`")
+
+
+@app.command()
+def unpin(
+    alias: Annotated[str, typer.Argument(help="Alias a rollback pinned, e.g. champion.")],
+) -> None:
+    """Let the nightly run move an alias a rollback pinned (a waiting version takes it)."""
+    settings = prepare()
+    from mlflow import MlflowClient
+
+    from serving.pins import PinnedError
+    from tasks.aliases import unpin as lift
+
+    try:
+        notes = lift(MlflowClient(settings.tracking_uri), settings.model_name,
+                     _store(settings), alias)
+    except PinnedError as exc:
+        typer.secho(str(exc), fg="red", err=True)
+        raise typer.Exit(1) from None
+    for note in notes:
+        typer.echo(note)
+
+
+@app.command()
+def status() -> None:
+    """MLflow's and Redis's aliases side by side, the pins, and where the two disagree."""
+    settings = prepare()
+    from mlflow import MlflowClient
+
+    from tasks.aliases import status as both
+
+    found = both(MlflowClient(settings.tracking_uri), settings.model_name, _store(settings))
+    typer.echo("MLflow:  " + (", ".join(f"{a} → model version {v}" for a, v in
+                                        sorted(found["mlflow"].items())) or "no aliases"))
+    typer.echo("Redis:   " + (", ".join(
+        f"{a} → {v['version']} (model version {v['model_version']})"
+        for a, v in found["redis"].items()) or "no aliases"))
+    for text in found["pins"].values():
+        typer.echo(f"pinned:  {text}")
+    for text in found["disagreements"]:
+        typer.secho(f"DISAGREE: {text}", fg="red")
+    if found["disagreements"]:
+        raise typer.Exit(3)
+    typer.echo("MLflow and Redis agree.")
+
+
+def _store(settings: Settings):  # noqa: ANN202 - serving.RecStore
+    import serving
+
+    return serving.RecStore(serving.connect_redis(settings.redis_url, settings.redis_db_path),
+                            settings.redis_prefix)
 
 
 @app.command("ab-evaluate")

@@ -45,7 +45,8 @@ def ab_evaluate_flow(
                 "max_duration_s": s.ab_max_duration_s,
                 "attribution_window_s": s.ab_attribution_window_s,
                 "mixture_variance": s.ab_mixture_variance, "srm_threshold": s.ab_srm_threshold}
-    stored, plan = configure_experiment(target, name, config, design, defaults)
+    stored, plan = configure_experiment(target, name, config, design, defaults,
+                                        s.tracking_uri, s.model_name)
     if stored["status"] != "active":
         print(f"experiment {name} is {stored['status']}: nothing to evaluate")
         return {"experiment": name, "action": "none", "reason": f"status {stored['status']}"}
@@ -63,9 +64,10 @@ def ab_evaluate_flow(
                                    measurement, decision, plot)
     promotion = None
     if act and decision.action == "promote":
-        promotion = promote_challenger(s.tracking_uri, s.model_name, target, challenger_alias)
+        promotion = promote_challenger(s.tracking_uri, s.model_name, target, stored)
     if act and decision.action in ("promote", "stop"):
-        close_experiment(target, stored)
+        close_experiment(target, stored, s.tracking_uri, s.model_name,
+                         promoted=promotion is not None)
     return {
         "experiment": name, "action": decision.action, "reason": decision.reason,
         "effect": decision.test.effect, "p_value": decision.test.p_value,

@@ -6,19 +6,20 @@ import tempfile
 import time
 
 from prefect import flow, get_run_logger, unmapped
-from prefect.artifacts import create_table_artifact
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.futures import PrefectFuture, as_completed, wait
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from models.scoring import shard_bounds
 from settings import get_settings
+from tasks.aliases import pinned_aliases, rollback_both
 from tasks.publish import (
+    Lease,
     RedisTarget,
     commit_and_switch,
     describe_bundle,
     discard_abandoned,
     discard_version,
-    rollback_alias,
     score_shard,
     similar_shard,
     start_version,
@@ -43,7 +44,10 @@ def publish_alias(alias: str, n: int) -> dict[str, object]:
     bundle_dir = meta["bundle_dir"]
     sizes = describe_bundle(bundle_dir)
     discard_abandoned(target)
+    # What the alias holds now: the switch at the end happens only if it still does.
+    started_from = target.store().get_alias(alias)
     version = start_version(target)
+    lease = Lease(target, version)
     shards: list[PrefectFuture] = []
     try:
         readers = shard_bounds(sizes["readers"], s.score_shard_size)
@@ -70,15 +74,18 @@ def publish_alias(alias: str, n: int) -> dict[str, object]:
             "run_id": meta["run_id"], "snapshot": meta["snapshot"], "alias": alias,
             "n": n, "books": sizes["books"],
         }
-        result = commit_and_switch(version, receipts, fields, alias, s.retention, target)
+        result = commit_and_switch(version, receipts, fields, alias, s.retention, target,
+                                   started_from, (s.tracking_uri, s.model_name))
     except BaseException as exc:
         # Drop the half-written keys so they never linger. Shards still running would write
         # after the discard, so let them finish first, unless the run is being interrupted
-        # or cancelled (then a later run discards the abandoned version).
+        # or cancelled (then its lease expires and the next run discards the version).
         if isinstance(exc, Exception):
             wait(shards)
         discard_version(version, target)
         raise
+    finally:
+        lease.close()
     seconds = time.perf_counter() - began
     return {**result, "readers": sizes["readers"], "books": sizes["books"],
             "shards": len(readers) + len(books), "seconds": round(seconds, 2),
@@ -103,15 +110,25 @@ def score_flow(
     """
     s = get_settings()
     if rollback_alias_name:
-        version = rollback_alias(rollback_alias_name, rollback_to, redis_target())
-        return [{"alias": rollback_alias_name, "version": version, "rollback": True}]
+        rolled = rollback_both(s.tracking_uri, s.model_name, rollback_alias_name, rollback_to,
+                               redis_target())
+        return [{**rolled, "rollback": True}]
     known = registry_aliases(s.tracking_uri, s.model_name)
     wanted = [a for a in (aliases or ["champion", "challenger"]) if a in known]
     if not wanted:
         raise ValueError(f"no registered model {s.model_name!r} has an alias to score "
                          f"(asked for {aliases or ['champion', 'challenger']}); "
                          "run the train flow first")
-    published = [publish_alias(alias, top_n or s.top_n) for alias in wanted]
+    held = pinned_aliases(redis_target(), wanted)
+    published = [publish_alias(alias, top_n or s.top_n) for alias in wanted if alias not in held]
+    if held:
+        create_markdown_artifact(
+            key="score-pinned",
+            markdown="### Pinned aliases, not republished\n\n" + "\n".join(
+                f"* {text}" for text in held.values()),
+            description="Aliases this run left alone: an experiment or a rollback holds them")
+    if not published:
+        return [{"alias": alias, "pinned": text} for alias, text in held.items()]
     create_table_artifact(
         key="score-publish",
         table=[{key: p[key] for key in ("alias", "version", "model_version", "readers",

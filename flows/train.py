@@ -8,6 +8,7 @@ from pathlib import Path
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
+from flows.score import redis_target
 from models.gate import BacktestScore, decide_alias
 from models.interactions import Split
 from models.recency import RecencyPrior
@@ -158,22 +159,25 @@ def train_flow(
         # the readers it serves get tonight's lists all the same.
         refreshed = refresh_champion(split, catalogue, champion, champion_fit, table, parent,
                                      lineage, ndcg["popularity"], prior)
-    record_gate(s.tracking_uri, parent, s.model_name, registered["version"], decision.alias,
-                decision.reason)
+    given = record_gate(s.tracking_uri, parent, s.model_name, registered["version"],
+                        decision.alias, decision.reason, redis_target())
 
     create_table_artifact(key="test-metrics", table=table,
                           description=f"Test metrics at k={s.eval_k}, snapshot {snapshot_id}")
     create_markdown_artifact(
         key="registry-gate",
         markdown=(f"### Registry gate\n\nVersion **{registered['version']}** of "
-                  f"`{s.model_name}` → **{decision.alias or 'no alias'}**\n\n{decision.reason}"
-                  f"\n\nStudy `{study}`: {found['trials']} trials ({found['pruned']} pruned), "
+                  f"`{s.model_name}` → **{given or 'no alias'}**\n\n{decision.reason}"
+                  + (f"\n\n`{decision.alias}` is pinned (an experiment or a rollback): "
+                     f"the version waits as `{given}` until the pin is lifted."
+                     if given != decision.alias else "")
+                  + f"\n\nStudy `{study}`: {found['trials']} trials ({found['pruned']} pruned), "
                   f"best validation NDCG@{s.eval_k} {found['best_value']:.4f}"
                   + (f"\n\nChampion refreshed: version **{refreshed['version']}**, the "
                      f"champion's configuration (version {refreshed['refresh_of']}) fitted "
                      f"on this snapshot." if refreshed else "")),
     )
-    return {**registered, "alias": decision.alias, "reason": decision.reason,
+    return {**registered, "alias": given, "reason": decision.reason,
             "snapshot": snapshot_id, "metrics": table, "study": found,
             "refit": {"epochs": len(fit.curve), "best_epoch": fit.best_epoch,
                       "valid_ndcg": fit.best_score,
@@ -232,5 +236,6 @@ def refresh_champion(
     registered, full_fit = register_fit_on_everything(
         split, catalogue, candidate, champion_fit, own, child, lineage, prior)
     reason = (f"the champion's configuration (version {champion.version}) on newer data")
-    record_gate(s.tracking_uri, child, s.model_name, registered["version"], "champion", reason)
+    record_gate(s.tracking_uri, child, s.model_name, registered["version"], "champion", reason,
+                redis_target())
     return {**registered, "refresh_of": champion.version, "full_fit": full_fit}

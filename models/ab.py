@@ -261,6 +261,7 @@ class Measurement:
     misassigned: int  # exposures whose variant differs from the recomputed assignment
     first_ts_ms: int | None
     last_ts_ms: int | None
+    other_versions: int = 0  # exposures served by a version the experiment did not pin
 
 
 def measure(
@@ -271,6 +272,7 @@ def measure(
     design: ExperimentDesign,
     n_looks: int = 20,
     since_ms: int | None = None,
+    versions: Mapping[str, str] | None = None,
 ) -> Measurement:
     """Exposures and attributed conversions per variant, and cumulative looks over time.
 
@@ -278,7 +280,9 @@ def measure(
     of the same name begins afresh. ``assign(user_id) -> variant name`` is the serving
     assignment: exposures logged under another variant are counted as misassigned and left
     out (serving falls back to the control when an arm has nothing published; counting
-    those would bias the control).
+    those would bias the control). With ``versions`` (variant -> the published version the
+    experiment pinned) only exposures served by that version count: the arms are what was
+    tested, not whatever the aliases served meanwhile.
     """
     window_ms = int(design.attribution_window_s * 1000)
     primary = set(design.primary_metric)
@@ -286,7 +290,7 @@ def measure(
     # (user, book, variant) -> [impression ts, version, converted types]
     exposed: dict[tuple[int, int, str], tuple[int, str, set[str]]] = {}
     readers: set[tuple[int, str]] = set()
-    misassigned = 0
+    misassigned = other_versions = 0
     ordered = sorted(
         (e for e in events if e.experiment == experiment and e.variant in arms
          and (since_ms is None or e.ts_ms >= since_ms)),
@@ -299,6 +303,10 @@ def measure(
                 continue
             if assign(event.user_id) != event.variant:
                 misassigned += 1
+                continue
+            if versions is not None and versions.get(event.variant, event.version) != (
+                    event.version):
+                other_versions += 1
                 continue
             exposed[key] = (event.ts_ms, event.version, set())
             arm = arms[event.variant]
@@ -323,7 +331,7 @@ def measure(
     looks = _looks(exposed, primary, design.control, design.treatment, n_looks)
     first = ordered[0].ts_ms if ordered else None
     last = ordered[-1].ts_ms if ordered else None
-    return Measurement(arms, looks, misassigned, first, last)
+    return Measurement(arms, looks, misassigned, first, last, other_versions)
 
 
 def _looks(

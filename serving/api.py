@@ -242,8 +242,10 @@ class ReadyOut(BaseModel):
     experiment: str | None
     aliases: list[AliasOut]
     warnings: list[str] = Field(
-        description="Worth fixing but no reason to stop serving: a Redis that persists "
-        "nothing, or only snapshots (accepted events wait there until the nightly drain)."
+        description="Worth knowing but no reason to stop serving: a Redis that persists "
+        "nothing, or only snapshots (accepted events wait there until the nightly drain); a "
+        "pinned alias (an experiment, a rollback); a Redis alias serving another model "
+        "version than the registry's alias names."
     )
 
 

@@ -39,6 +39,7 @@ from serving.experiments import (
     assign_variant,
     control_only,
 )
+from serving.pins import disagreements, pins, registry_aliases_seen
 from serving.store import RecStore
 
 __all__ = [
@@ -132,7 +133,8 @@ class Readiness:
     redis: str
     experiment: str | None
     aliases: tuple[AliasHealth, ...]
-    # Worth knowing, not a reason to stop serving (a Redis that persists nothing).
+    # Worth knowing, not a reason to stop serving: a Redis that persists nothing, a pinned
+    # alias, a Redis alias serving another model version than the registry's.
     warnings: tuple[str, ...] = ()
 
 
@@ -291,13 +293,15 @@ class RecommendationService:
             experiment = self._load_experiment()
             aliases = experiment.aliases if experiment.is_active else (self._alias,)
             health = tuple(self._alias_health(alias, max_age_s, wall) for alias in aliases)
-            persistence = self._store.persistence_warning()
+            warnings = [self._store.persistence_warning()]
+            warnings += [pin.describe() for pin in pins(self._store).values()]
+            warnings += disagreements(registry_aliases_seen(self._store), self._store, aliases)
         except _OUTAGE_ERRORS as exc:
             self._count_redis_error()
             return Readiness(False, f"unreachable: {exc}", None, ())
         active = experiment.name if experiment.is_active else None
-        warnings = () if persistence is None else (persistence,)
-        return Readiness(all(h.problem is None for h in health), "ok", active, health, warnings)
+        return Readiness(all(h.problem is None for h in health), "ok", active, health,
+                         tuple(w for w in warnings if w))
 
     def stats(self) -> ServiceStats:
         with self._counts_lock:

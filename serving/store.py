@@ -59,6 +59,7 @@ import redis
 from serving.experiments import Experiment
 
 __all__ = [
+    "AliasChangedError",
     "InvalidNameError",
     "InvalidPayloadError",
     "Manifest",
@@ -93,11 +94,21 @@ _MANIFEST_FIELDS = (
 
 # Switch an alias only if the version has a manifest and, when ARGV[2] is not empty, only if
 # the alias still points at ARGV[2]. Returns {status, previous version}.
+# ARGV[2] is '-' for "the alias must be unset". The alias's history (KEYS[3], newest first)
+# records every version it pointed at: rollback and retention go by it.
 _SWITCH_ALIAS = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return {-1, false} end
 local previous = redis.call('GET', KEYS[2])
-if ARGV[2] ~= '' and previous ~= ARGV[2] then return {-2, previous} end
+if ARGV[2] == '-' then
+  if previous then return {-2, previous} end
+elseif ARGV[2] ~= '' and previous ~= ARGV[2] then
+  return {-2, previous}
+end
 redis.call('SET', KEYS[2], ARGV[1])
+if previous ~= ARGV[1] then
+  redis.call('LPUSH', KEYS[3], ARGV[1])
+  redis.call('LTRIM', KEYS[3], 0, 99)
+end
 return {1, previous}
 """
 
@@ -304,6 +315,10 @@ class RecStore:
     def alias_key(self, alias: str) -> str:
         return f"{self._prefix}alias:{alias}"
 
+    def history_key(self, alias: str) -> str:
+        """The versions an alias pointed at, newest first (rollback and retention use it)."""
+        return f"{self._prefix}history:{alias}"
+
     @property
     def versions_key(self) -> str:
         return f"{self._prefix}versions"
@@ -311,6 +326,15 @@ class RecStore:
     @property
     def pending_key(self) -> str:
         return f"{self._prefix}pending"
+
+    def lease_key(self, version: str) -> str:
+        """Present while the writer of a pending version is alive (it renews the TTL)."""
+        return f"{self._prefix}lease:{version}"
+
+    @property
+    def leased_key(self) -> str:
+        """Pending versions started with a lease (a missing lease key then means dead)."""
+        return f"{self._prefix}leased"
 
     def experiment_key(self, name: str) -> str:
         return f"{self._prefix}experiment:{name}"
@@ -328,14 +352,34 @@ class RecStore:
         return f"{self._prefix}stats:{resolution}:{bucket}"
 
     # --- writer ------------------------------------------------------------------------
-    def new_version(self) -> str:
-        """Start a version: a sortable, unique name such as ``20261128T213000123456Z-a1b2``."""
+    def new_version(self, lease_s: float | None = None) -> str:
+        """Start a version: a sortable, unique name such as ``20261128T213000123456Z-a1b2``.
+
+        With ``lease_s`` the writer holds a lease on it (``{p}lease:{version}``) that it must
+        renew (``renew_lease``) more often than that: a version whose lease has expired
+        belongs to a writer that died, and the next run discards it at once.
+        """
         while True:
             now = datetime.now(UTC)
             version = f"{now:%Y%m%dT%H%M%S%fZ}-{secrets.token_hex(2)}"
-            # NX: two writers starting in the same microsecond with the same suffix retry.
-            if self._client.zadd(self.pending_key, {version: now.timestamp()}, nx=True):
+            with self._client.pipeline(transaction=True) as pipe:
+                # NX: two writers starting in the same microsecond with the same suffix retry.
+                pipe.zadd(self.pending_key, {version: now.timestamp()}, nx=True)
+                if lease_s is not None:
+                    pipe.set(self.lease_key(version), "1", px=int(lease_s * 1000), nx=True)
+                    pipe.sadd(self.leased_key, version)
+                added = pipe.execute()[0]
+            if added:
                 return version
+
+    def release_lease(self, version: str) -> None:
+        """The writer is done with the version (switched to it, or gave up on it)."""
+        self._client.delete(self.lease_key(version))
+
+    def renew_lease(self, version: str, lease_s: float) -> bool:
+        """Extend the writer's lease on a pending version; False when it had already expired."""
+        return bool(self._client.set(self.lease_key(version), "1", px=int(lease_s * 1000),
+                                     xx=True))
 
     def write_recs(
         self, version: str, rows: Iterable[tuple[int, str]], batch: int = 2000
@@ -398,6 +442,9 @@ class RecStore:
                 pipe.hset(manifest_key, mapping=manifest.to_hash())
                 pipe.zadd(self.versions_key, {version: now.timestamp()})
                 pipe.zrem(self.pending_key, version)
+                # The lease stays until the writer switches an alias onto it (or lets go):
+                # retention leaves a leased version alone.
+                pipe.srem(self.leased_key, version)
                 pipe.execute()
             except redis.WatchError:
                 raise VersionCommittedError(
@@ -405,58 +452,80 @@ class RecStore:
                 ) from None
         return manifest
 
-    def set_alias(self, alias: str, version: str) -> str | None:
-        """Point ``alias`` at a committed version with one atomic SET; return the previous one."""
-        return self._switch(alias, version, expected=None)
+    def set_alias(self, alias: str, version: str, expected: str | None = None,
+                  expect_unset: bool = False) -> str | None:
+        """Point ``alias`` at a committed version with one atomic SET; return the previous one.
+
+        Compare-and-set: with ``expected`` (or ``expect_unset``) the switch happens only if
+        the alias still points there, else AliasChangedError and nothing changes — so a
+        slower or older run cannot overwrite a newer switch.
+        """
+        return self._switch(alias, version, expected="-" if expect_unset else expected)
+
+    def alias_history(self, alias: str) -> list[str]:
+        """Versions the alias pointed at, newest first (each switch adds one)."""
+        _check_name(alias, "alias")
+        return [_text(v) for v in self._client.lrange(self.history_key(alias), 0, -1)]
+
+    def previous_version(self, alias: str, current: str | None = None) -> str | None:
+        """The newest committed version the alias served before ``current`` (default: the
+        live one); None when no earlier one is retained."""
+        current = current or self.get_alias(alias)
+        committed = set(self.committed_versions())
+        earlier = [v for v in self._served(alias) if v in committed and current is not None
+                   and v < current]
+        return max(earlier) if earlier else None
 
     def rollback(self, alias: str, to_version: str | None = None) -> str:
-        """Re-point ``alias`` to an earlier retained version (default: the previous one)."""
+        """Re-point ``alias`` to an earlier version it served (default: the previous one)."""
         _check_name(alias, "alias")
         current = self.get_alias(alias)
         if current is None:
             raise NoRollbackTargetError(
                 f"alias {alias!r} is not set, so there is nothing to roll back"
             )
-        committed = self.committed_versions()
+        served = self._served(alias)
         if to_version is None:
-            if current not in committed:
+            target = self.previous_version(alias, current)
+            if target is None:
                 raise NoRollbackTargetError(
-                    f"alias {alias!r} points at {current}, which is not a committed version; "
-                    f"pass to_version= one of {committed[-5:]}"
+                    f"no earlier version of alias {alias!r} than {current} is retained; "
+                    "publish one, or raise the retention"
                 )
-            earlier = committed[: committed.index(current)]
-            if not earlier:
-                raise NoRollbackTargetError(
-                    f"no committed version older than {current} is retained for alias "
-                    f"{alias!r}; publish one, or raise the retention"
-                )
-            target = earlier[-1]
         else:
+            committed = self.committed_versions()
             if to_version not in committed:
                 raise NoRollbackTargetError(
                     f"{to_version!r} is not a committed, retained version; "
-                    f"retained: {committed[-5:]}"
+                    f"retained for {alias!r}: {[v for v in served if v in committed][:5]}"
                 )
             if to_version == current:
                 raise NoRollbackTargetError(f"alias {alias!r} already points at {current}")
+            if to_version not in served:
+                raise NoRollbackTargetError(
+                    f"{to_version!r} was never served as {alias!r}; pass one it served: "
+                    f"{[v for v in served if v in committed][:5]}"
+                )
             target = to_version
         self._switch(alias, target, expected=current)
         return target
 
     def prune(self, keep: int) -> list[str]:
-        """Delete committed versions beyond the ``keep`` newest that no alias points to."""
+        """Delete committed versions that no alias points to, beyond the ``keep`` newest each
+        alias served (retention per alias); a version still under its writer's lease is left
+        alone (the writer may be about to switch an alias onto it)."""
         if isinstance(keep, bool) or not isinstance(keep, int) or keep < 0:
             raise ValueError(f"keep must be a non-negative integer, got {keep!r}")
         committed = self.committed_versions()
         alias_versions = self.aliases()
-        # max(): with fewer committed versions than `keep`, a negative start would wrap.
-        protected = set(committed[max(len(committed) - keep, 0) :] if keep else ()) | set(
-            alias_versions.values()
-        )
+        protected = set(alias_versions.values())
+        known = set(alias_versions) | self._aliases_with_history()
+        for alias in known:
+            protected.update(sorted(set(self._served(alias)), reverse=True)[:keep])
         alias_keys = [self.alias_key(name) for name in alias_versions]
         removed = []
         for version in committed:
-            if version in protected:
+            if version in protected or self._client.exists(self.lease_key(version)):
                 continue
             keys = [self.manifest_key(version), self.versions_key, *alias_keys]
             if not self._retire_version(keys=keys, args=[version]):
@@ -464,6 +533,23 @@ class RecStore:
             self._delete_data(version)
             removed.append(version)
         return removed
+
+    def _served(self, alias: str) -> list[str]:
+        """The alias's history; for data from before histories, the versions published for it."""
+        history = self.alias_history(alias)
+        if history:
+            return history
+        committed = self.committed_versions()
+        with self._client.pipeline(transaction=False) as pipe:
+            for version in committed:
+                pipe.hget(self.manifest_key(version), "alias")
+            owners = pipe.execute()
+        return [v for v, owner in zip(reversed(committed), reversed(owners), strict=True)
+                if owner is not None and _text(owner) == alias]
+
+    def _aliases_with_history(self) -> set[str]:
+        start = len(self._prefix) + len("history:")
+        return {key[start:] for key in self._scan(f"{self._glob_prefix}history:*")}
 
     def discard_version(self, version: str) -> int:
         """Delete every key of a version that was never committed; return how many."""
@@ -475,19 +561,29 @@ class RecStore:
             )
         deleted = self._delete_data(version)
         self._client.zrem(self.pending_key, version)
+        self._client.srem(self.leased_key, version)
+        self._client.delete(self.lease_key(version))
         return deleted
 
     def discard_uncommitted(self, older_than_s: float) -> list[str]:
-        """Discard versions started more than ``older_than_s`` ago and never committed."""
+        """Discard pending versions whose writer's lease expired (at once), and unleased ones
+        started more than ``older_than_s`` ago; committed ones only leave the pending set."""
         if older_than_s < 0:
             raise ValueError(f"older_than_s must be >= 0, got {older_than_s}")
         cutoff = time.time() - older_than_s
-        stale = [_text(v) for v in self._client.zrangebyscore(self.pending_key, "-inf", cutoff)]
+        leased = {_text(v) for v in self._client.smembers(self.leased_key)}
         discarded = []
-        for version in stale:
+        for raw, started in self._client.zrange(self.pending_key, 0, -1, withscores=True):
+            version = _text(raw)
             if self._client.exists(self.manifest_key(version)):
                 self._client.zrem(self.pending_key, version)
+                self._client.srem(self.leased_key, version)
                 continue
+            if version in leased:
+                if self._client.exists(self.lease_key(version)):
+                    continue  # its writer is alive
+            elif started > cutoff:
+                continue  # no lease to judge by: only age tells
             self.discard_version(version)
             discarded.append(version)
         return discarded
@@ -629,7 +725,7 @@ class RecStore:
         _check_name(alias, "alias")
         _check_name(version, "version")
         status, previous = self._switch_alias(
-            keys=[self.manifest_key(version), self.alias_key(alias)],
+            keys=[self.manifest_key(version), self.alias_key(alias), self.history_key(alias)],
             args=[version, expected or ""],
         )
         if status == -1:
@@ -639,7 +735,7 @@ class RecStore:
             )
         if status == -2:
             raise AliasChangedError(
-                f"alias {alias!r} moved from {expected} to "
+                f"alias {alias!r} moved from {'nothing' if expected == '-' else expected} to "
                 f"{None if previous is None else _text(previous)} meanwhile; nothing changed, "
                 "look again and retry"
             )

@@ -24,7 +24,17 @@ from models.ab import (
 )
 from models.event_log import InteractionLog
 from serving.experiments import Experiment, InvalidExperimentError, assign_variant
+from serving.pins import Pin
 from serving.store import RecStore
+from tasks.aliases import (
+    Steps,
+    experiment_pins,
+    fail,
+    mlflow_alias,
+    move_mlflow_alias,
+    pin_experiment,
+    release_experiment,
+)
 from tasks.events import event_records, read_all_events
 from tasks.publish import RedisTarget
 
@@ -69,11 +79,14 @@ def save_design(store: RecStore, name: str, design: ExperimentDesign) -> None:
 def configure_experiment(
     target: RedisTarget, name: str, config: dict[str, object] | None,
     design: dict[str, object] | None, defaults: dict[str, object] | None = None,
+    tracking_uri: str | None = None, model_name: str | None = None,
 ) -> tuple[dict[str, object], dict[str, object]]:
     """Create or edit the experiment (config and design) and return both as stored.
 
     ``config`` holds serving.experiments.Experiment fields (``name`` defaults to ``name``);
     ``design`` holds ExperimentDesign fields, merged over the stored ones (or ``defaults``).
+    Starting (an active config) pins each arm at the MLflow version and Redis batch it
+    serves (tasks.aliases.pin_experiment), so the experiment tests what it started with.
     """
     store = target.store()
     current = store.get_experiment(name)
@@ -81,6 +94,15 @@ def configure_experiment(
         raw = {**(current.to_dict() if current else {}), **config, "name": name}
         raw.setdefault("started_at", datetime.now(UTC).isoformat())
         current = Experiment.from_dict(raw)
+        if tracking_uri is not None and model_name is not None:
+            client = MlflowClient(tracking_uri)
+            if current.is_active:
+                pinned = pin_experiment(client, model_name, store, current)
+                for variant, pin in pinned.items():
+                    get_run_logger().info("%s pinned: %s", variant, pin.describe())
+            else:  # stopped by hand: its arms are free again
+                for note in release_experiment(client, model_name, store, current, False):
+                    get_run_logger().info(note)
         store.put_experiment(current)
     if current is None:
         raise ExperimentNotFoundError(
@@ -118,15 +140,22 @@ def measure_experiment(
     exp = Experiment.from_dict(experiment)
     plan = ExperimentDesign.from_dict(design)
     since_ms = int(datetime.fromisoformat(exp.started_at).timestamp() * 1000)
+    store = target.store()
     # A day of slack: the log is partitioned by when Redis took an event in, the
     # measurement filters on the event's own time.
-    events, _ = read_all_events(InteractionLog(Path(log_dir)), target.store(),
+    events, _ = read_all_events(InteractionLog(Path(log_dir)), store,
                                 since_ms=since_ms - 86_400_000)
+    pinned = {variant: pin.redis_version for variant, pin in experiment_pins(store, exp).items()
+              if pin.redis_version is not None}
     result = measure(
         event_records(events), exp.name, [v.name for v in exp.variants],
         lambda user: assign_variant(exp, user).name, plan, since_ms=since_ms,
+        versions=pinned or None,
     )
     log = get_run_logger()
+    if result.other_versions:
+        log.warning("%d exposures were served by versions the experiment did not pin: not "
+                    "counted", result.other_versions)
     for arm in result.arms.values():
         log.info("%s: %d readers, %d exposures, %d conversions", arm.variant, arm.readers or 0,
                  arm.exposures, arm.conversions)
@@ -137,85 +166,95 @@ def measure_experiment(
 
 
 def promote(
-    tracking_uri: str, model_name: str, store: RecStore,
+    tracking_uri: str, model_name: str, store: RecStore, tested: Pin | None = None,
     challenger: str = "challenger", champion: str = "champion", previous: str = "previous",
 ) -> PromotionResult:
-    """Make the challenger the champion in MLflow and Redis together: both or neither.
+    """Make the tested challenger the champion in MLflow and Redis together: both or neither.
 
-    MLflow: ``champion`` -> the challenger's version, ``previous`` -> the old champion, the
-    ``challenger`` alias removed. Redis: the same three aliases moved the same way (the old
-    batch stays retained through ``previous``). If any step fails, every step already done
-    is undone in reverse order and PromotionError is raised.
+    ``tested`` is the treatment arm's pin: exactly the MLflow version and Redis batch the
+    experiment measured are promoted, whatever the challenger aliases hold now (without a
+    pin, the challenger aliases as they are). MLflow: ``champion`` -> that version,
+    ``previous`` -> the old champion, ``challenger`` removed. Redis: the same three aliases
+    moved the same way, each switch compare-and-set. If a step fails every step already done
+    is undone (each tried, even when one fails) and PromotionError says what, if anything,
+    could not be undone.
     """
     client = MlflowClient(tracking_uri)
-    try:
-        new_model = client.get_model_version_by_alias(model_name, challenger).version
-    except mlflow.exceptions.MlflowException as exc:
-        raise PromotionError(f"no {challenger!r} version of {model_name!r}: {exc}") from None
-    old_model = _mlflow_alias(client, model_name, champion)
-    old_model_previous = _mlflow_alias(client, model_name, previous)
-    new_batch = store.get_alias(challenger)
-    if new_batch is None:
-        raise PromotionError(f"Redis alias {challenger!r} is not set: publish the challenger")
-    manifest = store.get_manifest(new_batch) or {}
+    if tested is not None:
+        new_model, new_batch = tested.model_version, tested.redis_version
+    else:
+        new_model = mlflow_alias(client, model_name, challenger)
+        new_batch = store.get_alias(challenger)
+    if new_model is None:
+        raise PromotionError(f"no {challenger!r} version of {model_name!r} to promote")
+    manifest = store.get_manifest(new_batch) if new_batch else None
+    if new_batch is None or manifest is None:
+        raise PromotionError(f"Redis batch {new_batch} of {challenger!r} is not published "
+                             "(or no longer retained): publish the challenger")
     if manifest.get("model_version") not in (None, str(new_model)):
         raise PromotionError(
-            f"Redis alias {challenger!r} serves model version {manifest.get('model_version')}, "
-            f"but the registry's {challenger!r} is version {new_model}; republish it first"
+            f"Redis batch {new_batch} serves model version {manifest.get('model_version')}, "
+            f"but the version to promote is {new_model}; republish it first"
         )
+    old_model = mlflow_alias(client, model_name, champion)
+    old_model_previous = mlflow_alias(client, model_name, previous)
+    old_challenger = mlflow_alias(client, model_name, challenger)
     old_batch = store.get_alias(champion)
     old_batch_previous = store.get_alias(previous)
-    undo: list[tuple[str, object]] = []
-    try:
-        if old_model is not None:
-            client.set_registered_model_alias(model_name, previous, old_model)
-            undo.append(("mlflow", (previous, old_model_previous)))
-        client.set_registered_model_alias(model_name, champion, str(new_model))
-        undo.append(("mlflow", (champion, old_model)))
-        client.delete_registered_model_alias(model_name, challenger)
-        undo.append(("mlflow", (challenger, str(new_model))))
-        if old_batch is not None:
-            store.set_alias(previous, old_batch)
-            undo.append(("redis", (previous, old_batch_previous)))
-        store.set_alias(champion, new_batch)
-        undo.append(("redis", (champion, old_batch)))
-        store.client.delete(store.alias_key(challenger))
-        undo.append(("redis", (challenger, new_batch)))
-    except Exception as exc:
-        _undo(client, model_name, store, undo)
-        raise PromotionError(f"promotion failed and was undone: {exc}") from exc
-    return PromotionResult(str(new_model), old_model, new_batch, old_batch)
+    old_challenger_batch = store.get_alias(challenger)
+    steps = Steps()
 
+    def mlflow_back(alias: str, value: str | None) -> None:
+        move_mlflow_alias(client, model_name, store, alias, value)
 
-def _mlflow_alias(client: MlflowClient, model_name: str, alias: str) -> str | None:
-    try:
-        return str(client.get_model_version_by_alias(model_name, alias).version)
-    except mlflow.exceptions.MlflowException:
-        return None
-
-
-def _undo(
-    client: MlflowClient, model_name: str, store: RecStore, undo: list[tuple[str, object]]
-) -> None:
-    """Restore each alias a failed promotion moved, newest change first."""
-    for system, (alias, value) in reversed(undo):  # type: ignore[misc]
-        if system == "mlflow":
-            if value is None:
-                client.delete_registered_model_alias(model_name, alias)
-            else:
-                client.set_registered_model_alias(model_name, alias, value)
-        elif value is None:
+    def redis_back(alias: str, value: str | None, now: str) -> None:
+        if value is None:
             store.client.delete(store.alias_key(alias))
         else:
-            store.set_alias(alias, value)
+            store.set_alias(alias, value, expected=now)
+
+    try:
+        if old_model is not None:
+            move_mlflow_alias(client, model_name, store, previous, old_model)
+            steps.done(f"MLflow {previous} back to {old_model_previous}",
+                       lambda: mlflow_back(previous, old_model_previous))
+        move_mlflow_alias(client, model_name, store, champion, str(new_model))
+        steps.done(f"MLflow {champion} back to {old_model}",
+                   lambda: mlflow_back(champion, old_model))
+        move_mlflow_alias(client, model_name, store, challenger, None)
+        steps.done(f"MLflow {challenger} back to {old_challenger}",
+                   lambda: mlflow_back(challenger, old_challenger))
+        if old_batch is not None:
+            store.set_alias(previous, old_batch, expected=old_batch_previous,
+                            expect_unset=old_batch_previous is None)
+            steps.done(f"Redis {previous} back to {old_batch_previous}",
+                       lambda: redis_back(previous, old_batch_previous, old_batch))
+        store.set_alias(champion, new_batch, expected=old_batch, expect_unset=old_batch is None)
+        steps.done(f"Redis {champion} back to {old_batch}",
+                   lambda: redis_back(champion, old_batch, new_batch))
+        store.client.delete(store.alias_key(challenger))
+        steps.done(f"Redis {challenger} back to {old_challenger_batch}",
+                   lambda: old_challenger_batch is not None and store.set_alias(
+                       challenger, old_challenger_batch, expect_unset=True))
+    except Exception as exc:
+        raise PromotionError(str(fail("promotion failed", steps, exc))) from exc
+    return PromotionResult(str(new_model), old_model, new_batch, old_batch)
 
 
 @task(cache_policy=NO_CACHE)
 def promote_challenger(
-    tracking_uri: str, model_name: str, target: RedisTarget, challenger: str = "challenger"
+    tracking_uri: str, model_name: str, target: RedisTarget, experiment: dict[str, object]
 ) -> dict[str, str | None]:
-    """Promote the challenger in MLflow and Redis together (both or neither)."""
-    result = promote(tracking_uri, model_name, target.store(), challenger=challenger)
+    """Promote the version the experiment tested in MLflow and Redis together (both or
+    neither)."""
+    exp = Experiment.from_dict(experiment)
+    store = target.store()
+    treatment = exp.variants[1]
+    tested = experiment_pins(store, exp).get(treatment.name)
+    if tested is None:
+        get_run_logger().warning("the treatment arm was not pinned (an experiment started "
+                                 "before pins): promoting what %s holds now", treatment.alias)
+    result = promote(tracking_uri, model_name, store, tested, challenger=treatment.alias)
     get_run_logger().info(
         "promoted model version %s (was %s); Redis champion -> %s (was %s)",
         result.model_version, result.previous_model_version, result.redis_version,
@@ -225,12 +264,18 @@ def promote_challenger(
 
 
 @task(cache_policy=NO_CACHE)
-def close_experiment(target: RedisTarget, experiment: dict[str, object]) -> dict[str, object]:
-    """Mark the experiment stopped: every reader gets the control from then on."""
+def close_experiment(target: RedisTarget, experiment: dict[str, object],
+                     tracking_uri: str, model_name: str, promoted: bool) -> dict[str, object]:
+    """Mark the experiment stopped (every reader gets the control from then on) and unpin
+    its arms: versions the gate registered meanwhile take their aliases."""
     store = target.store()
     stopped = Experiment.from_dict(experiment).stopped()
     store.put_experiment(stopped)
-    get_run_logger().info("experiment %s stopped", stopped.name)
+    log = get_run_logger()
+    log.info("experiment %s stopped", stopped.name)
+    for note in release_experiment(MlflowClient(tracking_uri), model_name, store, stopped,
+                                   promoted):
+        log.info(note)
     return stopped.to_dict()
 
 

@@ -2,18 +2,30 @@
 
 from __future__ import annotations
 
+import itertools
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 import redis
+from mlflow import MlflowClient
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from models.bundle import ScoringBundle
 from models.scoring import encode_lists, score_readers, similar_books
 from serving.connection import connect_redis
-from serving.store import RecStore, ShardReceipt, VersionCommittedError, encode_items
+from serving.pins import get_pin
+from serving.store import (
+    AliasChangedError,
+    RecStore,
+    ShardReceipt,
+    VersionCommittedError,
+    decode_items,
+    encode_items,
+)
+from tasks.aliases import mlflow_alias
 
 
 @dataclass(frozen=True)
@@ -30,10 +42,46 @@ class RedisTarget:
                         prefix=self.prefix)
 
 
-# A version still pending this long after it was started belongs to a run that died before
-# it could discard it (a full-size score run takes under a minute, so a live writer is never
-# this old). Younger pending versions may be another run's batch in progress: left alone.
+# A score run holds a lease on the version it writes and renews it every LEASE_S / 3: a
+# pending version whose lease has expired belongs to a run that died, and the next run
+# discards it at once. A pending version without a lease (written by an older release) is
+# discarded once it is this old.
+LEASE_S = 30.0
 ABANDONED_AFTER_S = 3600.0
+# Lists read back from a new version before the alias switches to it.
+VERIFY_SAMPLE = 200
+
+
+class PublishError(RuntimeError):
+    """A batch that must not go live: its alias moved, its model changed, or it reads wrong."""
+
+
+class Lease:
+    """Renew the writer's lease on a pending version from a daemon thread until closed."""
+
+    def __init__(self, target: RedisTarget, version: str, lease_s: float = LEASE_S) -> None:
+        self._target, self._version, self._lease_s = target, version, lease_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._renew, name=f"lease-{version}",
+                                        daemon=True)
+        self._thread.start()
+
+    def _renew(self) -> None:
+        while not self._stop.wait(self._lease_s / 3):
+            try:
+                self._target.store().renew_lease(self._version, self._lease_s)
+            except redis.RedisError:
+                pass  # Redis away for a moment: the next renewal tries again
+
+    def close(self) -> None:
+        """Stop renewing and let go: a version left committed but not switched to is then
+        retention's to remove."""
+        self._stop.set()
+        self._thread.join(timeout=5)
+        try:
+            self._target.store().release_lease(self._version)
+        except redis.RedisError:
+            pass  # it expires by itself within LEASE_S
 
 
 @lru_cache(maxsize=8)
@@ -70,9 +118,10 @@ def discard_abandoned(target: RedisTarget, older_than_s: float = ABANDONED_AFTER
 
 
 @task(cache_policy=NO_CACHE)
-def start_version(target: RedisTarget) -> str:
-    """A fresh version id to write a batch under (nothing is visible until committed)."""
-    return target.store().new_version()
+def start_version(target: RedisTarget, lease_s: float = LEASE_S) -> str:
+    """A fresh version id to write a batch under (nothing is visible until committed),
+    leased to this run (see ``Lease``)."""
+    return target.store().new_version(lease_s=lease_s)
 
 
 @task(retries=2, retry_delay_seconds=[1, 5], cache_policy=NO_CACHE)
@@ -115,14 +164,41 @@ def commit_and_switch(
     alias: str,
     retention: int,
     target: RedisTarget,
+    started_from: str | None = None,
+    registry: tuple[str, str] | None = None,
 ) -> dict[str, object]:
-    """Manifest last, then the alias in one atomic SET, then prune old versions.
+    """Manifest last, a sample read back, then the alias switched compare-and-set, then
+    old versions pruned.
 
-    ``retention`` counts earlier versions kept for rollback, besides the live ones.
+    The switch succeeds only if the alias still points at ``started_from`` (what it held
+    when this run began): a slower or older run fails loudly instead of overwriting a newer
+    switch. With ``registry`` (tracking URI, model name) the registry's alias must still name
+    the model version this batch was scored from; if not, or if the alias was pinned
+    meanwhile, the batch is committed but not switched to (retention removes it).
+    ``retention`` counts earlier batches kept per alias for rollback, besides the live ones.
     """
     store = target.store()
     manifest = store.commit_version(version, receipts, fields)
-    store.set_alias(alias, version)
+    problems = read_back(store, version, int(fields.get("n", 0)), manifest.readers)
+    if problems:
+        raise PublishError(f"version {version} reads back wrong, not switched: {problems}")
+    pin = get_pin(store, alias)
+    if pin is not None:
+        raise PublishError(f"not switched: {pin.describe()}")
+    if registry is not None:
+        now = mlflow_alias(MlflowClient(registry[0]), registry[1], alias)
+        if now != str(fields.get("model_version")):
+            raise PublishError(
+                f"not switched: the registry's {alias} moved to model version {now} while "
+                f"this run scored version {fields.get('model_version')}; the next run "
+                "publishes the new one")
+    try:
+        store.set_alias(alias, version, expected=started_from,
+                        expect_unset=started_from is None)
+    except AliasChangedError as exc:
+        raise PublishError(f"not switched: {exc} (another run published {alias} meanwhile)"
+                           ) from None
+    store.release_lease(version)
     removed = store.prune(retention + 1)
     logger = get_run_logger()
     logger.info("published version %s as %s", version, alias)
@@ -130,6 +206,25 @@ def commit_and_switch(
         logger.info("pruned versions: %s", ", ".join(removed))
     return {"version": version, "alias": alias, "pruned": removed,
             "manifest": manifest.to_hash()}
+
+
+def read_back(store: RecStore, version: str, n: int, readers: int,
+              sample: int = VERIFY_SAMPLE) -> list[str]:
+    """Problems found reading a committed version's lists back (empty: it reads right)."""
+    problems = []
+    popular = store.get_popular(version)
+    if not popular:
+        problems.append("no popular list")
+    keys = list(itertools.islice(
+        store.client.scan_iter(match=f"{store.prefix}recs:{version}:*", count=1000), sample))
+    if readers and not keys:
+        problems.append(f"none of its {readers} readers' lists found")
+    for key, raw in zip(keys, store.client.mget(keys) if keys else [], strict=True):
+        items = decode_items(raw)
+        if not items or (n and len(items) > n) or len(set(items)) != len(items):
+            problems.append(f"{key!r} holds {str(raw)[:60]}")
+            break
+    return problems
 
 
 @task(cache_policy=NO_CACHE)
@@ -154,11 +249,3 @@ def discard_version(version: str, target: RedisTarget) -> int | None:
         return None
     logger.warning("discarded uncommitted version %s (%d keys)", version, removed)
     return removed
-
-
-@task(cache_policy=NO_CACHE)
-def rollback_alias(alias: str, to_version: str | None, target: RedisTarget) -> str:
-    """Re-point an alias to an earlier retained version in one step."""
-    version = target.store().rollback(alias, to_version)
-    get_run_logger().info("alias %s rolled back to %s", alias, version)
-    return version

@@ -16,6 +16,9 @@ from prefect.cache_policies import NO_CACHE
 
 import models.mlflow_model
 from models.tuning import params_from_logged
+from serving.pins import get_pin
+from tasks.aliases import NEXT, move_mlflow_alias
+from tasks.publish import RedisTarget
 
 MODEL_CODE = Path(models.mlflow_model.__file__)
 
@@ -124,23 +127,32 @@ def start_child_run(tracking_uri: str, parent_run_id: str, name: str,
 
 @task(cache_policy=NO_CACHE)
 def record_gate(tracking_uri: str, parent_run_id: str, model_name: str, version: str,
-                alias: str | None, reason: str) -> None:
+                alias: str | None, reason: str, target: RedisTarget | None = None) -> str | None:
     """Write the gate's decision on the run and the model version, and move the alias.
 
-    A new champion keeps the one it replaces as ``previous`` (a rollback target).
+    A new champion keeps the one it replaces as ``previous`` (a rollback target). When the
+    alias is pinned (a running experiment's arm, a rollback) the version waits as
+    ``<alias>-next`` instead and takes the alias when the pin is lifted. Returns the alias
+    given.
     """
+    store = target.store() if target is not None else None
+    pin = get_pin(store, alias) if store is not None and alias is not None else None
+    given = alias if pin is None else alias + NEXT
+    if pin is not None:
+        reason = f"{reason}; {pin.describe()}, so it waits as {given}"
     mlflow.set_tracking_uri(tracking_uri)
     with mlflow.start_run(run_id=parent_run_id):
-        mlflow.set_tags({"gate.alias": alias or "none", "gate.reason": reason})
+        mlflow.set_tags({"gate.alias": given or "none", "gate.reason": reason[:5000]})
     client = MlflowClient(tracking_uri)
-    client.set_model_version_tag(model_name, version, "gate", reason)
-    if alias == "champion":
+    client.set_model_version_tag(model_name, version, "gate", reason[:5000])
+    if given == "champion":
         old = registry_aliases(tracking_uri, model_name).get("champion")
         if old is not None and old != version:
-            client.set_registered_model_alias(model_name, "previous", old)
-    if alias is not None:
-        client.set_registered_model_alias(model_name, alias, version)
-    get_run_logger().info("gate: version %s → %s (%s)", version, alias or "no alias", reason)
+            move_mlflow_alias(client, model_name, store, "previous", old)
+    if given is not None:
+        move_mlflow_alias(client, model_name, store, given, version)
+    get_run_logger().info("gate: version %s → %s (%s)", version, given or "no alias", reason)
+    return given
 
 
 def registry_aliases(tracking_uri: str, model_name: str) -> dict[str, str]:

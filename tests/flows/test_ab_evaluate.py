@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -15,6 +15,7 @@ from flows.score import score_flow
 from models.event_log import InteractionLog
 from models.generator import load_truth
 from models.simulator import ClickModel, simulate_traffic
+from serving.pins import get_pin
 from serving.store import RecStore
 from settings import get_settings
 from tasks.ab import PromotionError, promote
@@ -70,10 +71,10 @@ def test_a_failed_redis_switch_restores_the_mlflow_aliases(
     old, new = publish(store, "champion", "1"), publish(store, "challenger", "2")
     real = store.set_alias
 
-    def failing(alias: str, version: str) -> str | None:
+    def failing(alias: str, version: str, **compare: object) -> str | None:
         if alias == "champion":
             raise serving.StoreError("injected Redis failure")
-        return real(alias, version)
+        return real(alias, version, **compare)  # type: ignore[arg-type]
 
     monkeypatch.setattr(store, "set_alias", failing)
     with pytest.raises(PromotionError, match="injected Redis failure"):
@@ -121,6 +122,51 @@ def test_a_failed_mlflow_switch_leaves_redis_untouched(
     monkeypatch.undo()
     assert aliases(client, model) == {"champion": "1", "challenger": "2"}
     assert store.aliases() == {"champion": old, "challenger": new}
+
+
+def test_every_undo_step_is_tried_and_one_that_fails_is_named(
+    registry: tuple[str, str, MlflowClient], store: RecStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    uri, model, client = registry
+    old, new = publish(store, "champion", "1"), publish(store, "challenger", "2")
+    real_set = store.set_alias
+
+    def failing_delete(*keys: str) -> int:
+        raise ConnectionError("injected failure on the last step")
+
+    def failing_undo(alias: str, version: str, **compare: object) -> str | None:
+        if alias == "previous" and compare.get("expected") == old:
+            raise ConnectionError("injected failure while undoing")
+        return real_set(alias, version, **compare)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(store.client, "delete", failing_delete)
+    monkeypatch.setattr(store, "set_alias", failing_undo)
+    with pytest.raises(PromotionError, match="could NOT be undone.*Redis previous"):
+        promote(uri, model, store)
+    monkeypatch.undo()
+    # The other steps were undone all the same: only Redis 'previous' is left over.
+    assert aliases(client, model) == {"champion": "1", "challenger": "2"}
+    assert store.get_alias("champion") == old and store.get_alias("challenger") == new
+
+
+def test_promotion_promotes_exactly_the_tested_version(
+    registry: tuple[str, str, MlflowClient], store: RecStore
+) -> None:
+    from serving.pins import pin_alias
+
+    uri, model, client = registry
+    publish(store, "champion", "1")
+    tested = publish(store, "challenger", "2")
+    pin = pin_alias(store, "challenger", "experiment:x", "arm", "2", tested)
+    # The challenger aliases moved after the experiment started (they no longer can while
+    # it runs; an experiment from before pins could have seen this).
+    client.create_model_version(model, source="file:///tmp/model")
+    client.set_registered_model_alias(model, "challenger", "3")
+    publish(store, "challenger", "3")
+    result = promote(uri, model, store, pin)
+    assert (result.model_version, result.redis_version) == ("2", tested)
+    assert aliases(client, model)["champion"] == "2"
+    assert store.get_alias("champion") == tested
 
 
 def test_promotion_refuses_a_redis_batch_of_another_model_version(
@@ -183,6 +229,12 @@ def test_a_better_challenger_is_promoted_in_mlflow_and_redis(
     old_model = str(client.get_model_version_by_alias(s.model_name, "champion").version)
     old_batch = live_store.get_alias("champion")
     ab_evaluate_flow(experiment="ab-test", config=config("ab"), design={"min_sample": 300})
+    # Each arm is pinned at what it serves now: the gate and the score flow leave it alone.
+    pinned = get_pin(live_store, "challenger")
+    assert pinned is not None and pinned.owner == "experiment:ab-test"
+    assert (pinned.model_version, pinned.redis_version) == (
+        challenger["model_version"], challenger["redis_version"])
+    assert get_pin(live_store, "champion").redis_version == old_batch  # type: ignore[union-attr]
     truth = load_truth(Path(str(first_run["snapshot"])))
     simulate_traffic(live_store, "ab-test", truth, list(range(1, 601)), k=10, seed=4,
                      click_model=ClickModel(lift={"treatment": 1.0}))
@@ -198,6 +250,7 @@ def test_a_better_challenger_is_promoted_in_mlflow_and_redis(
     assert live_store.get_alias("champion") == challenger["redis_version"]
     assert live_store.get_alias("previous") == old_batch
     assert live_store.get_experiment("ab-test").status == "stopped"  # type: ignore[union-attr]
+    assert get_pin(live_store, "champion") is None and get_pin(live_store, "challenger") is None
     logged = client.get_run(challenger["run_id"]).data
     assert logged.tags["ab.ab-test.decision"] == "promote"
     assert logged.metrics["ab.ab-test.effect"] == pytest.approx(result["effect"])
@@ -226,3 +279,76 @@ def test_exposures_drained_out_of_the_stream_still_count(
     shown = sum(early.impressions.values()) + sum(late.impressions.values())
     assert sum(result["exposures"].values()) == shown  # type: ignore[union-attr]
     assert sum(result["readers"].values()) == 400  # type: ignore[union-attr]
+    # Stopped by hand: the champion it pinned is free again.
+    assert get_pin(live_store, "champion") is not None
+    ab_evaluate_flow(experiment="long-test", config={
+        "status": "stopped", "stopped_at": datetime.now(UTC).isoformat()})
+    assert get_pin(live_store, "champion") is None
+
+
+# --- pins: what waits while an experiment runs ---------------------------------------------
+class StoreTarget:
+    """Where record_gate finds Redis: the test's own store."""
+
+    def __init__(self, store: RecStore) -> None:
+        self._store = store
+
+    def store(self) -> RecStore:
+        return self._store
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_a_new_challenger_waits_while_the_experiment_runs(
+    registry: tuple[str, str, MlflowClient], store: RecStore, tmp_path: Path
+) -> None:
+    from serving.experiments import Experiment
+    from serving.pins import disagreements, registry_aliases_seen
+    from tasks.aliases import pin_experiment, release_experiment
+    from tasks.registry import record_gate
+
+    uri, model, client = registry
+    old_batch, tested = publish(store, "champion", "1"), publish(store, "challenger", "2")
+    experiment = Experiment.from_dict({"name": "pins", **config("p"), "status": "active",
+                                       "started_at": datetime.now(UTC).isoformat()})
+    pin_experiment(client, model, store, experiment)
+    run_id = client.create_run(client.get_experiment_by_name("Default").experiment_id
+                               ).info.run_id
+    client.create_model_version(model, source=(tmp_path / "model").as_uri())  # version 3
+    given = record_gate(uri, run_id, model, "3", "challenger", "beats the champion",
+                        StoreTarget(store))  # type: ignore[arg-type]
+    assert given == "challenger-next"
+    assert aliases(client, model) == {"champion": "1", "challenger": "2", "challenger-next": "3"}
+    # A new champion refresh waits too, and after a promotion it is dropped.
+    client.create_model_version(model, source=(tmp_path / "model").as_uri())  # version 4
+    assert record_gate(uri, run_id, model, "4", "champion", "refresh",
+                       StoreTarget(store)) == "champion-next"  # type: ignore[arg-type]
+
+    notes = release_experiment(client, model, store, experiment, promoted=True)
+    assert aliases(client, model) == {"champion": "1", "challenger": "3"}
+    assert "champion: waiting version 4 dropped" in notes
+    assert registry_aliases_seen(store)["challenger"] == "3"
+    # Until the next score run publishes version 3, Redis still serves version 2's batch:
+    # the registry and Redis disagree, and say so.
+    assert disagreements(registry_aliases_seen(store), store) == [
+        f"the registry's challenger is model version 3 but Redis serves version {tested} of "
+        "model version 2"]
+    assert store.get_alias("champion") == old_batch
+
+
+def test_an_experiment_needs_both_arms_published_in_both_registries(
+    registry: tuple[str, str, MlflowClient], store: RecStore
+) -> None:
+    from serving.experiments import Experiment
+    from serving.pins import pins
+    from tasks.aliases import AliasError, pin_experiment
+
+    uri, model, client = registry
+    publish(store, "champion", "1")
+    experiment = Experiment.from_dict({"name": "early", **config("e"), "status": "active",
+                                       "started_at": datetime.now(UTC).isoformat()})
+    with pytest.raises(AliasError, match="'challenger' is not published"):
+        pin_experiment(client, model, store, experiment)
+    publish(store, "challenger", "1")  # a stale batch: the registry's challenger is 2
+    with pytest.raises(AliasError, match="run the score flow first"):
+        pin_experiment(client, model, store, experiment)
+    assert pins(store) == {}

@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import os
 import socket
-import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -256,12 +255,13 @@ def test_a_connection_lost_for_the_rest_of_the_run_fails_it_and_the_next_run_cle
     assert version_keys(live_store, abandoned)
     assert live_store.get_manifest(abandoned) is None
 
-    # Redis is back at the same address, and the failed run is long over; meanwhile another
-    # writer has just started a batch of its own.
+    # Redis is back at the same address, and the failed run's lease has run out (it stopped
+    # renewing it; the TTL is tasks.publish.LEASE_S); meanwhile another writer has just
+    # started a batch of its own, under a live lease.
     publisher.point_at(reachable)
-    started_long_ago = time.time() - 2 * tasks.publish.ABANDONED_AFTER_S
-    admin.zadd(live_store.pending_key, {abandoned: started_long_ago}, xx=True)
-    in_progress = live_store.new_version()
+    assert admin.pttl(live_store.lease_key(abandoned)) <= tasks.publish.LEASE_S * 1000
+    admin.delete(live_store.lease_key(abandoned))
+    in_progress = live_store.new_version(lease_s=60)
     live_store.write_popular(in_progress, "1,2,3")
 
     published = score_flow(aliases=["champion"])[0]  # the retried run
@@ -280,13 +280,32 @@ def test_a_connection_lost_for_the_rest_of_the_run_fails_it_and_the_next_run_cle
     assert uncommitted_versions(live_store) == set()
 
 
-def test_rollback_re_points_the_alias_in_one_step(live_store: serving.RecStore) -> None:
+def test_rollback_moves_both_registries_and_pins_until_unpinned(
+    live_store: serving.RecStore,
+) -> None:
+    from mlflow import MlflowClient
+
+    from tasks.aliases import mlflow_alias, status, unpin
+
+    s = get_settings()
+    client = MlflowClient(s.tracking_uri)
     first = score_flow(aliases=["champion"])[0]["version"]
     second = score_flow(aliases=["champion"])[0]["version"]
     assert live_store.get_alias("champion") == second
     result = score_flow(rollback_alias_name="champion")
     assert result[0]["version"] == first == live_store.get_alias("champion")
     assert live_store.verify_version(first)
+    # MLflow's champion is the model version the rolled-back-to batch was scored from.
+    assert mlflow_alias(client, s.model_name, "champion") == (
+        live_store.get_manifest(first)["model_version"])
+    assert status(client, s.model_name, live_store)["disagreements"] == []
+    # Pinned: the nightly score leaves it alone until unpinned.
+    (skipped,) = score_flow(aliases=["champion"])
+    assert "pinned by rollback" in skipped["pinned"]
+    assert live_store.get_alias("champion") == first
+    assert unpin(client, s.model_name, live_store, "champion") == [
+        "champion: pin of rollback lifted"]
+    assert score_flow(aliases=["champion"])[0]["version"] not in (first, second)
 
 
 def test_retention_prunes_old_versions(live_store: serving.RecStore) -> None:

@@ -314,6 +314,21 @@ def test_health_and_ready(client: TestClient, champion: str) -> None:
     assert 0 <= body["aliases"][0]["age_s"] < 60
 
 
+def test_ready_warns_of_pins_and_of_registries_that_disagree(
+    client: TestClient, store: RecStore, champion: str
+) -> None:
+    from serving.pins import pin_alias, record_registry_alias
+
+    # The batch was scored from model version 7 (what the score flow writes in a manifest).
+    store.client.hset(store.manifest_key(champion), "model_version", "7")
+    pin_alias(store, "champion", "rollback", "rolled back by hand", "7", champion)
+    record_registry_alias(store, "champion", "99")  # MLflow moved on; Redis did not
+    body = client.get("/ready").json()
+    assert body["status"] == "ready"  # warnings do not stop serving
+    assert any("champion is pinned by rollback" in w for w in body["warnings"])
+    assert any("the registry's champion is model version 99" in w for w in body["warnings"])
+
+
 def test_ready_fails_on_a_stale_version(store: RecStore, champion: str) -> None:
     with TestClient(create_app(config(ready_max_age_s=0.001), store)) as client:
         response = client.get("/ready")

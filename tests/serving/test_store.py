@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 
 import pytest
 import redis
@@ -312,17 +313,38 @@ def test_aliases_lists_every_alias(store: RecStore) -> None:
 # --- rollback -----------------------------------------------------------------------------
 
 
-def test_rollback_steps_back_through_retained_versions(store: RecStore) -> None:
+def serve(store: RecStore, alias: str, *versions: str) -> None:
+    for version in versions:
+        store.set_alias(alias, version)
+
+
+def test_rollback_steps_back_through_the_versions_the_alias_served(store: RecStore) -> None:
     v1, v2, v3 = publish(store), publish(store), publish(store)
-    store.set_alias("champion", v3)
+    serve(store, "champion", v1, v2, v3)
 
     assert store.rollback("champion") == v2
     assert store.get_alias("champion") == v2
     assert store.rollback("champion") == v1
-    with pytest.raises(NoRollbackTargetError, match="older than"):
+    with pytest.raises(NoRollbackTargetError, match="no earlier version"):
         store.rollback("champion")
     assert store.rollback("champion", to_version=v3) == v3
     assert store.get_alias("champion") == v3
+
+
+def test_rollback_never_lands_on_another_alias_batch(store: RecStore) -> None:
+    # A score run publishes champion then challenger, night after night: the champion's
+    # previous batch is last night's champion, not last night's challenger.
+    champion_1, challenger_1 = publish(store), publish(store)
+    serve(store, "champion", champion_1)
+    serve(store, "challenger", challenger_1)
+    champion_2, challenger_2 = publish(store), publish(store)
+    serve(store, "champion", champion_2)
+    serve(store, "challenger", challenger_2)
+    assert store.previous_version("champion") == champion_1
+    assert store.rollback("champion") == champion_1
+    assert store.rollback("challenger") == challenger_1
+    with pytest.raises(NoRollbackTargetError, match="never served as 'champion'"):
+        store.rollback("champion", to_version=challenger_2)
 
 
 def test_rollback_refuses_what_it_cannot_do(store: RecStore) -> None:
@@ -340,11 +362,24 @@ def test_rollback_refuses_what_it_cannot_do(store: RecStore) -> None:
 
 def test_rollback_target_must_still_be_retained(store: RecStore) -> None:
     v1, v2, v3 = publish(store), publish(store), publish(store)
-    store.set_alias("champion", v3)
+    serve(store, "champion", v1, v2, v3)
     assert store.prune(keep=2) == [v1]
     assert store.rollback("champion") == v2
     with pytest.raises(NoRollbackTargetError):
         store.rollback("champion")
+
+
+def test_a_switch_is_compare_and_set(store: RecStore) -> None:
+    v1, v2, v3 = publish(store), publish(store), publish(store)
+    store.set_alias("champion", v1, expect_unset=True)
+    with pytest.raises(AliasChangedError, match="from nothing"):
+        store.set_alias("champion", v2, expect_unset=True)
+    # A slower run that started when v1 was live cannot overwrite a newer switch.
+    store.set_alias("champion", v2, expected=v1)
+    with pytest.raises(AliasChangedError):
+        store.set_alias("champion", v3, expected=v1)
+    assert store.get_alias("champion") == v2
+    assert store.alias_history("champion") == [v2, v1]
 
 
 def test_alias_switch_checks_the_expected_current_version(store: RecStore) -> None:
@@ -359,36 +394,51 @@ def test_alias_switch_checks_the_expected_current_version(store: RecStore) -> No
 # --- prune and discard --------------------------------------------------------------------
 
 
-def test_prune_keeps_newest_and_aliased_and_deletes_exactly_the_rest(store: RecStore) -> None:
-    versions = [publish(store, offset=i) for i in range(5)]
+def test_prune_keeps_each_alias_recent_batches_and_deletes_exactly_the_rest(
+    store: RecStore,
+) -> None:
+    versions = [publish(store, offset=i) for i in range(6)]
     half_written = store.new_version()
     store.write_recs(half_written, recs_rows())
-    store.set_alias("champion", versions[0])
-    store.set_alias("challenger", versions[2])
+    serve(store, "champion", versions[0], versions[3])
+    serve(store, "challenger", versions[1], versions[2], versions[4])
     per_version = USERS + BOOKS + 2  # recs, similar, popular, manifest
     before = keys_under(store)
     assert all(len(keys_of(store, v)) == per_version for v in versions)
 
+    # keep=2: each alias's two newest batches stay; versions[5] was never served.
     removed = store.prune(keep=2)
 
-    assert removed == [versions[1]]
+    assert removed == [versions[1], versions[5]]
     after = keys_under(store)
-    assert before - after == {key for key in before if f":{versions[1]}" in key}
-    assert len(before) - len(after) == per_version
+    assert before - after == {key for key in before
+                              if f":{versions[1]}" in key or f":{versions[5]}" in key}
+    assert len(before) - len(after) == 2 * per_version
     assert store.committed_versions() == [versions[0], versions[2], versions[3], versions[4]]
     for version in (versions[0], versions[2], versions[3], versions[4]):
         assert store.verify_version(version)
     assert store.get_manifest(versions[1]) is None
     assert len(keys_of(store, half_written)) == USERS  # not committed: prune leaves it
 
-    assert store.prune(keep=0) == [versions[3], versions[4]]
-    assert store.committed_versions() == [versions[0], versions[2]]
+    assert store.prune(keep=0) == [versions[0], versions[2]]
+    assert store.committed_versions() == [versions[3], versions[4]]
     assert store.prune(keep=0) == []
+
+
+def test_prune_leaves_a_commit_whose_writer_still_holds_its_lease(store: RecStore) -> None:
+    live = publish(store)
+    store.set_alias("champion", live)
+    leased = store.new_version(lease_s=30)
+    store.write_popular(leased, "1,2")
+    store.commit_version(leased, [], {})
+    assert store.prune(keep=0) == []  # its writer may be about to switch to it
+    store.release_lease(leased)
+    assert store.prune(keep=0) == [leased]
 
 
 def test_prune_with_fewer_versions_than_keep_removes_nothing(store: RecStore) -> None:
     versions = [publish(store, offset=i) for i in range(3)]
-    store.set_alias("champion", versions[-1])
+    serve(store, "champion", *versions)
     assert store.prune(keep=4) == []
     assert store.committed_versions() == versions
 
@@ -422,6 +472,21 @@ def test_discard_uncommitted_only_touches_stale_pending_versions(store: RecStore
     assert store.discard_uncommitted(older_than_s=0) == [abandoned]
     assert keys_of(store, abandoned) == set()
     assert store.verify_version(committed)
+
+
+def test_a_pending_version_is_discarded_once_its_writer_lease_expires(store: RecStore) -> None:
+    alive = store.new_version(lease_s=30)
+    dead = store.new_version(lease_s=0.05)
+    store.write_recs(alive, recs_rows())
+    store.write_recs(dead, recs_rows())
+    time.sleep(0.1)  # the dead writer stopped renewing
+    assert store.renew_lease(alive, 30) and not store.renew_lease(dead, 30)
+    # Not after an hour: at the next run.
+    assert store.discard_uncommitted(older_than_s=3600) == [dead]
+    assert keys_of(store, dead) == set() and len(keys_of(store, alive)) == USERS + 1  # + lease
+    store.commit_version(alive, [], {})
+    assert store.client.smembers(store.leased_key) == set()
+    assert store.discard_uncommitted(older_than_s=0) == []  # committed: not discarded
 
 
 def test_deletion_stays_inside_a_prefix_with_glob_characters(
