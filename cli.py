@@ -286,6 +286,13 @@ def run_demo_experiment(settings: Settings, snapshot_dir: Path) -> str:
         lines.append(f"  champion is now model version {promotion.get('model_version')} in "
                      f"MLflow and Redis version {promotion.get('redis_version')} "
                      f"(previous kept as `previous`)")
+    if result["action"] == "continue":
+        # An experiment pins its arms while it runs; the demo's next night must refresh the
+        # champion, so an undecided demo experiment is stopped here.
+        ab_evaluate_flow(experiment=name, config={
+            "status": "stopped", "stopped_at": datetime.now(UTC).isoformat()})
+        lines.append("  (the demo stops the undecided experiment so that the next night "
+                     "may move the aliases it pinned)")
     lines.append(f"  running estimate: {result['plot']}")
     return "\n".join(lines)
 
@@ -526,7 +533,10 @@ def score(
     with reported():
         published_aliases = score_flow(aliases=alias, top_n=top_n)
     for published in published_aliases:
-        typer.echo(f"{published['alias']} → version {published['version']}")
+        if "pinned" in published:
+            typer.echo(f"{published['alias']} left alone: {published['pinned']}")
+        else:
+            typer.echo(f"{published['alias']} → version {published['version']}")
 
 
 @app.command()

@@ -127,8 +127,9 @@ def score_flow(
             markdown="### Pinned aliases, not republished\n\n" + "\n".join(
                 f"* {text}" for text in held.values()),
             description="Aliases this run left alone: an experiment or a rollback holds them")
+    pinned = [{"alias": alias, "pinned": text} for alias, text in held.items()]
     if not published:
-        return [{"alias": alias, "pinned": text} for alias, text in held.items()]
+        return pinned
     create_table_artifact(
         key="score-publish",
         table=[{key: p[key] for key in ("alias", "version", "model_version", "readers",
@@ -136,7 +137,7 @@ def score_flow(
                for p in published],
         description="Versions published to Redis by this run (switched live atomically)",
     )
-    return published
+    return published + pinned
 
 
 def dask_score_flow(address: str | None = None, n_workers: int = 2):  # noqa: ANN201

@@ -14,9 +14,17 @@ key                                type    value
                                            caller's fields (model_name, model_version,
                                            run_id, snapshot, n, ...)
 ``{p}alias:{alias}``               string  the version an alias (champion, challenger) serves
+``{p}history:{alias}``             list    the versions the alias pointed at, newest first
+                                           (rollback and retention per alias)
 ``{p}versions``                    zset    committed versions, scored by commit time (unix s)
 ``{p}pending``                     zset    started, not yet committed versions, scored by
                                            start time (lets crashed writes be found)
+``{p}lease:{version}``             string  present while the writer lives (TTL it renews)
+``{p}leased``                      set     pending versions started under a lease
+``{p}pin:{alias}``                 string  who holds the alias where it is (serving.pins)
+``{p}registry``                    hash    alias -> MLflow model version (serving.pins)
+``{p}event-id:{event_id}``         string  an event id written (its stream id), for the
+                                           dedupe window (serving.events)
 ``{p}experiment:{name}``           string  A/B experiment config as JSON (serving.experiments)
 ``{p}events``                      stream  impressions and interactions (serving.events)
 ``{p}stats:m:{YYYYMMDDHHMM}``      hash    event counts of one UTC minute, field
@@ -25,10 +33,11 @@ key                                type    value
 =================================  ======  ================================================
 
 A batch is written under a fresh version (``new_version``), its manifest written last
-(``commit_version``), and only then an alias switched to it with one atomic SET
-(``set_alias``): readers never see a half-written batch. Committed versions are immutable.
-``prune`` deletes old versions that no alias points to; ``rollback`` re-points an alias to a
-retained one. Deletion walks the keyspace with SCAN and removes keys with UNLINK, never KEYS
+(``commit_version``), and only then an alias switched to it with one atomic,
+compare-and-set script (``set_alias``): readers never see a half-written batch, and a
+writer never overwrites a switch it did not start from. Committed versions are immutable.
+``prune`` deletes versions that no alias points to beyond each alias's recent history;
+``rollback`` re-points an alias to a retained one it served. Deletion walks the keyspace with SCAN and removes keys with UNLINK, never KEYS
 or FLUSHDB, so other data in the same database is safe and the server never blocks.
 
 The manifest checksum is the XOR of sha1("{kind}:{id}|{payload}") over every data key
@@ -36,9 +45,9 @@ The manifest checksum is the XOR of sha1("{kind}:{id}|{payload}") over every dat
 shards written by different threads or processes combine, and it does not depend on the
 prefix or version, so two versions with the same content have the same checksum.
 
-The alias scripts touch two keys, and an event batch is written to the stream and its
-counters in one MULTI/EXEC, so on Redis Cluster the prefix must carry a hash tag (``{gb}:``);
-everything else is single-key.
+The alias scripts touch several keys, and an event batch is written to the stream, its
+counters and its ids in one script, so on Redis Cluster the prefix must carry a hash tag
+(``{gb}:``); everything else is single-key.
 """
 
 from __future__ import annotations
