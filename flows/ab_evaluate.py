@@ -12,6 +12,8 @@ from settings import get_settings
 from tasks.ab import (
     close_experiment,
     configure_experiment,
+    keep_looks,
+    kept_looks,
     log_to_challenger_run,
     measure_experiment,
     promote_challenger,
@@ -55,7 +57,8 @@ def ab_evaluate_flow(
     shares = [float(v["share"]) for v in variants]  # type: ignore[index, union-attr]
     at = datetime.fromisoformat(now) if now else datetime.now(UTC)
     decision = decide(ExperimentDesign.from_dict(plan), measurement, shares,
-                      str(stored["started_at"]), at)
+                      str(stored["started_at"]), at, kept_looks(target, name))
+    keep_looks(target, name, decision)
     print(f"{name}: {decision.action} ({decision.reason})")
     plot = report_evaluation(name, measurement, decision, str(s.data_dir / "reports"))
     challenger_alias = str(variants[1]["alias"])  # type: ignore[index]

@@ -212,6 +212,8 @@ class ArmMeasure:
     by_type: dict[str, int] = field(default_factory=dict)
     versions: dict[str, list[int]] = field(default_factory=dict)  # version -> [exp, conv]
     readers: int | None = None
+    # Per-reader sums of each interaction type's rate (for the guardrails' intervals).
+    type_sums: dict[str, ReaderSums] = field(default_factory=dict)
 
     @property
     def rate(self) -> float:
@@ -329,9 +331,37 @@ def measure(
         types.add(event.type)
         arm.by_type[event.type] = arm.by_type.get(event.type, 0) + 1
     looks = _looks(exposed, primary, design.control, design.treatment, n_looks)
+    for name, arm in arms.items():
+        arm.type_sums = _type_sums(exposed, name, {g.event_type for g in design.guardrails})
     first = ordered[0].ts_ms if ordered else None
     last = ordered[-1].ts_ms if ordered else None
     return Measurement(arms, looks, misassigned, first, last, other_versions)
+
+
+def _type_sums(
+    exposed: Mapping[tuple[int, int, str], tuple[int, str, set[str]]],
+    variant: str,
+    types: set[str],
+) -> dict[str, ReaderSums]:
+    """Per-reader sums of one arm for the rate of each interaction type in ``types``."""
+    per_reader: dict[int, list[int]] = {}
+    order = sorted(types)
+    for (user, _, arm), (_, _, seen) in exposed.items():
+        if arm != variant:
+            continue
+        counts = per_reader.setdefault(user, [0] * (1 + len(order)))
+        counts[0] += 1
+        for i, event_type in enumerate(order, 1):
+            counts[i] += event_type in seen
+    return {
+        event_type: ReaderSums(
+            len(per_reader),
+            sum(c[0] * c[0] for c in per_reader.values()),
+            sum(c[i] * c[i] for c in per_reader.values()),
+            sum(c[0] * c[i] for c in per_reader.values()),
+        )
+        for i, event_type in enumerate(order, 1)
+    }
 
 
 def _looks(
@@ -506,6 +536,32 @@ def sequential_test(looks: Sequence[Look], tau2: float, alpha: float) -> Sequent
     return SequentialResult(effect, p_value, low, high, p_value <= alpha, tuple(history))
 
 
+def carry_over(result: SequentialResult, kept: Sequence[Sequence[float]], alpha: float
+               ) -> SequentialResult:
+    """The test with the looks earlier evaluations kept (``history`` rows) folded in.
+
+    Each evaluation rebuilds its looks from the events; without what earlier ones saw, a
+    p-value that once crossed alpha could come back above it and a verdict flip back. The
+    running minimum p-value and the intersection of intervals over every look ever taken stay
+    always valid (they are looks of the same sequence), so they only tighten.
+    """
+    history = tuple(sorted({tuple(float(v) for v in row) for row in [*kept, *result.history]}))
+    if not history:
+        return result
+    p_value = min(min(row[2] for row in history), result.p_value)
+    low = max(row[3] for row in history)
+    high = min(row[4] for row in history)
+    if low > high:  # crossing intervals happen only by chance (prob <= alpha): keep the latest
+        low, high = result.ci_low, result.ci_high
+    return SequentialResult(result.effect, p_value, low, high, p_value <= alpha,
+                            history)  # type: ignore[arg-type]
+
+
+def looks_key(prefix: str, name: str) -> str:
+    """Where the looks of an experiment's evaluations are kept, beside its design."""
+    return f"{prefix}experiment:{name}:looks"
+
+
 def wilson_interval(successes: int, trials: int, z: float = 1.959964) -> tuple[float, float]:
     """The Wilson score interval of a binomial proportion."""
     if trials <= 0:
@@ -563,13 +619,25 @@ def msprt_sample_size(
 # --- decision ---------------------------------------------------------------------------
 @dataclass(frozen=True)
 class GuardrailResult:
-    """One guardrail's rates and whether it vetoes promotion."""
+    """One guardrail's rates, the always-valid interval of their difference, and its verdict.
+
+    ``bound`` is the largest drop allowed (-max_relative_drop x the control's rate).
+    ``breached``: the whole interval lies below it (vetoes promotion); ``within``: the whole
+    interval lies above it; ``undecided``: not yet known either way (promotion waits).
+    """
 
     event_type: str
     control_rate: float
     treatment_rate: float
     relative_change: float
-    vetoed: bool
+    ci_low: float
+    ci_high: float
+    bound: float
+    status: Literal["within", "breached", "undecided"]
+
+    @property
+    def vetoed(self) -> bool:
+        return self.status == "breached"
 
 
 @dataclass(frozen=True)
@@ -584,17 +652,31 @@ class Decision:
 
 
 def check_guardrails(
-    control: ArmMeasure, treatment: ArmMeasure, guardrails: Sequence[Guardrail]
+    control: ArmMeasure, treatment: ArmMeasure, guardrails: Sequence[Guardrail],
+    tau2: float = 1e-4, alpha: float = 0.05,
 ) -> tuple[GuardrailResult, ...]:
-    """Each guardrail vetoes when the treatment's rate falls by more than its bound."""
+    """Each guardrail judged on the always-valid interval of the difference of its rates.
+
+    A point estimate would veto on noise and let a real harm through alike: the interval
+    (the mSPRT's, valid at any look like the primary test's) must lie wholly below the
+    allowed drop to veto, and wholly above it to clear the way for a promotion.
+    """
     results = []
     for guard in guardrails:
-        rate_c, rate_t = control.type_rate(guard.event_type), treatment.type_rate(guard.event_type)
+        event = guard.event_type
+        rate_c, rate_t = control.type_rate(event), treatment.type_rate(event)
         change = (rate_t - rate_c) / rate_c if rate_c > 0 else 0.0
-        results.append(
-            GuardrailResult(guard.event_type, rate_c, rate_t, change,
-                            change < -guard.max_relative_drop)
-        )
+        variance = (ratio_variance(control.by_type.get(event, 0), control.exposures,
+                                   control.type_sums.get(event))
+                    + ratio_variance(treatment.by_type.get(event, 0), treatment.exposures,
+                                     treatment.type_sums.get(event)))
+        half = _half_width(variance, tau2, alpha) if variance > 0 else math.inf
+        low, high = rate_t - rate_c - half, rate_t - rate_c + half
+        bound = -guard.max_relative_drop * rate_c
+        status: Literal["within", "breached", "undecided"] = (
+            "breached" if high < bound else "within" if low > bound else "undecided")
+        results.append(GuardrailResult(event, rate_c, rate_t, change, low, high, bound,
+                                       status))
     return tuple(results)
 
 
@@ -611,24 +693,31 @@ def decide(
     shares: Sequence[float],
     started_at: str,
     now: datetime | None = None,
+    kept_looks: Sequence[Sequence[float]] = (),
 ) -> Decision:
     """Promote, stop or continue; ``shares`` are the planned (control, treatment) shares.
 
     Order: a sample-ratio mismatch blocks any decision from the data (stop only at the
     maximum duration); below the minimum sample per arm nothing is judged; a significant
-    gain promotes unless a guardrail vetoes (then stop); a significant loss or a vetoing
-    guardrail stops; past the maximum duration the champion is kept (stop).
+    gain promotes once every guardrail is shown within its bound (a breached one stops it, an
+    undecided one makes it wait); a significant loss or a breached guardrail stops; past the
+    maximum duration the champion is kept (stop).
 
     The sample-ratio check counts readers, the unit the assignment randomises: impressions
     come ~10 to a visit, so their counts vary far more than a chi-square on independent
     draws expects. Only when an arm's readers are unknown does it count exposures.
+
+    ``kept_looks`` are the looks earlier evaluations of this experiment took (``carry_over``):
+    a verdict, once reached, cannot flip back.
     """
     control = measurement.arms[design.control]
     treatment = measurement.arms[design.treatment]
     unit, counts = srm_counts(control, treatment)
     srm = srm_check(counts, shares, design.srm_threshold)
-    test = sequential_test(measurement.looks, design.mixture_variance, design.alpha)
-    guards = check_guardrails(control, treatment, design.guardrails)
+    test = carry_over(sequential_test(measurement.looks, design.mixture_variance, design.alpha),
+                      kept_looks, design.alpha)
+    guards = check_guardrails(control, treatment, design.guardrails,
+                              design.mixture_variance, design.alpha)
     moment = now or datetime.now(UTC)
     expired = (moment - datetime.fromisoformat(started_at)).total_seconds() >= (
         design.max_duration_s
@@ -651,10 +740,18 @@ def decide(
         return result("continue", f"minimum sample not reached ({control.exposures} / "
                                   f"{treatment.exposures} < {design.min_sample} per arm)")
     vetoes = [g.event_type for g in guards if g.vetoed]
+    unsure = [g.event_type for g in guards if g.status == "undecided"]
     if test.rejected and test.effect > 0:
         if vetoes:
             return result("stop", f"treatment wins on the primary metric but guardrails "
                                   f"{vetoes} veto it")
+        if unsure:
+            if expired:
+                return result("stop", f"treatment wins on the primary metric but guardrails "
+                                      f"{unsure} were not shown within their bounds by the "
+                                      "maximum duration; champion kept")
+            return result("continue", f"treatment wins on the primary metric; waiting until "
+                                      f"guardrails {unsure} are shown within their bounds")
         return result("promote", f"treatment better: effect {test.effect:+.4f}, "
                                  f"always-valid p={test.p_value:.3g}")
     if test.rejected:

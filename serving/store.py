@@ -37,8 +37,9 @@ A batch is written under a fresh version (``new_version``), its manifest written
 compare-and-set script (``set_alias``): readers never see a half-written batch, and a
 writer never overwrites a switch it did not start from. Committed versions are immutable.
 ``prune`` deletes versions that no alias points to beyond each alias's recent history;
-``rollback`` re-points an alias to a retained one it served. Deletion walks the keyspace with SCAN and removes keys with UNLINK, never KEYS
-or FLUSHDB, so other data in the same database is safe and the server never blocks.
+``rollback`` re-points an alias to a retained one it served. Deletion walks the keyspace
+with SCAN and removes keys with UNLINK, never KEYS or FLUSHDB, so other data in the same
+database is safe and the server never blocks.
 
 The manifest checksum is the XOR of sha1("{kind}:{id}|{payload}") over every data key
 ("popular|{payload}" for the popular list): the order of writing does not change it, so

@@ -19,6 +19,7 @@ from models.ab import (
     ExperimentDesign,
     Measurement,
     design_key,
+    looks_key,
     measure,
     srm_counts,
 )
@@ -70,6 +71,21 @@ def load_design(
     return ExperimentDesign.from_json(raw)
 
 
+@task(cache_policy=NO_CACHE)
+def kept_looks(target: RedisTarget, name: str) -> list[list[float]]:
+    """The looks earlier evaluations of the experiment took (rows of the test's history)."""
+    raw = target.store().client.get(looks_key(target.prefix, name))
+    return [] if raw is None else list(json.loads(raw))
+
+
+@task(cache_policy=NO_CACHE)
+def keep_looks(target: RedisTarget, name: str, decision: Decision) -> int:
+    """Keep this evaluation's looks (with the earlier ones) for the next evaluation."""
+    rows = [list(row) for row in decision.test.history]
+    target.store().client.set(looks_key(target.prefix, name), json.dumps(rows))
+    return len(rows)
+
+
 def save_design(store: RecStore, name: str, design: ExperimentDesign) -> None:
     """Store the design beside the experiment config."""
     store.client.set(design_key(store.prefix, name), design.to_json())
@@ -89,7 +105,7 @@ def configure_experiment(
     serves (tasks.aliases.pin_experiment), so the experiment tests what it started with.
     """
     store = target.store()
-    current = store.get_experiment(name)
+    current = before = store.get_experiment(name)
     if config is not None:
         raw = {**(current.to_dict() if current else {}), **config, "name": name}
         raw.setdefault("started_at", datetime.now(UTC).isoformat())
@@ -103,6 +119,9 @@ def configure_experiment(
             else:  # stopped by hand: its arms are free again
                 for note in release_experiment(client, model_name, store, current, False):
                     get_run_logger().info(note)
+        if before is None or before.started_at != current.started_at:
+            # A new start: the looks of an earlier run of this name do not belong to it.
+            store.client.delete(looks_key(store.prefix, name))
         store.put_experiment(current)
     if current is None:
         raise ExperimentNotFoundError(
@@ -345,7 +364,8 @@ def report_evaluation(
     create_table_artifact(key=key, table=rows, description=f"A/B {name}: {decision.reason}")
     guards = "\n".join(
         f"| {g.event_type} | {g.control_rate:.4f} | {g.treatment_rate:.4f} | "
-        f"{g.relative_change:+.1%} | {'veto' if g.vetoed else 'ok'} |"
+        f"{g.relative_change:+.1%} | [{_fmt(g.ci_low)}, {_fmt(g.ci_high)}] | {g.bound:+.5f} | "
+        f"{g.status} |"
         for g in decision.guardrails
     )
     test = decision.test
@@ -359,8 +379,9 @@ def report_evaluation(
         f"* sample ratio ({srm_unit}: {srm_counts_text}): chi2 = {decision.srm.chi2:.2f}, "
         f"p = {decision.srm.p_value:.3g}\n"
         f"* misassigned exposures: {measurement.misassigned}\n\n"
-        + (f"| guardrail | control | treatment | change | |\n|---|---|---|---|---|\n{guards}\n\n"
-           if guards else "")
+        + ("| guardrail | control | treatment | change | always-valid interval of the "
+           "difference | allowed drop | verdict |\n|---|---|---|---|---|---|---|\n"
+           f"{guards}\n\n" if guards else "")
         + f"![running estimate]({png.as_uri()})\n\nPlot file: `{png}`\n"
     )
     create_markdown_artifact(key=f"{key}-report", markdown=markdown,

@@ -18,6 +18,7 @@ from models.ab import (
     Look,
     Measurement,
     ReaderSums,
+    carry_over,
     decide,
     measure,
     msprt_statistic,
@@ -207,6 +208,44 @@ def test_guardrail_vetoes_a_win() -> None:
     assert decision.guardrails[0].relative_change == pytest.approx(-0.4)
 
 
+def test_a_guardrail_dip_within_the_noise_makes_a_win_wait_not_stop() -> None:
+    # Ratings 50 vs 38 per 10,000 exposures: the point estimate is -24% (past the -20%
+    # bound), but the always-valid interval of the difference, about [-0.0043, +0.0019],
+    # holds the bound -0.001 and zero alike: neither a veto nor a clearance.
+    design = ExperimentDesign(guardrails=(Guardrail("rating", 0.2),))
+    measurement = _measurement(10_000, 1000, 10_000, 1300, ratings=(50, 38))
+    decision = decide(design, measurement, [0.5, 0.5], START, SOON)
+    (guard,) = decision.guardrails
+    assert guard.relative_change == pytest.approx(-0.24)
+    assert guard.ci_low < guard.bound < guard.ci_high and guard.status == "undecided"
+    assert decision.action == "continue" and "waiting until guardrails" in decision.reason
+    late = datetime.fromisoformat(START) + timedelta(days=30)
+    assert decide(design, measurement, [0.5, 0.5], START, late).action == "stop"
+
+
+def test_a_guardrail_shown_within_its_bound_lets_a_win_promote() -> None:
+    design = ExperimentDesign(guardrails=(Guardrail("rating", 0.2),))
+    decision = decide(design, _measurement(10_000, 1000, 10_000, 1300, ratings=(500, 520)),
+                      [0.5, 0.5], START, SOON)
+    (guard,) = decision.guardrails
+    assert guard.status == "within" and guard.ci_low > guard.bound == pytest.approx(-0.01)
+    assert decision.action == "promote"
+
+
+def test_guardrail_interval_by_hand() -> None:
+    # Binomial variance without per-reader sums: 0.05*0.95/1e4 + 0.03*0.97/1e4 = 7.66e-6;
+    # the mSPRT half-width at tau^2 = 1e-4, alpha = 0.05:
+    # sqrt(V (V + tau2) / tau2 * (2 ln 20 + ln((V + tau2) / V))).
+    variance = 0.05 * 0.95 / 1e4 + 0.03 * 0.97 / 1e4
+    half = math.sqrt(variance * (variance + 1e-4) / 1e-4
+                     * (2 * math.log(20) + math.log((variance + 1e-4) / variance)))
+    (guard,) = decide(ExperimentDesign(guardrails=(Guardrail("rating", 0.2),)),
+                      _measurement(10_000, 1000, 10_000, 1300, ratings=(500, 300)),
+                      [0.5, 0.5], START, SOON).guardrails
+    assert (guard.ci_low, guard.ci_high) == pytest.approx((-0.02 - half, -0.02 + half))
+    assert guard.status == "breached"
+
+
 def test_below_minimum_sample_continues_until_max_duration_forces_a_stop() -> None:
     design = ExperimentDesign(min_sample=5000, max_duration_s=86400)
     measurement = _measurement(1000, 100, 1000, 200)
@@ -364,3 +403,19 @@ def test_a_skewed_reader_split_blocks_a_decision_and_says_so() -> None:
     assert decision.srm.chi2 == pytest.approx(60.0)
     assert decision.action == "continue"
     assert "mismatch in readers (3300 / 2700" in decision.reason
+
+
+def test_kept_looks_keep_a_verdict_from_flipping_back() -> None:
+    rng = np.random.default_rng(3)
+    first = sequential_test(_looks(rng, 0.1, 0.13, 6000, 12), 1e-4, 0.05)
+    assert first.rejected
+    # The next evaluation rebuilds its looks at other cut points; alone, a late dip could
+    # lift its p-value above alpha again. With the kept looks it cannot.
+    weaker = sequential_test(_looks(np.random.default_rng(9), 0.1, 0.1, 3000, 4), 1e-4, 0.05)
+    assert not weaker.rejected
+    carried = carry_over(weaker, first.history, 0.05)
+    assert carried.rejected and carried.p_value == first.p_value
+    assert carried.ci_low >= max(first.ci_low, weaker.ci_low) or (
+        carried.ci_low, carried.ci_high) == (weaker.ci_low, weaker.ci_high)
+    assert len(carried.history) == len({tuple(map(float, row))
+                                        for row in (*first.history, *weaker.history)})
