@@ -144,6 +144,8 @@ def stack_environment(settings: Settings) -> dict[str, str]:
         "GOODBOOKS_REDIS_URL": settings.redis_url or "",
         "GOODBOOKS_SCHEDULE_TIMEZONE": schedule_timezone(settings),
         "PYTHONUNBUFFERED": "1",
+        # A heartbeat a minute: the zombie automation marks a run Crashed after three missed.
+        "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(HEARTBEAT_S),
     })
     # Only the server opens the database; nothing else needs its password.
     for name in ("PREFECT_API_DATABASE_CONNECTION_URL", "GOODBOOKS_PREFECT_DATABASE_URL"):
@@ -519,6 +521,8 @@ def deploy(settings: Settings, names: Iterable[str] = (), echo: Echo = say) -> l
     if not chosen:
         return []
     ensure_work_pool(settings)
+    if ensure_zombie_automation(settings):
+        echo(f"  created automation {ZOMBIE_AUTOMATION}")
     command = [executable("prefect"), "--no-prompt", "deploy"]
     for name in chosen:
         command += ["--name", name]
@@ -537,6 +541,56 @@ def deploy(settings: Settings, names: Iterable[str] = (), echo: Echo = say) -> l
     if done.returncode != 0:
         raise StackError(f"prefect deploy failed; the end of {log}:\n{log_tail(str(log))}")
     return chosen
+
+
+HEARTBEAT_S = 60
+ZOMBIE_AUTOMATION = "goodbooks: crash zombie flow runs"
+
+
+def zombie_automation() -> dict[str, object]:
+    """Prefect's recipe for runs whose process died: no heartbeat for three beats, and no
+    final state either, marks the run Crashed (so a killed score run does not stay Running).
+    """
+    from datetime import timedelta
+
+    from prefect.automations import AutomationCore
+    from prefect.client.schemas.objects import StateType
+    from prefect.events.actions import ChangeFlowRunState
+    from prefect.events.schemas.automations import EventTrigger, Posture
+    from prefect.events.schemas.events import ResourceSpecification
+
+    automation = AutomationCore(
+        name=ZOMBIE_AUTOMATION,
+        description="Marks a flow run Crashed when its process stops sending heartbeats",
+        trigger=EventTrigger(
+            after={"prefect.flow-run.heartbeat"},
+            expect={"prefect.flow-run.heartbeat", "prefect.flow-run.Completed",
+                    "prefect.flow-run.Failed", "prefect.flow-run.Cancelled",
+                    "prefect.flow-run.Crashed"},
+            match=ResourceSpecification({"prefect.resource.id": ["prefect.flow-run.*"]}),
+            for_each={"prefect.resource.id"},
+            posture=Posture.Proactive,
+            threshold=1,
+            within=timedelta(seconds=3 * HEARTBEAT_S),
+        ),
+        actions=[ChangeFlowRunState(
+            state=StateType.CRASHED,
+            message=f"no heartbeat for {3 * HEARTBEAT_S} s: the run's process died",
+        )],
+    )
+    return automation.model_dump(mode="json")
+
+
+def ensure_zombie_automation(settings: Settings) -> bool:
+    """Create the zombie automation unless it exists; True if it was created."""
+    api = endpoints(settings).prefect_api
+    with http_client(REST_TIMEOUT_S) as client:
+        found = call(client, "POST", f"{api}/automations/filter", json={})
+        found.raise_for_status()
+        if any(a.get("name") == ZOMBIE_AUTOMATION for a in found.json()):
+            return False
+        call(client, "POST", f"{api}/automations/", json=zombie_automation()).raise_for_status()
+    return True
 
 
 def undeploy(settings: Settings, echo: Echo = say) -> tuple[int, int]:
@@ -560,7 +614,8 @@ def undeploy(settings: Settings, echo: Echo = say) -> tuple[int, int]:
         deleted_automations = 0
         for automation in automations.json():
             targets = {a.get("deployment_id") for a in automation.get("actions") or []}
-            if automation.get("name") in trigger_names or targets & set(ours):
+            ours_by_name = automation.get("name") in {*trigger_names, ZOMBIE_AUTOMATION}
+            if ours_by_name or targets & set(ours):
                 call(client, "DELETE", f"{api}/automations/{automation['id']}").raise_for_status()
                 echo(f"  deleted automation {automation['name']}")
                 deleted_automations += 1

@@ -337,3 +337,24 @@ def test_dask_cluster_publishes_the_same_lists_as_the_thread_pool(
     same = [live_store.get_similar(threads, b) == live_store.get_similar(dask, b)
             for b in range(1, 801)]
     assert sum(same) >= 0.98 * len(same)
+
+
+def test_the_zombie_automation_is_one_the_prefect_server_accepts() -> None:
+    # `make deploy` creates it: a run whose process died (no heartbeat for three beats, no
+    # final state) is marked Crashed instead of staying Running for ever.
+    import httpx
+    from prefect.settings import PREFECT_API_URL
+
+    from infra.stack import HEARTBEAT_S, ZOMBIE_AUTOMATION, zombie_automation
+
+    api = str(PREFECT_API_URL.value())
+    created = httpx.post(f"{api}/automations/", json=zombie_automation(), timeout=30)
+    assert created.status_code == 201, created.text
+    stored = httpx.get(f"{api}/automations/{created.json()['id']}", timeout=30).json()
+    try:
+        assert stored["name"] == ZOMBIE_AUTOMATION
+        assert stored["trigger"]["posture"] == "Proactive"
+        assert stored["trigger"]["within"] == 3 * HEARTBEAT_S
+        assert stored["actions"][0]["state"] == "CRASHED"
+    finally:
+        httpx.delete(f"{api}/automations/{created.json()['id']}", timeout=30)
