@@ -122,14 +122,17 @@ end
 return {1, previous}
 """
 
-# Retire a committed version unless one of the alias keys (KEYS[3..]) points at it; the
-# manifest goes first, so no alias can be switched onto the version afterwards.
+# Retire a committed version unless one of the alias keys (KEYS[4..]) points at it; the
+# manifest goes first, so no alias can be switched onto the version afterwards. The version
+# joins the pending set as long abandoned (score 0, no lease): if the pruner dies while it
+# deletes the data, the next run's discard_uncommitted finishes the job.
 _RETIRE_VERSION = """
-for i = 3, #KEYS do
+for i = 4, #KEYS do
   if redis.call('GET', KEYS[i]) == ARGV[1] then return 0 end
 end
 redis.call('DEL', KEYS[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('ZADD', KEYS[3], 0, ARGV[1])
 return 1
 """
 
@@ -537,10 +540,11 @@ class RecStore:
         for version in committed:
             if version in protected or self._client.exists(self.lease_key(version)):
                 continue
-            keys = [self.manifest_key(version), self.versions_key, *alias_keys]
+            keys = [self.manifest_key(version), self.versions_key, self.pending_key,
+                    *alias_keys]
             if not self._retire_version(keys=keys, args=[version]):
                 continue  # an alias was switched onto it meanwhile
-            self._delete_data(version)
+            self.discard_version(version)
             removed.append(version)
         return removed
 

@@ -436,6 +436,24 @@ def test_prune_leaves_a_commit_whose_writer_still_holds_its_lease(store: RecStor
     assert store.prune(keep=0) == [leased]
 
 
+def test_a_prune_that_dies_while_deleting_is_finished_by_the_next_run(
+    store: RecStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    v1, v2 = publish(store), publish(store)
+    serve(store, "champion", v1, v2)
+
+    def dies(version: str) -> int:
+        raise KeyboardInterrupt("the pruning process was killed")
+
+    monkeypatch.setattr(store, "discard_version", dies)
+    with pytest.raises(KeyboardInterrupt):
+        store.prune(keep=1)
+    monkeypatch.undo()
+    assert store.get_manifest(v1) is None and keys_of(store, v1)  # retired, data left
+    assert store.discard_uncommitted(older_than_s=3600) == [v1]  # the next run
+    assert keys_of(store, v1) == set() and store.verify_version(v2)
+
+
 def test_prune_with_fewer_versions_than_keep_removes_nothing(store: RecStore) -> None:
     versions = [publish(store, offset=i) for i in range(3)]
     serve(store, "champion", *versions)
