@@ -311,8 +311,11 @@ def test_a_new_challenger_waits_while_the_experiment_runs(
     experiment = Experiment.from_dict({"name": "pins", **config("p"), "status": "active",
                                        "started_at": datetime.now(UTC).isoformat()})
     pin_experiment(client, model, store, experiment)
-    run_id = client.create_run(client.get_experiment_by_name("Default").experiment_id
-                               ).info.run_id
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)
+    # The gate writes on the training run: one in the active experiment, as training's is.
+    run_id = client.create_run(mlflow.set_experiment("gate-pins").experiment_id).info.run_id
     client.create_model_version(model, source=(tmp_path / "model").as_uri())  # version 3
     given = record_gate(uri, run_id, model, "3", "challenger", "beats the champion",
                         StoreTarget(store))  # type: ignore[arg-type]
