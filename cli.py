@@ -226,7 +226,6 @@ def run_demo_experiment(settings: Settings, snapshot_dir: Path) -> str:
 
     from mlflow import MlflowClient
 
-    import serving
     from flows.ab_evaluate import ab_evaluate_flow
     from flows.score import score_flow
     from models.generator import load_truth
@@ -250,8 +249,7 @@ def run_demo_experiment(settings: Settings, snapshot_dir: Path) -> str:
     }, design={"min_sample": 1000})
     readers = sorted(open_snapshot(snapshot_dir).read("ratings", columns=["user_id"])
                      ["user_id"].unique().tolist())
-    store = serving.RecStore(serving.connect_redis(settings.redis_url, settings.redis_db_path),
-                             settings.redis_prefix)
+    store = _store(settings)
     # Visits 10 ms apart: the simulated traffic ends within a minute of real time, so the
     # stream and the per-minute counters show no events from the future.
     simulated = simulate_traffic(store, name, load_truth(snapshot_dir), readers, k=10,
@@ -344,9 +342,7 @@ def run_demo_next_night(settings: Settings, snapshot_dir: Path, night: dict[str,
     snap = open_snapshot(snapshot_dir)
     books = snap.read("books", columns=["book_id", "title", "authors"]).set_index("book_id")
     reader = demo_reader(snap)
-    service = serving.RecommendationService(
-        serving.RecStore(serving.connect_redis(settings.redis_url, settings.redis_db_path),
-                         settings.redis_prefix), "champion", pointer_ttl_s=0)
+    service = serving.RecommendationService(_store(settings), "champion", pointer_ttl_s=0)
     shown = service.recommend(reader, 10)
     chosen = shown.items[:rated]
     EventWriter(service.store).write([

