@@ -64,6 +64,8 @@ from models.tuning import KNOWN_GOOD  # noqa: E402
 MODEL = "model"
 FROZEN = "model fitted once"
 PRIOR = "model + recency prior"
+BESIDE = "model + prior beside the learned bias"
+INSTEAD = "model + prior in place of the learned bias"
 
 
 def load(args: argparse.Namespace):  # noqa: ANN201 - (name, Log, books or None, truth or None)
@@ -141,7 +143,12 @@ def main() -> None:
         popular = [Popularity(span, f"popularity (last {text})") for text, span in windows]
         rankers = [*popular, Popularity(None, "popularity (all time)"), Model(cache, MODEL),
                    Frozen(cache, FROZEN),
-                   RecencyAware(cache, weights, [span for _, span in windows], PRIOR)]
+                   RecencyAware(cache, weights, [span for _, span in windows], PRIOR),
+                   # The two halves of the default's choice, to show what each brings.
+                   RecencyAware(cache, weights, [span for _, span in windows], BESIDE,
+                                keep_bias=(True,)),
+                   RecencyAware(cache, weights, [span for _, span in windows], INSTEAD,
+                                keep_bias=(False,))]
         if args.half_life:
             decayed = FitCache(params=params, seed=seed, threads=args.threads, books=books,
                                half_life=parse_span(args.half_life, log.timed),

@@ -187,7 +187,8 @@ def train_flow(
             "backtest": None if backtest is None else {
                 "period": backtest.period, "readers": backtest.readers,
                 "ndcg": backtest.ndcg, "hit": backtest.hit,
-                "prior": {"weight": backtest.prior.weight, "window": backtest.prior.window}}}
+                "prior": {"weight": backtest.prior.weight, "window": backtest.prior.window,
+                          "keep_bias": backtest.prior.keep_bias}}}
 
 
 def register_fit_on_everything(
@@ -201,7 +202,8 @@ def register_fit_on_everything(
     served, full_fit = fit_on_everything(split, catalogue, candidate, fit.best_epoch,
                                          s.num_threads, s.seed)
     served = served_with_prior(served, split.ids, str(lineage["snapshot_path"]), prior)
-    recency = {"recency_weight": prior.weight, "recency_window": prior.window} if prior else {}
+    recency = {"recency_weight": prior.weight, "recency_window": prior.window,
+               "recency_keep_bias": prior.keep_bias} if prior else {}
     bundle_dir = build_bundle(split, served, {
         "snapshot": lineage["snapshot_id"], "log_watermark": lineage["log_watermark"],
         "fit": "everything", "epochs": full_fit["epochs"], "best_epoch": fit.best_epoch,

@@ -85,9 +85,8 @@ def run_backtest(ratings: pd.DataFrame, catalogue: np.ndarray, params: dict[str,
     if not result.periods or result.periods[0]["readers"] == 0:
         raise ReplayError(f"no reader of the last {text} returns: nothing to backtest on")
     summary = result.summary()
-    weight, window = prior.setting
     return Backtest(period=text, start=result.periods[0]["start"],
                     end=result.periods[0]["end"], readers=result.periods[0]["readers"],
                     ndcg={n: v["ndcg"] for n, v in summary.items()},
                     hit={n: v["hit"] for n, v in summary.items()},
-                    prior=RecencyPrior(weight=weight, window=window), timed=log.timed)
+                    prior=prior.setting, timed=log.timed)

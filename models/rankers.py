@@ -18,7 +18,13 @@ import scipy.sparse as sp
 from models.features import build_item_features
 from models.interactions import IdMap, temporal_split, time_split
 from models.ranking import popularity_top_k, top_k_factors, with_bias
-from models.recency import recent_counts, score_spread, standardised_log, with_prior
+from models.recency import (
+    RecencyPrior,
+    recent_counts,
+    score_spread,
+    standardised_log,
+    with_prior,
+)
 from models.recommender import FactorModel
 from models.replay import History, K, Period, exclusion
 from models.tuning import candidate_from_params, fit_candidate, fit_everything
@@ -172,8 +178,9 @@ class Frozen:
 
 
 class RecencyAware:
-    """The model plus a recent-popularity prior, its weight and window chosen on what came
-    before each cut-off (weight 0 — the plain model — is always a choice).
+    """The model plus a recent-popularity prior, its weight, its window and whether it
+    replaces the learned item bias chosen on what came before each cut-off (weight 0 — the
+    plain model — is always a choice).
 
     Each setting's NDCG on every period already past (the validation period first) is
     pooled over its reader-periods; the best pooled setting ranks the next period. One
@@ -182,10 +189,13 @@ class RecencyAware:
     """
 
     def __init__(self, cache: FitCache, weights: Sequence[float], windows: Sequence[int],
-                 name: str = "model + recency prior") -> None:
+                 name: str = "model + recency prior",
+                 keep_bias: Sequence[bool] = (True, False)) -> None:
         self.cache = cache
         self.name = name
-        self.grid = [(0.0, windows[0])] + [(w, n) for w in weights if w > 0 for n in windows]
+        self.grid = [RecencyPrior(0.0, windows[0])] + [
+            RecencyPrior(w, n, keep) for w in weights if w > 0 for n in windows
+            for keep in keep_bias]
         self.setting = self.grid[0]
         self.totals = np.zeros(len(self.grid))
         self.readers = 0
@@ -195,12 +205,12 @@ class RecencyAware:
     def fit(self, history: History) -> None:
         self.fitted = self.cache.at(history)
 
-    def _ranked(self, setting: tuple[float, int], history: History, readers: np.ndarray,
+    def _ranked(self, setting: RecencyPrior, history: History, readers: np.ndarray,
                 k: int) -> np.ndarray:
-        weight, window = setting
         prior = standardised_log(recent_counts(history.cols, history.times, history.cutoff,
-                                               window, history.ids.n_books))
-        model = with_prior(self.fitted.model, prior, weight, self.fitted.spread)
+                                               setting.window, history.ids.n_books))
+        model = with_prior(self.fitted.model, prior, setting.weight, self.fitted.spread,
+                           setting.keep_bias)
         return _top_k(model, readers, history, readers, k, self.cache.threads)
 
     def top_k(self, history: History, readers: np.ndarray, k: int) -> np.ndarray:
@@ -212,7 +222,8 @@ class RecencyAware:
                         for s in self.grid]
         self.readers += len(period.readers)
         self.setting = self.grid[int(np.argmax(self.totals))]
-        self.chosen = f"weight {self.setting[0]:g}, window {self.setting[1]}"
+        self.chosen = (f"weight {self.setting.weight:g}, window {self.setting.window}"
+                       + ("" if self.setting.keep_bias else ", in place of the learned bias"))
 
 
 class Oracle:

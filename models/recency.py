@@ -6,6 +6,14 @@ standardised over the catalogue, and added to the model's item bias with a weigh
 in standard deviations of the model's own scores — so one weight means the same on any
 dataset and any fit. Riding in the item bias, it costs serving nothing: batch scoring
 ranks by [p_u, 1]·[q_i, b_i] as before.
+
+The prior may also *replace* the learned bias rather than add to it (``keep_bias=False``).
+The bias a fit learns is each book's popularity averaged over the whole history: a book
+out last month has had little time to earn one, and a book whose wave has passed keeps
+the bias of its wave. Where books rise and fade, "how much is it read now" is the better
+term and the old one only pulls the list back to the past; where nothing moves, the
+learned bias is the better estimate. Which one holds is measured, not assumed: the replay
+and the train flow's backtest choose it with the weight and the window.
 """
 
 from __future__ import annotations
@@ -22,13 +30,15 @@ SCORE_SAMPLE_READERS = 2000
 
 @dataclass(frozen=True)
 class RecencyPrior:
-    """How much of the recent-popularity prior to add (weight 0: none) and over what window.
+    """How much of the recent-popularity prior to add (weight 0: none), over what window,
+    and whether the model's learned item bias stays beside it.
 
     ``window`` is in the log's unit of time: seconds with timestamps, rows without.
     """
 
     weight: float = 0.0
     window: int = 28 * 86_400
+    keep_bias: bool = True
 
     def __post_init__(self) -> None:
         if self.weight < 0:
@@ -68,14 +78,16 @@ def score_spread(model: FactorModel, readers: int = SCORE_SAMPLE_READERS, seed: 
     return spread if spread > 0 else 1.0
 
 
-def with_prior(model: FactorModel, prior: np.ndarray, weight: float, spread: float | None = None
-               ) -> FactorModel:
-    """The model with ``weight`` score deviations of the (standardised) prior in its bias."""
+def with_prior(model: FactorModel, prior: np.ndarray, weight: float, spread: float | None = None,
+               keep_bias: bool = True) -> FactorModel:
+    """The model with ``weight`` score deviations of the (standardised) prior in its bias,
+    added to the learned bias or (``keep_bias=False``) in its place."""
     if weight == 0:
         return model
     if len(prior) != len(model.item_bias):
         raise TrainingError(f"the prior covers {len(prior)} books, the model "
                             f"{len(model.item_bias)}")
     scale = weight * (score_spread(model) if spread is None else spread)
-    bias = (model.item_bias.astype(np.float64) + scale * prior).astype(np.float32)
+    learned = model.item_bias.astype(np.float64) if keep_bias else 0.0
+    bias = (learned + scale * prior).astype(np.float32)
     return replace(model, item_bias=np.ascontiguousarray(bias))

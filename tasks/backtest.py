@@ -58,12 +58,14 @@ def backtest_configuration(
         client.log_metric(run_id, name, value)
     for name, value in {"backtest.period": result.period, "backtest.readers": result.readers,
                         "recency.weight": result.prior.weight,
-                        "recency.window": result.prior.window}.items():
+                        "recency.window": result.prior.window,
+                        "recency.keep_bias": result.prior.keep_bias}.items():
         client.log_param(run_id, name, value)
     create_table_artifact(key="backtest", table=result.rows(k), description=(
         f"The last {result.period} before the snapshot's end: {result.readers} returning "
         f"readers; recency prior chosen: weight {result.prior.weight:g}, window "
-        f"{result.prior.window}"))
+        f"{result.prior.window}"
+        + ("" if result.prior.keep_bias else ", in place of the learned item bias")))
     for name in result.ndcg:
         log.info("backtest %-32s ndcg@%d %.4f  hit %.4f", name, k, result.ndcg[name],
                  result.hit[name])
@@ -76,11 +78,13 @@ def served_with_prior(model: FactorModel, ids: IdMap, snapshot_path: str,
     """The served model with the recency prior at the snapshot's end (unchanged without)."""
     if prior is None or not prior.active:
         return model
-    get_run_logger().info("recency prior: weight %g score deviations, window %d", prior.weight,
-                          prior.window)
+    get_run_logger().info("recency prior: weight %g score deviations, window %d, %s",
+                          prior.weight, prior.window,
+                          "beside the learned item bias" if prior.keep_bias
+                          else "in place of the learned item bias")
     ratings = _ratings(snapshot_path)
     times = (ratings[TIMESTAMP].to_numpy(dtype=np.int64) if TIMESTAMP in ratings.columns
              else np.arange(len(ratings), dtype=np.int64))
     books = ids.book_index(ratings[BOOK_ID].to_numpy(dtype=np.int64))
     counts = recent_counts(books, times, int(times.max()) + 1, prior.window, ids.n_books)
-    return with_prior(model, standardised_log(counts), prior.weight)
+    return with_prior(model, standardised_log(counts), prior.weight, keep_bias=prior.keep_bias)

@@ -189,11 +189,13 @@ def test_the_backtest_judges_the_last_period_and_chooses_the_served_prior(
     assert run.metrics["backtest.lightfm.ndcg_at_10"] == pytest.approx(
         backtest["ndcg"]["lightfm"])
     assert float(run.params["recency.weight"]) == backtest["prior"]["weight"]
+    assert run.params["recency.keep_bias"] == str(backtest["prior"]["keep_bias"])
     local = mlflow.artifacts.download_artifacts(
         artifact_uri=f"models:/{s.model_name}/{result['version']}", dst_path=str(tmp_path))
     meta = ScoringBundle.load(Path(local) / "artifacts" / "bundle").meta
     if backtest["prior"]["weight"] > 0:
         assert meta["recency_weight"] == backtest["prior"]["weight"]
+        assert meta["recency_keep_bias"] == backtest["prior"]["keep_bias"]
     assert "last period" in result["reason"]
 
 

@@ -194,6 +194,25 @@ def test_score_spread_by_hand() -> None:
     assert with_prior(model, prior, 0.0) is model
 
 
+def test_a_prior_in_place_of_the_learned_bias_by_hand() -> None:
+    # Book 1 earned a large bias long ago; book 3 is what is read now.
+    model = FactorModel(user_factors=np.array([[1.0], [-1.0]], np.float32),
+                        user_bias=np.zeros(2, np.float32),
+                        item_factors=np.array([[0.0], [0.0], [0.0]], np.float32),
+                        item_bias=np.array([5.0, 0.0, 0.0], np.float32))
+    prior = standardised_log(np.array([0.0, 0.0, np.e - 1]))  # (-1/√2, -1/√2, √2)
+    beside = with_prior(model, prior, weight=1.0, spread=1.0)
+    instead = with_prior(model, prior, weight=1.0, spread=1.0, keep_bias=False)
+    np.testing.assert_allclose(beside.item_bias, [5 - 2 ** -0.5, -(2 ** -0.5), 2 ** 0.5],
+                               rtol=1e-6)
+    np.testing.assert_allclose(instead.item_bias, [-(2 ** -0.5), -(2 ** -0.5), 2 ** 0.5],
+                               rtol=1e-6)
+    assert np.argmax(beside.scores(np.array([0, 1])), axis=1).tolist() == [0, 0]
+    assert np.argmax(instead.scores(np.array([0, 1])), axis=1).tolist() == [2, 2]
+    # The factors are the fit's own: only the bias changes.
+    assert instead.item_factors is model.item_factors
+
+
 def test_a_prior_needs_a_positive_window_and_no_negative_weight() -> None:
     with pytest.raises(TrainingError, match="window must be positive"):
         RecencyPrior(weight=1.0, window=0)
