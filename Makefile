@@ -9,7 +9,7 @@ TAGS_CSV  ?= $(wildcard ../shared/data/goodbooks-10k/tags.csv)
 export GOODBOOKS_BOOKS_CSV ?= $(BOOKS_CSV)
 export GOODBOOKS_TAGS_CSV ?= $(TAGS_CSV)
 
-.PHONY: help install install-dev demo test lint prefect-ui mlflow-ui serve bench clean
+.PHONY: help install install-dev demo test lint prefect-ui mlflow-ui serve clean
 
 help:            ## list targets
 	@grep -E '^[a-z0-9-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'

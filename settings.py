@@ -17,6 +17,8 @@ from typing import Annotated, Literal
 from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from models.schema import InteractionType
+
 PROJECT_DIR = Path(__file__).resolve().parent
 
 CANONICAL_DATASET_URL = (
@@ -106,7 +108,7 @@ class Settings(BaseSettings):
         None, description="The interaction log: app events drained from the Redis stream, "
         "as Parquet partitioned by day; default <data_dir>/events.",
     )
-    interaction_types: Annotated[tuple[Literal["rating", "add_to_shelf", "click"], ...],
+    interaction_types: Annotated[tuple[InteractionType, ...],
                                  NoDecode] = Field(
         ("rating", "add_to_shelf"),
         description="App event types that count as interactions for training (comma "

@@ -10,7 +10,7 @@ rules of models/ab.py on simulated counts, no Redis):
   effect. The false-promotion rate must stay at or below alpha (5%): shown with its Wilson
   interval.
 - A/B: the treatment converts at 12% against 10%. The design's sample size
-  (models.ab.msprt_sample_size, 90% power at one look) is the horizon; the share of runs
+  (msprt_sample_size below, 90% power at one look) is the horizon; the share of runs
   promoted by then, and the median exposures (both arms) at the promoting look.
 - Clustered A/A: readers, not impressions, are assigned. 2,000 readers (about 1,000 per
   arm) each see 1 + Poisson(9) books (mean 10) and click each with their own propensity
@@ -31,12 +31,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from scipy import stats
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run as a script from anywhere: import this repository's models
@@ -44,17 +46,62 @@ sys.path.insert(0, str(REPO))  # run as a script from anywhere: import this repo
 from models.ab import (  # noqa: E402
     Look,
     ReaderSums,
-    msprt_sample_size,
+    always_valid_half_width,
     msprt_statistic,
-    sample_size_per_arm,
     sequential_test,
     srm_check,
-    wilson_interval,
 )
+from models.intervals import wilson_interval  # noqa: E402
 
 ALPHA = 0.05
 TAU2 = 1e-4  # the settings' default mixture variance
 LOOKS = 100
+
+
+# --- planning: the design's sample sizes (the benchmark's horizon) ---------------------
+
+
+def sample_size_per_arm(
+    p_control: float, p_treatment: float, alpha: float = 0.05, power: float = 0.9
+) -> int:
+    """Fixed-horizon two-sided sample size per arm (the design's planning figure)."""
+    z_a = stats.norm.ppf(1 - alpha / 2)
+    z_b = stats.norm.ppf(power)
+    variance = p_control * (1 - p_control) + p_treatment * (1 - p_treatment)
+    delta = p_treatment - p_control
+    if delta == 0:
+        raise ValueError("p_control and p_treatment must differ")
+    return math.ceil((z_a + z_b) ** 2 * variance / delta**2)
+
+
+def msprt_sample_size(
+    p_control: float, p_treatment: float, tau2: float, alpha: float = 0.05, power: float = 0.9
+) -> int:
+    """Exposures per arm at which the mSPRT rejects with probability ``power`` at that look.
+
+    The test rejects once |theta_hat| passes the always-valid half-width c(V), so at one
+    look the power is about Phi((|theta| - c(V_n)) / sqrt(V_n)); earlier looks only add to it.
+    V here is binomial: with several exposures per reader, the clustered variance is larger
+    by the design effect, and so is the sample needed.
+    """
+    delta = abs(p_treatment - p_control)
+    if delta == 0:
+        raise ValueError("p_control and p_treatment must differ")
+    spread = p_control * (1 - p_control) + p_treatment * (1 - p_treatment)
+
+    def achieved(n: int) -> float:
+        variance = spread / n
+        return float(stats.norm.cdf((delta - always_valid_half_width(variance, tau2, alpha))
+                                    / math.sqrt(variance)))
+
+    high = 16
+    while achieved(high) < power:
+        high *= 2
+    low = high // 2
+    while low + 1 < high:  # smallest n reaching the power: bisection
+        mid = (low + high) // 2
+        low, high = (mid, high) if achieved(mid) < power else (low, mid)
+    return high
 
 
 def run_experiment(

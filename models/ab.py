@@ -57,6 +57,8 @@ from typing import Any, Literal, Protocol
 
 from scipy import stats
 
+from models.schema import INTERACTION_TYPES
+
 __all__ = [
     "ArmMeasure",
     "Decision",
@@ -72,17 +74,13 @@ __all__ = [
     "decide",
     "design_key",
     "measure",
-    "msprt_sample_size",
     "msprt_statistic",
     "ratio_variance",
-    "sample_size_per_arm",
     "sequential_test",
     "srm_check",
     "srm_counts",
-    "wilson_interval",
 ]
 
-INTERACTION_TYPES = ("click", "add_to_shelf", "rating")
 Action = Literal["promote", "stop", "continue"]
 
 
@@ -435,15 +433,15 @@ def srm_check(
     share_sum = sum(shares)
     if total == 0:
         return SrmResult(0.0, 1.0, False)
-    chi2 = 0.0
-    for count, share in zip(observed, shares, strict=True):
-        expected = total * share / share_sum
-        if expected > 0:
-            chi2 += (count - expected) ** 2 / expected
-        elif count:
-            return SrmResult(math.inf, 0.0, True)
-    p_value = float(stats.chi2.sf(chi2, len(observed) - 1))
-    return SrmResult(chi2, p_value, p_value < threshold)
+    expected = [total * share / share_sum for share in shares]
+    if any(count and not e for count, e in zip(observed, expected, strict=True)):
+        return SrmResult(math.inf, 0.0, True)  # readers in an arm planned to get none
+    # Arms planned at 0% that got nobody tell nothing: the test is over the others.
+    kept = [(count, e) for count, e in zip(observed, expected, strict=True) if e > 0]
+    if len(kept) < 2:
+        return SrmResult(0.0, 1.0, False)
+    found = stats.chisquare([c for c, _ in kept], [e for _, e in kept])
+    return SrmResult(float(found.statistic), float(found.pvalue), found.pvalue < threshold)
 
 
 def ratio_variance(conversions: int, exposures: int, sums: ReaderSums | None = None) -> float:
@@ -493,7 +491,7 @@ def msprt_statistic(
     return theta, variance, log_lambda
 
 
-def _half_width(variance: float, tau2: float, alpha: float) -> float:
+def always_valid_half_width(variance: float, tau2: float, alpha: float) -> float:
     """Half-width of the always-valid interval at plug-in variance ``variance``."""
     if variance <= 0 or math.isinf(variance):
         return math.inf
@@ -526,7 +524,7 @@ def sequential_test(looks: Sequence[Look], tau2: float, alpha: float) -> Sequent
             look.sums_control, look.sums_treatment,
         )
         p_value = min(p_value, math.exp(-log_lambda) if log_lambda > 0 else 1.0)
-        half = _half_width(variance, tau2, alpha)
+        half = always_valid_half_width(variance, tau2, alpha)
         low, high = max(low, effect - half), min(high, effect + half)
         if low > high:
             # Intersections of always-valid intervals can cross only by chance (prob <= alpha);
@@ -560,60 +558,6 @@ def carry_over(result: SequentialResult, kept: Sequence[Sequence[float]], alpha:
 def looks_key(prefix: str, name: str) -> str:
     """Where the looks of an experiment's evaluations are kept, beside its design."""
     return f"{prefix}experiment:{name}:looks"
-
-
-def wilson_interval(successes: int, trials: int, z: float = 1.959964) -> tuple[float, float]:
-    """The Wilson score interval of a binomial proportion."""
-    if trials <= 0:
-        return 0.0, 1.0
-    phat = successes / trials
-    denom = 1 + z * z / trials
-    centre = (phat + z * z / (2 * trials)) / denom
-    half = z * math.sqrt(phat * (1 - phat) / trials + z * z / (4 * trials * trials)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
-
-
-def sample_size_per_arm(
-    p_control: float, p_treatment: float, alpha: float = 0.05, power: float = 0.9
-) -> int:
-    """Fixed-horizon two-sided sample size per arm (the design's planning figure)."""
-    z_a = stats.norm.ppf(1 - alpha / 2)
-    z_b = stats.norm.ppf(power)
-    variance = p_control * (1 - p_control) + p_treatment * (1 - p_treatment)
-    delta = p_treatment - p_control
-    if delta == 0:
-        raise ValueError("p_control and p_treatment must differ")
-    return math.ceil((z_a + z_b) ** 2 * variance / delta**2)
-
-
-def msprt_sample_size(
-    p_control: float, p_treatment: float, tau2: float, alpha: float = 0.05, power: float = 0.9
-) -> int:
-    """Exposures per arm at which the mSPRT rejects with probability ``power`` at that look.
-
-    The test rejects once |theta_hat| passes the always-valid half-width c(V), so at one
-    look the power is about Phi((|theta| - c(V_n)) / sqrt(V_n)); earlier looks only add to it.
-    V here is binomial: with several exposures per reader, the clustered variance is larger
-    by the design effect, and so is the sample needed.
-    """
-    delta = abs(p_treatment - p_control)
-    if delta == 0:
-        raise ValueError("p_control and p_treatment must differ")
-    spread = p_control * (1 - p_control) + p_treatment * (1 - p_treatment)
-
-    def achieved(n: int) -> float:
-        variance = spread / n
-        return float(stats.norm.cdf((delta - _half_width(variance, tau2, alpha))
-                                    / math.sqrt(variance)))
-
-    high = 16
-    while achieved(high) < power:
-        high *= 2
-    low = high // 2
-    while low + 1 < high:  # smallest n reaching the power: bisection
-        mid = (low + high) // 2
-        low, high = (mid, high) if achieved(mid) < power else (low, mid)
-    return high
 
 
 # --- decision ---------------------------------------------------------------------------
@@ -670,7 +614,7 @@ def check_guardrails(
                                    control.type_sums.get(event))
                     + ratio_variance(treatment.by_type.get(event, 0), treatment.exposures,
                                      treatment.type_sums.get(event)))
-        half = _half_width(variance, tau2, alpha) if variance > 0 else math.inf
+        half = always_valid_half_width(variance, tau2, alpha) if variance > 0 else math.inf
         low, high = rate_t - rate_c - half, rate_t - rate_c + half
         bound = -guard.max_relative_drop * rate_c
         status: Literal["within", "breached", "undecided"] = (

@@ -47,6 +47,7 @@ from scipy import stats
 from models.bundle import ScoringBundle
 from models.evaluation import readers_with_items
 from models.interactions import seen_matrix, temporal_split
+from models.intervals import wilson_interval
 from models.metrics import hit_matrix
 from models.ranking import top_k_factors, with_bias
 from models.schema import BOOK_ID, RATING, USER_ID, GoodbooksError
@@ -703,16 +704,6 @@ def detect_drift(
     )
 
 
-def wilson_upper(hits: int, n: int, z: float = 1.645) -> float:
-    """One-sided upper confidence bound (95% by default) of a proportion, Wilson's score."""
-    if n <= 0:
-        return 1.0
-    p = hits / n
-    centre = p + z * z / (2 * n)
-    spread = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return min(1.0, (centre + spread) / (1 + z * z / n))
-
-
 def _expected_mean_activity(reference: ReferenceStats, n_new: int) -> float:
     """Mean new ratings per active reader under proportional activity."""
     p = reference.reader_counts / float(reference.reader_counts.sum())
@@ -759,8 +750,9 @@ def _performance_measures(
     if judged and value is not None and value > t.hit_rate_drop:
         # Fire only when the drop is past the threshold with 95% confidence: a few hundred
         # interactions hold a few dozen hits, whose chance swings alone exceed 15%.
-        upper = wilson_upper(round(current.hit_rate * current.interactions),
-                             current.interactions)
+        # The upper end of the 90% interval: the one-sided 95% bound.
+        upper = wilson_interval(round(current.hit_rate * current.interactions),
+                                current.interactions, level=0.90)[1]
         if 1.0 - upper / reference.hit_rate <= t.hit_rate_drop:
             judged = False
             notes.append(f"hit_rate_drop {value:.3g} is past {t.hit_rate_drop:g} but not with "

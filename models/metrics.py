@@ -107,12 +107,3 @@ def ranking_metrics(top_k: np.ndarray, relevant: sp.csr_matrix, n_books: int) ->
         coverage=float(len(np.unique(listed)) / n_books) if n_books else 0.0,
         readers=int(active.sum()),
     )
-
-
-def auc_sampled(
-    scores_pos: np.ndarray, scores_neg: np.ndarray
-) -> float:
-    """Mean AUC estimate from paired positive/negative scores (fraction of pairs ranked right)."""
-    if len(scores_pos) == 0:
-        raise TrainingError("no positive pairs to compute AUC on")
-    return float(np.mean(scores_pos > scores_neg) + 0.5 * np.mean(scores_pos == scores_neg))

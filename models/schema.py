@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 USER_ID = "user_id"
 BOOK_ID = "book_id"
 RATING = "rating"
@@ -12,6 +14,11 @@ GOODREADS_BOOK_ID = "goodreads_book_id"
 TAG_ID = "tag_id"
 TAG_NAME = "tag_name"
 TAG_COUNT = "count"
+
+# What readers do with a recommendation, beside seeing it (an "impression"): the app's
+# event vocabulary, counted by A/B evaluation and, as the settings choose, by training.
+InteractionType = Literal["click", "add_to_shelf", "rating"]
+INTERACTION_TYPES: tuple[InteractionType, ...] = ("click", "add_to_shelf", "rating")
 
 RATINGS_FILE = "ratings.csv"
 BOOKS_FILE = "books.csv"

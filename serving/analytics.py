@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
 
+from models.schema import INTERACTION_TYPES
 from serving.store import RecStore
 
 __all__ = [
@@ -27,7 +28,6 @@ __all__ = [
     "summarise",
 ]
 
-INTERACTION_TYPES = ("click", "add_to_shelf", "rating")
 EVENT_TYPES = ("impression", *INTERACTION_TYPES)
 # Counter fields have no experiment part when the reader was served outside an experiment.
 NO_EXPERIMENT = "-"

@@ -66,7 +66,7 @@ from typing import Literal
 
 import redis
 
-from serving.experiments import Experiment
+from serving.experiments import NAME_PATTERN, Experiment
 
 __all__ = [
     "AliasChangedError",
@@ -85,8 +85,9 @@ __all__ = [
 
 Kind = Literal["recs", "similar", "popular"]
 
-# Versions and aliases become parts of key names and SCAN patterns: no ':' and no glob chars.
-_NAME_RE = re.compile(r"[0-9A-Za-z][0-9A-Za-z._-]{0,63}")
+# Versions and aliases become parts of key names and SCAN patterns: no ":" and no glob chars
+# (the one name rule, shared with experiment names).
+_NAME_RE = re.compile(NAME_PATTERN)
 _PAYLOAD_CHARS_RE = re.compile(r"[0-9,]*")
 _ID_BYTES = b"0123456789,"
 _GLOB_SPECIAL_RE = re.compile(r"([*?\[\]\\])")
@@ -689,10 +690,6 @@ class RecStore:
         _check_name(name, "experiment name")
         raw = self._client.get(self.experiment_key(name))
         return None if raw is None else Experiment.from_json(raw)
-
-    def delete_experiment(self, name: str) -> bool:
-        _check_name(name, "experiment name")
-        return bool(self._client.delete(self.experiment_key(name)))
 
     # --- internals ---------------------------------------------------------------------
     def _write_rows(

@@ -21,7 +21,7 @@ def test_interaction_types_read_as_a_list(raw: str, expected: tuple[str, ...],
 
 @pytest.mark.parametrize("raw, message", [
     ("click", "must include rating"),
-    ("rating,purchase", "should be .rating., .add_to_shelf. or .click."),
+    ("rating,purchase", "should be .click., .add_to_shelf. or .rating."),
 ])
 def test_bad_interaction_types_say_what_to_set(raw: str, message: str,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
