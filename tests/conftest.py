@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 import redis
@@ -51,3 +54,40 @@ def redis_prefix(redis_client: redis.Redis) -> Iterator[str]:
 def store(redis_client: redis.Redis, redis_prefix: str) -> RecStore:
     """A RecStore on the session's server under the test's own prefix."""
     return RecStore(redis_client, redis_prefix)
+
+
+# The real goodbooks files beside the project (never copied into it).
+SHARED_GOODBOOKS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "goodbooks-10k"
+
+
+@pytest.fixture
+def shared_goodbooks() -> Callable[..., Path]:
+    """``need("books.csv", ...)``: the shared goodbooks directory, when it holds those files.
+
+    Without them the test is skipped — except in CI (``CI`` set) on a machine whose shared
+    directory exists: a file missing there is a broken checkout, and the test fails.
+    """
+
+    def need(*names: str) -> Path:
+        missing = [n for n in names if not (SHARED_GOODBOOKS / n).exists()]
+        if missing:
+            message = f"real goodbooks {', '.join(missing)} not found under {SHARED_GOODBOOKS}"
+            if os.environ.get("CI") and SHARED_GOODBOOKS.is_dir():
+                pytest.fail(message)
+            pytest.skip(message)
+        return SHARED_GOODBOOKS
+
+    return need
+
+
+@pytest.fixture
+def closed_port() -> Iterator[int]:
+    """A loopback port that refuses connections for the whole test.
+
+    The port stays bound (never listening) until the test ends, so no other process can
+    take it in between: a connection to it is refused, every time.
+    """
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield int(sock.getsockname()[1])
+

@@ -25,8 +25,6 @@ from models.schema import (
     DatasetError,
 )
 
-SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "goodbooks-10k"
-
 HEADERS = {
     RATINGS_FILE: "user_id,book_id,rating\n1,258,5\n",
     BOOKS_FILE: "book_id,goodreads_book_id,authors,title\n258,1,Someone,Something\n",
@@ -101,10 +99,8 @@ def test_headers_with_bom_quotes_and_crlf_are_read(tmp_path: Path) -> None:
 
 
 @pytest.mark.real_data
-def test_the_real_samples_directory_is_a_complete_dataset() -> None:
-    samples = SHARED / "samples"
-    if not samples.is_dir():
-        pytest.skip(f"real goodbooks samples not found under {SHARED}")
+def test_the_real_samples_directory_is_a_complete_dataset(shared_goodbooks) -> None:  # noqa: ANN001
+    samples = shared_goodbooks("samples") / "samples"
     files = locate_dataset(samples)
     assert files.absent == ()
 

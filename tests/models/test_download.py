@@ -15,8 +15,6 @@ import pytest
 from models.download import GIT_BLOB_SHA1, PART_SUFFIX, download_goodbooks, git_blob_sha1
 from models.schema import ALL_FILES, BOOKS_FILE, RATINGS_FILE, TAGS_FILE, DownloadError
 
-SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "goodbooks-10k"
-
 
 def _blob_sha1(data: bytes) -> str:
     """Reference implementation: what `git hash-object` prints for these bytes."""
@@ -125,10 +123,8 @@ def test_blob_sha1_is_what_git_prints(tmp_path: Path) -> None:
 
 @pytest.mark.real_data
 @pytest.mark.parametrize("name", [BOOKS_FILE, TAGS_FILE])
-def test_real_files_match_the_pinned_checksums(name: str) -> None:
-    path = SHARED / name
-    if not path.is_file():
-        pytest.skip(f"real goodbooks {name} not found under {SHARED}")
+def test_real_files_match_the_pinned_checksums(name: str, shared_goodbooks) -> None:  # noqa: ANN001
+    path = shared_goodbooks(name) / name
     assert git_blob_sha1(path) == GIT_BLOB_SHA1[name]
 
 

@@ -23,8 +23,6 @@ from models.expectations import (
 from models.generator import generate_goodbooks
 from models.schema import BOOKS_COLUMNS, DataValidationError
 
-SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "goodbooks-10k"
-
 N_USERS, N_BOOKS, N_TAGS = 200, 60, 40
 PER_USER, TO_READ_PER_USER, TAGS_PER_BOOK = 20, 3, 5
 MIX = [0.02, 0.06, 0.23, 0.36, 0.33]  # the real rating mix, 1..5 stars
@@ -436,10 +434,8 @@ def test_generated_dataset_passes_the_default_config(tmp_path: Path) -> None:
 
 
 @pytest.mark.real_data
-def test_real_samples_pass_per_file() -> None:
-    samples = SHARED / "samples"
-    if not samples.is_dir():
-        pytest.skip(f"no goodbooks samples at {samples}")
+def test_real_samples_pass_per_file(shared_goodbooks) -> None:  # noqa: ANN001
+    samples = shared_goodbooks("samples") / "samples"
     tables = read_tables(samples, tuple(n for n in TABLES if (samples / f"{n}.csv").exists()))
     report = validate_tables(tables, ValidationConfig.per_file()).report
     bad = [c.describe() for c in report.checks if c.status not in ("passed", "absent")]
@@ -447,10 +443,8 @@ def test_real_samples_pass_per_file() -> None:
 
 
 @pytest.mark.real_data
-def test_real_books_and_tags_pass() -> None:
-    if not (SHARED / "books.csv").is_file() or not (SHARED / "tags.csv").is_file():
-        pytest.skip(f"no real books.csv / tags.csv under {SHARED}")
-    tables = read_tables(SHARED, ("books", "tags"))
+def test_real_books_and_tags_pass(shared_goodbooks) -> None:  # noqa: ANN001
+    tables = read_tables(shared_goodbooks("books.csv", "tags.csv"), ("books", "tags"))
     # The full files, so the default volume bounds apply; ratings etc. are not shared.
     report = validate_tables(tables, ValidationConfig(required_tables=())).report
     bad = [c.describe() for c in report.checks if c.status not in ("passed", "absent")]

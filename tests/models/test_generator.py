@@ -41,7 +41,6 @@ from models.schema import (
     DatasetError,
 )
 
-SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "goodbooks-10k"
 N_USERS = 2500
 # The full catalogue, so that readers spread over books as thinly as in the real data
 # (each rates ~1% of the books); per-book counts then scale down with the readers.
@@ -364,10 +363,9 @@ def test_bad_sizes_and_missing_truth_are_refused(tmp_path: Path) -> None:
 
 
 @pytest.mark.real_data
-def test_real_books_and_tags_are_used_when_given(tmp_path: Path) -> None:
-    books_csv, tags_csv = SHARED / BOOKS_FILE, SHARED / TAGS_FILE
-    if not (books_csv.is_file() and tags_csv.is_file()):
-        pytest.skip(f"real goodbooks files not found under {SHARED}")
+def test_real_books_and_tags_are_used_when_given(tmp_path: Path, shared_goodbooks) -> None:  # noqa: ANN001
+    shared = shared_goodbooks(BOOKS_FILE, TAGS_FILE)
+    books_csv, tags_csv = shared / BOOKS_FILE, shared / TAGS_FILE
     n_books = 500
     dataset = generate_goodbooks(
         tmp_path, n_users=400, n_books=n_books, seed=3, books_csv=books_csv, tags_csv=tags_csv
@@ -394,9 +392,7 @@ def test_real_books_and_tags_are_used_when_given(tmp_path: Path) -> None:
 
 
 @pytest.mark.real_data
-def test_a_real_books_file_too_short_is_refused(tmp_path: Path) -> None:
-    books_csv = SHARED / BOOKS_FILE
-    if not books_csv.is_file():
-        pytest.skip(f"real goodbooks books.csv not found under {SHARED}")
+def test_a_real_books_file_too_short_is_refused(tmp_path: Path, shared_goodbooks) -> None:  # noqa: ANN001
+    books_csv = shared_goodbooks(BOOKS_FILE) / BOOKS_FILE
     with pytest.raises(DatasetError, match="10000 books"):
         generate_goodbooks(tmp_path, n_users=10, n_books=10_001, books_csv=books_csv)

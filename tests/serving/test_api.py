@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -60,12 +59,6 @@ def click(**changes: object) -> dict[str, object]:
         "version": "v1",
         **changes,
     }
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # --- recommendations ------------------------------------------------------------------------
@@ -148,8 +141,8 @@ def test_nothing_published_is_503(store: RecStore) -> None:
     assert "points at no version" in response.json()["detail"]
 
 
-def test_redis_down_before_any_read_is_503_quickly() -> None:
-    store = ServingConfig(redis_url=f"redis://127.0.0.1:{closed_port()}/0").connect_store()
+def test_redis_down_before_any_read_is_503_quickly(closed_port: int) -> None:
+    store = ServingConfig(redis_url=f"redis://127.0.0.1:{closed_port}/0").connect_store()
     with TestClient(create_app(config(), store), raise_server_exceptions=False) as client:
         response = client.get("/recommendations/1")
         assert response.status_code == 503

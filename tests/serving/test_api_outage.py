@@ -75,12 +75,6 @@ class Load:
                     )
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def api_url(redis_process, publish) -> Iterator[str]:  # type: ignore[no-untyped-def]
     """The API served by uvicorn on a loopback port, on the test's own redis-server."""
@@ -95,25 +89,28 @@ def api_url(redis_process, publish) -> Iterator[str]:  # type: ignore[no-untyped
     )
     store = config.connect_store()
     store.set_alias("champion", publish(into=store, readers=range(1, READERS + 1)))
+    # The listening socket is bound here and handed to uvicorn: no port to lose in between.
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    port = int(listener.getsockname()[1])
     server = uvicorn.Server(
         uvicorn.Config(
             create_app(config, store),
-            host="127.0.0.1",
-            port=free_port(),
             log_level="warning",
             access_log=False,
         )
     )
-    thread = threading.Thread(target=server.run, daemon=True)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
     while not server.started:
         if time.monotonic() > deadline or not thread.is_alive():
             pytest.fail("uvicorn did not start")
         time.sleep(0.01)
-    yield f"http://127.0.0.1:{server.config.port}"
+    yield f"http://127.0.0.1:{port}"
     server.should_exit = True
     thread.join(timeout=10)
+    listener.close()
     store.client.close()
 
 

@@ -106,21 +106,15 @@ def db_path(tmp_path: Path) -> Iterator[Path]:
         assert live_redis_servers(path.parent) == []
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 # --- client settings ------------------------------------------------------------------------
 
 
-def test_refused_connection_fails_fast() -> None:
-    client = connect_redis(f"redis://127.0.0.1:{free_port()}/0", Path("unused"))
+def test_refused_connection_fails_fast(closed_port: int) -> None:
+    client = connect_redis(f"redis://127.0.0.1:{closed_port}/0", Path("unused"))
     started = time.monotonic()
     with pytest.raises(redis.ConnectionError):
         client.get("x")
-    assert time.monotonic() - started < 0.5
+    assert time.monotonic() - started < 1.0
 
 
 def test_silent_server_times_out_once_without_retries() -> None:
@@ -154,7 +148,7 @@ def test_silent_server_times_out_once_without_retries() -> None:
             for conn in accepted:
                 conn.close()
     # redis-py 8 defaults would retry with backoff here for many seconds.
-    assert 0.3 <= elapsed < 0.9
+    assert 0.3 <= elapsed < 3.0  # generous on a loaded machine: the count below is the proof
     assert len(accepted) == 1
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -55,13 +54,6 @@ def live(store: RecStore) -> str:
     version = publish(store)
     store.set_alias("champion", version)
     return version
-
-
-def closed_port() -> int:
-    """A local TCP port nothing listens on."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_known_reader_gets_personalised_top_k(store: RecStore, live: str) -> None:
@@ -168,19 +160,19 @@ def test_outage_after_a_read_serves_last_known_popular_list(
     assert (similar.items, similar.source) == ([51, 52], "degraded")
     # Inside the backoff Redis is not tried again, so answers come at once.
     assert service.recommend(999, k=1).items == POPULAR[:1]
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 2.0
 
     clock.now += 5.0  # backoff over: Redis is tried again, and is still down
     assert service.recommend(2, k=1).source == "degraded"
 
 
-def test_outage_before_any_read_is_service_unavailable() -> None:
-    client = connect_redis(f"redis://127.0.0.1:{closed_port()}/0", Path("unused"), 0.2, 0.2)
+def test_outage_before_any_read_is_service_unavailable(closed_port: int) -> None:
+    client = connect_redis(f"redis://127.0.0.1:{closed_port}/0", Path("unused"), 0.2, 0.2)
     service = RecommendationService(RecStore(client))
     started = time.monotonic()
     with pytest.raises(ServingUnavailableError, match="unreachable"):
         service.recommend(1)
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 2.0
     with pytest.raises(ServingUnavailableError):
         service.recommend(1)  # inside the backoff: no second connection attempt
 
