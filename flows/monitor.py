@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from datetime import UTC, datetime
 
@@ -57,39 +58,44 @@ def monitor_flow(
     target = RedisTarget(url=s.redis_url, embedded_db_path=str(s.redis_db_path),
                          prefix=s.redis_prefix)
     served = served_version(target, alias or s.monitor_alias)
-    model = fetch_model_version(s.tracking_uri, s.model_name, served["model_version"],
-                                tempfile.mkdtemp(prefix="goodbooks-monitor-"))
-    snapshot_id = served.get("snapshot") or model["snapshot"]
-    reference = reference_stats(model["bundle_dir"], str(s.processed_dir / snapshot_id),
-                                s.eval_k, s.num_threads)
-    if current is None:
-        unjudged, judged = unjudged_data(target, str(s.processed_dir), str(s.event_log_path),
-                                         str(s.inbox_path), include_events)
-        event_counts = judged["events"]
-        name = "+".join(filter(None, ["log" if include_events else "",
-                                      *judged["inbox"]])) or "nothing"  # type: ignore[misc]
-        new_ratings, source = read_new_ratings(None, model["bundle_dir"], unjudged, name)
-    else:
-        events, event_counts = (read_rating_events(target, str(s.event_log_path),
-                                                   version_timestamp_ms(served.get("created_at")))
-                                if include_events else (None, {}))
-        judged = {"current": current}
-        new_ratings, source = read_new_ratings(current, model["bundle_dir"], events)
-    lists = read_served_lists(target, served["version"], new_ratings, s.eval_k)
+    # The downloaded model lives only as long as this run.
+    work = tempfile.mkdtemp(prefix="goodbooks-monitor-")
+    try:
+        model = fetch_model_version(s.tracking_uri, s.model_name, served["model_version"],
+                                    work)
+        snapshot_id = served.get("snapshot") or model["snapshot"]
+        reference = reference_stats(model["bundle_dir"], str(s.processed_dir / snapshot_id),
+                                    s.eval_k, s.num_threads)
+        if current is None:
+            unjudged, judged = unjudged_data(target, str(s.processed_dir), str(s.event_log_path),
+                                             str(s.inbox_path), include_events)
+            event_counts = judged["events"]
+            name = "+".join(filter(None, ["log" if include_events else "",
+                                          *judged["inbox"]])) or "nothing"  # type: ignore[misc]
+            new_ratings, source = read_new_ratings(None, model["bundle_dir"], unjudged, name)
+        else:
+            events, event_counts = (read_rating_events(target, str(s.event_log_path),
+                                                       version_timestamp_ms(served.get("created_at")))
+                                    if include_events else (None, {}))
+            judged = {"current": current}
+            new_ratings, source = read_new_ratings(current, model["bundle_dir"], events)
+        lists = read_served_lists(target, served["version"], new_ratings, s.eval_k)
 
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    plot = s.data_dir / "monitoring" / f"drift-{stamp}.png"
-    report = compare_with_reference(reference, new_ratings, source, lists, s.eval_k,
-                                    DriftThresholds.from_settings(s), str(plot))
-    metrics = write_drift_metrics(report, str(s.drift_metrics_file or s.state_dir / "metrics"
-                                              / "goodbooks_drift.prom"))
-    create_markdown_artifact(key="drift-report", markdown=report.to_markdown(str(plot)),
-                             description=report.summary())
-    create_table_artifact(key="drift-measures", table=report.table(),
-                          description=f"Drift measures of {source} against snapshot "
-                          f"{reference.snapshot_id}")
-    event_id = emit_drift_event(report, served, judged) if report.drifted and emit else None
-    return {**report.as_dict(), "served_version": served["version"],
-            "model_version": served["model_version"], "events": event_counts,
-            "judged": judged, "plot": str(plot), "metrics_file": metrics,
-            "event_id": event_id, "current": current}
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        plot = s.data_dir / "monitoring" / f"drift-{stamp}.png"
+        report = compare_with_reference(reference, new_ratings, source, lists, s.eval_k,
+                                        DriftThresholds.from_settings(s), str(plot))
+        metrics = write_drift_metrics(report, str(s.drift_metrics_file or s.state_dir / "metrics"
+                                                  / "goodbooks_drift.prom"))
+        create_markdown_artifact(key="drift-report", markdown=report.to_markdown(str(plot)),
+                                 description=report.summary())
+        create_table_artifact(key="drift-measures", table=report.table(),
+                              description=f"Drift measures of {source} against snapshot "
+                              f"{reference.snapshot_id}")
+        event_id = emit_drift_event(report, served, judged) if report.drifted and emit else None
+        return {**report.as_dict(), "served_version": served["version"],
+                "model_version": served["model_version"], "events": event_counts,
+                "judged": judged, "plot": str(plot), "metrics_file": metrics,
+                "event_id": event_id, "current": current}
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

@@ -37,10 +37,20 @@ def redis_target() -> RedisTarget:
 def publish_alias(alias: str, n: int) -> dict[str, object]:
     """Score every reader and book for one registry alias, then switch the Redis alias."""
     s = get_settings()
-    log = get_run_logger()
     target = redis_target()
     began = time.perf_counter()
-    meta = fetch_bundle(s.tracking_uri, s.model_name, alias, tempfile.mkdtemp())
+    # The downloaded bundle lives only as long as this publish: nothing piles up in the
+    # temp directory night after night.
+    with tempfile.TemporaryDirectory(prefix="goodbooks-score-") as work:
+        return _publish_bundle(alias, n, fetch_bundle(s.tracking_uri, s.model_name, alias, work),
+                               target, began)
+
+
+def _publish_bundle(alias: str, n: int, meta: dict[str, object], target: RedisTarget,
+                    began: float) -> dict[str, object]:
+    """Publish a downloaded bundle's lists under a new version and switch the alias."""
+    s = get_settings()
+    log = get_run_logger()
     bundle_dir = meta["bundle_dir"]
     sizes = describe_bundle(bundle_dir)
     discard_abandoned(target)

@@ -29,6 +29,7 @@ from tasks.train import (
     Catalogue,
     build_bundle,
     compare_on_test,
+    discard_bundle,
     fit_champion_configuration,
     fit_on_everything,
     load_catalogue,
@@ -211,9 +212,12 @@ def register_fit_on_everything(
     save_reference_stats(str(lineage["snapshot_path"]), bundle_dir, s.eval_k, s.num_threads)
     params = {**candidate.params.as_dict(), **{f"feature.{k}": v for k, v in
                                                 candidate.features.as_dict().items()}}
-    registered = log_and_register(s.tracking_uri, run_id, s.model_name, bundle_dir, params,
-                                  table, str(lineage["snapshot_id"]), fit.curve, full_fit,
-                                  lineage["log_watermark"])
+    try:
+        registered = log_and_register(s.tracking_uri, run_id, s.model_name, bundle_dir, params,
+                                      table, str(lineage["snapshot_id"]), fit.curve, full_fit,
+                                      lineage["log_watermark"])
+    finally:
+        discard_bundle(bundle_dir)  # the registry holds its copy (or the run failed)
     return registered, full_fit
 
 

@@ -7,6 +7,7 @@ nested alone silently creates top-level runs from worker threads).
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass
@@ -59,6 +60,8 @@ from models.tuning import (
 )
 from tasks.registry import WarmStart, use_tracking
 
+# Where build_bundle writes, under the temp directory; discard_bundle removes it.
+BUNDLE_PREFIX = "goodbooks-bundle-"
 
 @dataclass
 class Catalogue:
@@ -412,4 +415,12 @@ def build_bundle(split: Split, model: FactorModel, meta: dict[str, object]) -> s
     bundle = ScoringBundle(
         ids=split.ids, factors=model, seen=seen, popular=split.ids.book_ids[order], meta=meta,
     )
-    return str(bundle.save(Path(tempfile.mkdtemp(prefix="goodbooks-bundle-")) / "bundle"))
+    return str(bundle.save(Path(tempfile.mkdtemp(prefix=BUNDLE_PREFIX)) / "bundle"))
+
+
+@task(cache_policy=NO_CACHE)
+def discard_bundle(bundle_dir: str) -> None:
+    """Remove a bundle built by build_bundle once the registry holds its copy."""
+    work = Path(bundle_dir).parent
+    if work.name.startswith(BUNDLE_PREFIX):
+        shutil.rmtree(work, ignore_errors=True)

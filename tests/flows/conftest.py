@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,6 +39,11 @@ def project_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     }
     saved = {key: os.environ.get(key) for key in env}
     os.environ.update(env)
+    # The flows' temp files go to a directory of the session's own, so a test can see
+    # what a run leaves behind there.
+    saved_tempdir = tempfile.tempdir
+    tempfile.tempdir = str(root / "tmp")
+    (root / "tmp").mkdir()
     for key in ("MLFLOW_TRACKING_URI", "PREFECT_HOME"):
         os.environ.pop(key, None)
     get_settings.cache_clear()
@@ -48,6 +54,7 @@ def project_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     keys = list(client.scan_iter(match=f"{settings.redis_prefix}*", count=1000))
     for start in range(0, len(keys), 1000):
         client.unlink(*keys[start:start + 1000])
+    tempfile.tempdir = saved_tempdir
     for key, value in saved.items():
         if value is None:
             os.environ.pop(key, None)

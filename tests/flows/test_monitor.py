@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import tempfile
 import time
 from pathlib import Path
 from uuid import UUID
@@ -173,3 +174,21 @@ def test_resource_ids_match_the_retraining_trigger() -> None:
     assert dataset_resource_id("week 48/ratings+events") == \
         "goodbooks.dataset.week-48-ratings-events"
     assert dataset_resource_id("///") == "goodbooks.dataset.unknown"
+
+
+def test_runs_leave_nothing_behind_in_the_temp_directory(first_run: dict, project_env: Path,
+                                                         tmp_path: Path,
+                                                         generated_dataset: Path) -> None:
+    from flows.score import score_flow
+
+    temp = Path(tempfile.gettempdir())
+    assert temp == project_env / "tmp"  # the session's own: every flow run of it wrote here
+    continuation = generate_continuation(generated_dataset, tmp_path / "none", "none", 0.0,
+                                         300, seed=5)
+    monitor_flow(current=str(continuation.directory), emit=False)
+    score_flow(aliases=["champion"])
+    # Bundles built by training and downloaded by scoring and monitoring are gone once the
+    # run that needed them ends: nothing grows there night after night.
+    left = sorted(p.name for p in temp.iterdir() if p.name.startswith("goodbooks-"))
+    assert left == []
+
