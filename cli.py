@@ -229,8 +229,8 @@ def run_demo_experiment(settings: Settings, snapshot_dir: Path) -> str:
     from flows.ab_evaluate import ab_evaluate_flow
     from flows.score import score_flow
     from models.generator import load_truth
-    from models.simulator import ClickModel, simulate_traffic
     from models.snapshot import open_snapshot
+    from tasks.simulate import ClickModel, simulate_traffic
 
     client = MlflowClient(settings.tracking_uri)
     champion = client.get_model_version_by_alias(settings.model_name, "champion")

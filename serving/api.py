@@ -771,3 +771,19 @@ def _readiness(state: Readiness) -> dict[str, Any]:
         ],
         "warnings": list(state.warnings),
     }
+
+
+def main() -> None:
+    """``goodbooks-api``: serve the API on GOODBOOKS_API_HOST:GOODBOOKS_API_PORT.
+
+    The entry point of a serving-only install (no pipeline libraries); ``goodbooks serve``
+    does the same from the full install.
+    """
+    import uvicorn
+
+    from settings import get_settings
+
+    settings = get_settings()
+    uvicorn.run("serving.api:create_app", factory=True, host=settings.api_host,
+                port=settings.api_port, log_level="info")
+

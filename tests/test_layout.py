@@ -36,3 +36,27 @@ def test_models_package_import_is_light() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=REPO, check=True)
     assert out.stdout.strip() == "False"
+
+
+LAYERS = {
+    # package: what it must never import (the domain layer knows no I/O layer or Prefect;
+    # the serving layer knows nothing of the pipeline).
+    "models": ("serving", "tasks", "flows", "prefect", "cli"),
+    "serving": ("tasks", "flows", "prefect", "mlflow", "lightfm", "pandas", "cli"),
+}
+
+
+@pytest.mark.parametrize("package", sorted(LAYERS))
+def test_imports_respect_the_layers(package: str) -> None:
+    import ast
+
+    found = []
+    for path in sorted((REPO / package).rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) and
+                     node.level == 0 else [])
+            found += [f"{path.relative_to(REPO)}: {name}" for name in names
+                      if name.split(".")[0] in LAYERS[package]]
+    assert found == []
+

@@ -14,13 +14,13 @@ from flows.ab_evaluate import ab_evaluate_flow
 from flows.score import score_flow
 from models.event_log import InteractionLog
 from models.generator import load_truth
-from models.simulator import ClickModel, simulate_traffic
 from serving.experiments import Experiment
 from serving.pins import get_pin
 from serving.store import RecStore
 from settings import get_settings
 from tasks.ab import PromotionError, promote
 from tasks.events import drain_stream
+from tasks.simulate import ClickModel, simulate_traffic
 
 
 # --- promotion: both or neither ---------------------------------------------------------

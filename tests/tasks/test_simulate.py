@@ -9,10 +9,10 @@ import numpy as np
 from models.ab import ExperimentDesign, measure
 from models.event_log import InteractionLog
 from models.generator import PlantedTruth
-from models.simulator import ClickModel, simulate_traffic
 from serving.experiments import Experiment, Variant, assign_variant
 from serving.store import RecStore, encode_items
 from tasks.events import event_records, read_all_events
+from tasks.simulate import ClickModel, simulate_traffic
 
 N_USERS, N_BOOKS, K = 200, 60, 5
 

@@ -1,0 +1,851 @@
+"""The `goodbooks` command line: one subcommand per flow, data tools, serving and the demo.
+
+Tool state (Prefect home, MLflow store, matplotlib cache) is pointed inside the project
+before Prefect or MLflow is imported, so every command imports them lazily.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from settings import Settings, SettingsError, apply_tool_environment, get_settings
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+app = typer.Typer(
+    help="GoodBooks Recommender: validate, train, publish and serve book recommendations.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+data_app = typer.Typer(help="Get goodbooks data: generate it or download the real files.",
+                       no_args_is_help=True)
+app.add_typer(data_app, name="data")
+events_app = typer.Typer(help="The app's events: the Redis stream and the interaction log.",
+                         no_args_is_help=True)
+app.add_typer(events_app, name="events")
+
+
+# Set by --debug: show the tracebacks of expected failures too.
+_OPTIONS = {"debug": False}
+
+
+@app.callback()
+def main(
+    debug: Annotated[bool, typer.Option(
+        "--debug", help="Show tracebacks of expected failures (a rejected dataset, a "
+        "failed gate, ...), which are otherwise reported by their message alone.")] = False,
+) -> None:
+    """GoodBooks Recommender: validate, train, publish and serve book recommendations."""
+    _OPTIONS["debug"] = debug
+
+
+class _WithoutTraceback(logging.Filter):
+    """Drop the traceback of a log record about an expected failure: its message says all."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from models.schema import GoodbooksError
+
+        if record.exc_info and isinstance(record.exc_info[1], GoodbooksError):
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+@contextmanager
+def reported() -> Iterator[None]:
+    """Run a flow; an expected failure prints its message (no traceback) and exits 1.
+
+    A rejected dataset, a gate that refuses, a bad request: the message (a validation report
+    naming rows and rules) is what to read. Prefect's run loggers would print the same error
+    three times with tracebacks; those are left out here unless --debug.
+    """
+    from models.schema import GoodbooksError
+
+    quiet = _WithoutTraceback()
+    loggers = [logging.getLogger(name) for name in ("prefect.task_runs", "prefect.flow_runs")]
+    if not _OPTIONS["debug"]:
+        for logger in loggers:
+            logger.addFilter(quiet)
+    try:
+        yield
+    except GoodbooksError as exc:
+        if _OPTIONS["debug"]:
+            raise
+        typer.secho(str(exc), fg="red", err=True)
+        raise typer.Exit(1) from None
+    finally:
+        for logger in loggers:
+            logger.removeFilter(quiet)
+
+
+def prepare() -> Settings:
+    """Validate settings and export tool variables; exit with a readable message if wrong."""
+    try:
+        settings = get_settings()
+    except SettingsError as exc:
+        typer.secho(str(exc), fg="red", err=True)
+        raise typer.Exit(2) from None
+    apply_tool_environment(settings)
+    return settings
+
+
+@app.command()
+def demo(
+    users: Annotated[int | None, typer.Option(
+        help="Readers to generate (default GOODBOOKS_DEMO_USERS).")] = None,
+    full: Annotated[bool, typer.Option(
+        "--full", help="Full goodbooks size: 53,424 readers × 10,000 books.")] = False,
+    n_trials: Annotated[int, typer.Option(help="Optuna trials (a small demo budget).")] = 3,
+    max_epochs: Annotated[int, typer.Option(help="Upper bound on epochs per fit.")] = 10,
+    sample_fraction: Annotated[float, typer.Option(
+        help="Share of readers the study tunes on; the best is refit on all.")] = 0.5,
+    experiment: Annotated[bool, typer.Option(
+        help="Then run a short simulated A/B experiment and show its verdict.")] = True,
+    monitor: Annotated[bool, typer.Option(
+        help="Then check a drifted continuation of the data and show the drift report.")] = True,
+    next_night: Annotated[bool, typer.Option(
+        help="Then let the sample reader rate books and run the next night's loop.")] = True,
+) -> None:
+    """Run the whole pipeline on generated data, then show one reader's recommendations.
+
+    After the pipeline (drain → ingest → train → register → score → monitor), the demo runs
+    a short A/B experiment on simulated readers and a drift check on new generated ratings;
+    then the sample reader rates some of their recommendations and the next night's loop
+    learns from the day, and it ends with one request to the HTTP API.
+    """
+    settings = prepare()
+    from flows.nightly import nightly_flow
+
+    started = time.perf_counter()
+    n_users = 53_424 if full else users
+    night = {"n_users": n_users, "n_trials": n_trials, "max_epochs": max_epochs,
+             "sample_fraction": sample_fraction}
+    result = nightly_flow(source="generate", **night)
+    elapsed = time.perf_counter() - started
+    snapshot = Path(str(result["snapshot"]))
+    typer.echo(describe_sample_reader(settings, snapshot, k=10))
+    typer.echo(metrics_summary(result["trained"]["metrics"], result["trained"].get("split")))
+    typer.echo(f"\nPipeline finished in {elapsed:.0f} s.")
+    if experiment:
+        typer.echo(run_demo_experiment(settings, snapshot))
+    if monitor:
+        typer.echo(run_demo_drift_check(settings, snapshot))
+    if next_night:
+        # A nightly refresh: one trial, the champion's configuration (the study's warm
+        # start), tuned on every reader so that its own fit is the model.
+        typer.echo(run_demo_next_night(settings, snapshot, {
+            **night, "n_trials": 1, "sample_fraction": 1.0}))
+        snapshot = settings.processed_dir / settings.processed_dir.joinpath("HEAD").read_text(
+            ).strip()
+    typer.echo(show_api_request(settings, snapshot))
+    typer.echo(f"\nDemo finished in {time.perf_counter() - started:.0f} s.")
+    typer.echo(where_to_look(settings))
+
+
+def demo_reader(snapshot) -> int:  # noqa: ANN001 - an open Snapshot
+    """The reader the demo shows: typical activity, a taste a person can see."""
+    from models.taste import book_marks, showing_reader
+
+    return showing_reader(snapshot.read("ratings", columns=["user_id", "book_id", "rating"]),
+                          book_marks(snapshot.read("books", columns=["book_id", "title",
+                                                                     "authors"])))
+
+
+def book_line(books: pd.DataFrame, rank: int, book_id: int, note: str = "") -> str:
+    """'  3. Title   Author' for a book of the catalogue (indexed by book_id)."""
+    if book_id in books.index:
+        row = books.loc[book_id]
+        return f"  {rank:>2}. {str(row['title'])[:60]:<60} {str(row['authors'])[:30]}{note}"
+    return f"  {rank:>2}. book {book_id}{note}"
+
+
+def describe_sample_reader(settings: Settings, snapshot_dir: Path, k: int = 10) -> str:
+    """A reader whose taste shows: their favourite books beside the top-k read back from
+    Redis, and how many of those share an author or series with their five-star books
+    (beside the most-read list)."""
+
+    import serving
+    from models.snapshot import open_snapshot
+    from models.taste import book_marks, shared_share, top_rated
+
+    snap = open_snapshot(snapshot_dir)
+    ratings = snap.read("ratings", columns=["user_id", "book_id", "rating"])
+    books = snap.read("books", columns=["book_id", "title", "authors"])
+    marks = book_marks(books)
+    books = books.set_index("book_id")
+    user_id = demo_reader(snap)
+    history = ratings[ratings["user_id"] == user_id].reset_index(drop=True)
+    history["order"] = range(len(history))
+    favourites = history.sort_values(["rating", "order"], ascending=[False, False]).head(k)
+
+    def line(rank: int, book_id: int, note: str = "") -> str:
+        return book_line(books, rank, book_id, note)
+
+    result = serving.recommend(user_id, k)
+    read = set(history["book_id"].tolist())
+    popular = [int(b) for b in ratings["book_id"].value_counts().index if b not in read][:k]
+    loved = top_rated(history)
+    out = [f"\nReader {user_id} rated {len(history)} books; their highest rated:"]
+    out += [line(i, int(r.book_id), f"  ({int(r.rating)}★)")
+            for i, r in enumerate(favourites.itertuples(), 1)]
+    out.append(f"\nTop {k} recommendations for reader {user_id} "
+               f"(read from Redis: {result.source}, version {result.version}):")
+    out += [line(i, int(b)) for i, b in enumerate(result.items, 1)]
+    if not loved.empty and result.items:
+        mine = shared_share({user_id: list(result.items)}, loved, marks)
+        most_read = shared_share({user_id: popular}, loved, marks)
+        out.append(f"\n{round(mine * len(result.items))} of {len(result.items)} share an "
+                   f"author or a series with their five-star books (the most-read list: "
+                   f"{round(most_read * len(popular))} of {len(popular)}).")
+    return "\n".join(out)
+
+
+# The demo's simulated readers: about one shown book in ten is clicked (a plausible
+# click-through rate for recommendations), and the challenger's readers get a planted extra
+# click logit, so the right verdict is known.
+DEMO_CLICKS = {"intercept": -5.5, "lift": 0.3}
+
+
+def run_demo_experiment(settings: Settings, snapshot_dir: Path) -> str:
+    """A short A/B experiment on simulated readers: champion vs a challenger, then the verdict.
+
+    The challenger is a copy of the champion's model version, published under the
+    `challenger` alias; the simulated readers (the generator's planted taste model) click
+    its lists with a planted extra logit (DEMO_CLICKS), so the right verdict is known.
+    Events enter through the API's event path; the ab_evaluate flow judges them.
+    """
+    from datetime import UTC, datetime
+
+    from mlflow import MlflowClient
+
+    from flows.ab_evaluate import ab_evaluate_flow
+    from flows.score import score_flow
+    from models.generator import load_truth
+    from models.snapshot import open_snapshot
+    from tasks.simulate import ClickModel, simulate_traffic
+
+    client = MlflowClient(settings.tracking_uri)
+    champion = client.get_model_version_by_alias(settings.model_name, "champion")
+    copied = client.copy_model_version(
+        f"models:/{settings.model_name}@champion", settings.model_name)
+    client.set_registered_model_alias(settings.model_name, "challenger", copied.version)
+    score_flow(aliases=["challenger"])
+
+    started = datetime.now(UTC)
+    name = f"demo-{started:%Y%m%dT%H%M%S}"
+    ab_evaluate_flow(experiment=name, config={
+        "salt": name, "status": "active", "started_at": started.isoformat(),
+        "stopped_at": None,
+        "variants": [{"name": "control", "alias": "champion", "share": 0.5},
+                     {"name": "treatment", "alias": "challenger", "share": 0.5}],
+    }, design={"min_sample": 1000})
+    readers = sorted(open_snapshot(snapshot_dir).read("ratings", columns=["user_id"])
+                     ["user_id"].unique().tolist())
+    store = _store(settings)
+    # Visits 10 ms apart: the simulated traffic ends within a minute of real time, so the
+    # stream and the per-minute counters show no events from the future.
+    simulated = simulate_traffic(store, name, load_truth(snapshot_dir), readers, k=10,
+                                 seed=settings.seed, start_time_s=started.timestamp(),
+                                 seconds_per_visit=0.01,
+                                 click_model=ClickModel(
+                                     intercept=DEMO_CLICKS["intercept"],
+                                     lift={"treatment": DEMO_CLICKS["lift"]}))
+    result = ab_evaluate_flow(
+        experiment=name, now=datetime.fromtimestamp(simulated.end_time_s, UTC).isoformat())
+
+    exposures, conversions = result["exposures"], result["conversions"]
+    low, high = result["ci"]
+    lines = [
+        f"\nA/B experiment {name} on simulated readers: champion (model version "
+        f"{champion.version}) vs challenger (version {copied.version}, a copy whose readers "
+        f"are planted to click {DEMO_CLICKS['lift']:+} logit more), "
+        f"{len(readers):,} readers split 50/50",
+        f"  {'variant':<10} {'exposures':>10} {'conversions':>12} {'rate':>8} {'readers':>8}",
+    ]
+    readers_of = result.get("readers") or {}
+    for variant in exposures:
+        n, c = int(exposures[variant]), int(conversions[variant])
+        lines.append(f"  {variant:<10} {n:>10,} {c:>12,} {c / max(n, 1):>8.2%} "
+                     f"{int(readers_of.get(variant) or 0):>8,}")
+    lines.append(f"  effect {result['effect']:+.4f} (always-valid 95% interval "
+                 f"{low:+.4f} … {high:+.4f}), p = {result['p_value']:.2g}, "
+                 f"sample-ratio check (readers) p = {result['srm_p_value']:.2g}")
+    lines.append(f"  verdict: {result['action']} — {result['reason']}")
+    promotion = result.get("promotion")
+    if isinstance(promotion, dict):
+        lines.append(f"  champion is now model version {promotion.get('model_version')} in "
+                     f"MLflow and Redis version {promotion.get('redis_version')} "
+                     f"(previous kept as `previous`)")
+    if result["action"] == "continue":
+        # An experiment pins its arms while it runs; the demo's next night must refresh the
+        # champion, so an undecided demo experiment is stopped here.
+        ab_evaluate_flow(experiment=name, config={
+            "status": "stopped", "stopped_at": datetime.now(UTC).isoformat()})
+        lines.append("  (the demo stops the undecided experiment so that the next night "
+                     "may move the aliases it pinned)")
+    lines.append(f"  running estimate: {result['plot']}")
+    return "\n".join(lines)
+
+
+def run_demo_drift_check(settings: Settings, snapshot_dir: Path) -> str:
+    """New generated ratings with planted rating inflation, judged by the monitor flow."""
+    from flows.monitor import monitor_flow
+    from models.generator import MANIFEST_FILE, generate_continuation
+    from models.snapshot import open_snapshot
+
+    source = open_snapshot(snapshot_dir).manifest.get("source", {})
+    directory = source.get("directory") if isinstance(source, dict) else None
+    if not directory or not (Path(str(directory)) / MANIFEST_FILE).is_file():
+        return "\n(drift check skipped: the snapshot was not made from a generated dataset)"
+    kind, magnitude, new_ratings = "rating_inflation", 1.0, 5000
+    # Outside generated_dir, which holds only complete generated datasets.
+    continuation = generate_continuation(Path(str(directory)),
+                                         settings.data_dir / "continuations" / "demo",
+                                         kind, magnitude, new_ratings, seed=settings.seed)
+    report = monitor_flow(current=str(continuation.directory))
+    lines = [
+        f"\nDrift check: {new_ratings:,} new ratings with planted {kind.replace('_', ' ')} "
+        f"({magnitude:g} sd) against snapshot {report['reference_snapshot']}",
+        f"  {'measure':<26} {'value':>8} {'threshold':>10}  status",
+        *(f"  {line}" for line in measure_lines(report)),
+    ]
+    lines.append(f"  verdict: {report['summary']}")
+    if report["event_id"]:
+        lines.append(f"  emitted goodbooks.drift.detected (event {report['event_id']}); with "
+                     "`make up`, the retrain-on-drift deployment turns it into a retraining run")
+    lines.append(f"  report: Prefect artifact drift-report; plot: {report['plot']}")
+    return "\n".join(lines)
+
+
+def run_demo_next_night(settings: Settings, snapshot_dir: Path, night: dict[str, object],
+                        rated: int = 5) -> str:
+    """The loop: the sample reader rates books during the day; the next night learns it.
+
+    The reader gives five stars to their first ``rated`` recommendations (through the
+    event path of POST /events); the next nightly run drains the day's events (these and
+    the simulated experiment's) into the interaction log, takes them into the next
+    snapshot, retrains on everything and publishes: the rated books leave the list.
+    """
+    import serving
+    from flows.nightly import nightly_flow
+    from models.snapshot import open_snapshot
+    from serving.events import Event, EventWriter
+
+    snap = open_snapshot(snapshot_dir)
+    books = snap.read("books", columns=["book_id", "title", "authors"]).set_index("book_id")
+    reader = demo_reader(snap)
+    service = serving.RecommendationService(_store(settings), "champion", pointer_ttl_s=0)
+    shown = service.recommend(reader, 10)
+    chosen = shown.items[:rated]
+    EventWriter(service.store).write([
+        Event(type="rating", user_id=reader, book_id=book, variant=shown.variant,
+              version=shown.version, rating=5) for book in chosen])
+    started = time.perf_counter()
+    result = nightly_flow(source="generate", **night)  # type: ignore[arg-type]
+    elapsed = time.perf_counter() - started
+    grown = open_snapshot(Path(str(result["snapshot"])))
+    counts = grown.manifest.get("increment", {}).get("counts", {})  # type: ignore[union-attr]
+    trained = result["trained"]
+    after = service.recommend(reader, 10)
+    lines = [f"\nThe next night: reader {reader} rated {rated} of their recommendations "
+             "(5 stars) during the day:"]
+    lines += [book_line(books, i, int(b)) for i, b in enumerate(chosen, 1)]
+    drained = result["drained"]
+    lines += [
+        f"  drain:  {drained['drained']:,} events of the day into the interaction log "  # type: ignore[index]
+        f"({settings.event_log_path})",
+        f"  ingest: snapshot {grown.snapshot_id} = {grown.manifest.get('parent')} + "
+        + (", ".join(f"{v:,} {k}" for k, v in counts.items() if v) or "nothing new"),
+        f"  train:  version {trained['version']} fitted on all "  # type: ignore[index]
+        f"{trained['full_fit']['interactions']:,} interactions → "  # type: ignore[index]
+        f"{trained['alias'] or 'no alias'}",  # type: ignore[index]
+        f"  ({elapsed:.0f} s.) Reader {reader}'s top 10 now (version {after.version}):",
+    ]
+    lines += [book_line(books, i, int(b)) for i, b in enumerate(after.items, 1)]
+    gone = [b for b in chosen if b not in after.items]
+    lines.append(f"  the {len(gone)} books they rated are gone from the list; "
+                 f"{len(set(after.items) - set(shown.items))} new books entered it")
+    return "\n".join(lines)
+
+
+def measure_lines(report: dict[str, object]) -> list[str]:
+    """One line per drift measure of a monitor report: value, threshold, status."""
+    lines = []
+    for m in report["measures"]:  # type: ignore[attr-defined]
+        value = "—" if m["value"] is None else f"{m['value']:.4g}"
+        threshold = "—" if m["threshold"] is None else f"{m['threshold']:g}"
+        lines.append(f"{m['measure']:<26} {value:>8} {threshold:>10}  {m['status']}")
+    return lines
+
+
+def show_api_request(settings: Settings, snapshot_dir: Path) -> str:
+    """Start the HTTP API briefly, make one request, and show it with its response."""
+    import json
+    import signal
+    import socket
+    import subprocess
+    import urllib.error
+    import urllib.request
+
+    from models.snapshot import open_snapshot
+
+    ratings = open_snapshot(snapshot_dir).read("ratings", columns=["user_id"])
+    user_id = int(ratings["user_id"].iloc[0])
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "serving.api:create_app", "--factory",
+         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}/recommendations/{user_id}?k=5"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(url, timeout=2) as response:
+                    body = json.loads(response.read())
+                    status = response.status
+                break
+            except (urllib.error.URLError, ConnectionError):
+                if time.monotonic() > deadline or server.poll() is not None:
+                    return "\n(the HTTP API did not start; try `make serve`)"
+                time.sleep(0.3)
+    finally:
+        # SIGINT, not SIGTERM: uvicorn re-raises the signal after its graceful shutdown, and
+        # only SIGINT lets Python run its exit hooks (which release the embedded Redis).
+        server.send_signal(signal.SIGINT)
+        server.wait(timeout=15)
+    return (f"\nThe HTTP API (started briefly on port {port}; `make serve` runs it):\n"
+            f"  GET {url}\n  → {status} {json.dumps(body)}")
+
+
+def metrics_summary(table: list[dict[str, object]], split: dict[str, object] | None = None
+                    ) -> str:
+    by_time = split is not None and split.get("by") == "time"
+    where = ("the last period, fitted on everything before the one before it" if by_time
+             else "each reader's latest 20%")
+    lines = [f"\nTest metrics ({where}; full-catalogue ranking):"]
+    for row in table:
+        values = "  ".join(f"{key.split('_at_')[0]}={float(val):.4f}"
+                           for key, val in row.items() if key != "ranker"
+                           and not key.startswith("coverage"))
+        lines.append(f"  {row['ranker']:<11} {values}")
+    return "\n".join(lines)
+
+
+def where_to_look(settings: Settings) -> str:
+    return (
+        "\nWhere to look:\n"
+        "  Prefect UI (flow runs, task logs, artifacts):  make prefect-ui   → http://127.0.0.1:4200\n"
+        "  MLflow UI (runs, metrics, registered model):    make mlflow-ui    → http://127.0.0.1:5000\n"
+        f"  Data validation report (Great Expectations Data Docs): "
+        f"{settings.data_docs_dir / 'index.html'}\n"
+        f"  MLflow store: {settings.tracking_uri}\n"
+        f"  Snapshots:    {settings.processed_dir}\n"
+        "  Recommendations from Redis:  .venv/bin/goodbooks recommend <user_id>\n"
+    )
+
+
+@app.command()
+def ingest(
+    source: Annotated[str | None, typer.Option(
+        help="generate | download | local (default GOODBOOKS_DATASET_SOURCE).")] = None,
+    users: Annotated[int | None, typer.Option(help="Readers to generate.")] = None,
+    books: Annotated[int | None, typer.Option(help="Books to generate.")] = None,
+    local_dir: Annotated[Path | None, typer.Option(
+        help="Directory with ratings.csv and books.csv (source local).")] = None,
+    full: Annotated[bool, typer.Option(
+        "--full", help="Validate the source whole and start its lineage again.")] = False,
+) -> None:
+    """Build the next snapshot: the source's newest one plus inbox files and new events."""
+    prepare()
+    from flows.ingest import ingest_flow
+
+    with reported():
+        snapshot = ingest_flow(source=source, n_users=users, n_books=books,
+                               local_dir=str(local_dir) if local_dir else None, full=full)
+    typer.echo(f"snapshot: {snapshot}")
+
+
+@app.command()
+def train(
+    snapshot: Annotated[Path | None, typer.Option(
+        help="Snapshot directory (default: the newest).")] = None,
+    n_trials: Annotated[int | None, typer.Option(help="Optuna trials.")] = None,
+    timeout_s: Annotated[float | None, typer.Option(
+        min=1, help="Tuning seconds (default GOODBOOKS_TUNING_TIMEOUT_S); a trial running "
+        "then ends after its current epoch.")] = None,
+    refit_timeout_s: Annotated[float | None, typer.Option(
+        min=1, help="Refit seconds (default GOODBOOKS_REFIT_TIMEOUT_S): the refit ends "
+        "after the epoch that passes them.")] = None,
+    sample_fraction: Annotated[float | None, typer.Option(
+        help="Share of readers to tune on; below 1 the best is refit on all.")] = None,
+    margin: Annotated[float | None, typer.Option(
+        help="Relative NDCG drop vs the champion still accepted as challenger.")] = None,
+    max_epochs: Annotated[int | None, typer.Option(help="Upper bound on epochs per fit.")] = None,
+    study_name: Annotated[str | None, typer.Option(
+        help="Optuna study to create or resume (shared by workers on PostgreSQL).")] = None,
+    no_pruning: Annotated[bool, typer.Option(
+        "--no-pruning", help="Run every trial to the end.")] = False,
+    no_warm_start: Annotated[bool, typer.Option(
+        "--no-warm-start", help="Do not start a new study from the champion's "
+        "parameters.")] = False,
+) -> None:
+    """Tune, train, evaluate and register a model; the registry gate picks the alias."""
+    prepare()
+    from flows.train import train_flow
+
+    with reported():
+        result = train_flow(snapshot=str(snapshot) if snapshot else None, n_trials=n_trials,
+                            timeout_s=timeout_s, refit_timeout_s=refit_timeout_s,
+                            sample_fraction=sample_fraction, margin=margin,
+                            max_epochs=max_epochs, study_name=study_name,
+                            pruning=not no_pruning, warm_start=not no_warm_start)
+    typer.echo(f"registered version {result['version']} → {result['alias'] or 'no alias'}: "
+               f"{result['reason']}")
+    typer.echo(metrics_summary(result["metrics"], result.get("split")))
+
+
+@app.command()
+def score(
+    alias: Annotated[list[str] | None, typer.Option(
+        help="Registry alias to publish (repeatable; default champion and challenger).")] = None,
+    top_n: Annotated[int | None, typer.Option(help="Books per reader.")] = None,
+) -> None:
+    """Publish every reader's top-N to Redis for each alias (the score flow)."""
+    prepare()
+    from flows.score import score_flow
+
+    with reported():
+        published_aliases = score_flow(aliases=alias, top_n=top_n)
+    for published in published_aliases:
+        if "pinned" in published:
+            typer.echo(f"{published['alias']} left alone: {published['pinned']}")
+        else:
+            typer.echo(f"{published['alias']} → version {published['version']}")
+
+
+@app.command()
+def rollback(
+    alias: Annotated[str, typer.Argument(help="Alias to roll back, e.g. champion.")],
+    to: Annotated[str | None, typer.Option(
+        help="Redis version to serve (default: the previous one this alias served).")] = None,
+) -> None:
+    """Roll an alias back in MLflow and Redis together, and pin it there until unpinned."""
+    prepare()
+    from flows.score import score_flow
+    from serving.pins import PinnedError
+    from tasks.aliases import AliasError
+
+    try:
+        with reported():
+            result = score_flow(rollback_alias_name=alias, rollback_to=to)[0]
+    except (AliasError, PinnedError) as exc:
+        typer.secho(str(exc), fg="red", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"{alias} → Redis version {result['redis_version']} (was "
+               f"{result['previous_redis_version']}), model version {result['model_version']} "
+               f"(was {result['previous_model_version']}); pinned: the nightly run leaves it "
+               f"alone until `goodbooks unpin {alias}`")
+
+
+@app.command()
+def unpin(
+    alias: Annotated[str, typer.Argument(help="Alias a rollback pinned, e.g. champion.")],
+) -> None:
+    """Let the nightly run move an alias a rollback pinned (a waiting version takes it)."""
+    settings = prepare()
+    from mlflow import MlflowClient
+
+    from serving.pins import PinnedError
+    from tasks.aliases import unpin as lift
+
+    try:
+        notes = lift(MlflowClient(settings.tracking_uri), settings.model_name,
+                     _store(settings), alias)
+    except PinnedError as exc:
+        typer.secho(str(exc), fg="red", err=True)
+        raise typer.Exit(1) from None
+    for note in notes:
+        typer.echo(note)
+
+
+@app.command()
+def status() -> None:
+    """MLflow's and Redis's aliases side by side, the pins, and where the two disagree."""
+    settings = prepare()
+    from mlflow import MlflowClient
+
+    from tasks.aliases import status as both
+
+    found = both(MlflowClient(settings.tracking_uri), settings.model_name, _store(settings))
+    typer.echo("MLflow:  " + (", ".join(f"{a} → model version {v}" for a, v in
+                                        sorted(found["mlflow"].items())) or "no aliases"))
+    typer.echo("Redis:   " + (", ".join(
+        f"{a} → {v['version']} (model version {v['model_version']})"
+        for a, v in found["redis"].items()) or "no aliases"))
+    for text in found["pins"].values():
+        typer.echo(f"pinned:  {text}")
+    for text in found["disagreements"]:
+        typer.secho(f"DISAGREE: {text}", fg="red")
+    if found["disagreements"]:
+        raise typer.Exit(3)
+    typer.echo("MLflow and Redis agree.")
+
+
+def _store(settings: Settings):  # noqa: ANN202 - serving.RecStore
+    import serving
+
+    return serving.RecStore(serving.connect_redis(settings.redis_url, settings.redis_db_path),
+                            settings.redis_prefix)
+
+
+@app.command("ab-evaluate")
+def ab_evaluate(
+    experiment: Annotated[str | None, typer.Argument(
+        help="Experiment name (default GOODBOOKS_EXPERIMENT_NAME).")] = None,
+    start: Annotated[bool, typer.Option(
+        "--start", help="Create (or restart) the experiment: champion vs challenger.",
+    )] = False,
+    share: Annotated[float, typer.Option(help="Challenger's share of readers (--start).")] = 0.5,
+    salt: Annotated[str | None, typer.Option(
+        help="Assignment salt (--start; default the experiment name and today's date).")] = None,
+    min_sample: Annotated[int | None, typer.Option(
+        help="Exposures per variant before deciding.")] = None,
+    max_days: Annotated[float | None, typer.Option(
+        help="Stop an undecided experiment after this many days.")] = None,
+    metric: Annotated[list[str] | None, typer.Option(
+        help="Primary metric event types (repeatable: click, add_to_shelf, rating).")] = None,
+    guardrail: Annotated[list[str] | None, typer.Option(
+        help="TYPE=MAX_DROP, e.g. rating=0.2 (repeatable).")] = None,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Report the decision without promoting or stopping.")] = False,
+) -> None:
+    """Judge an A/B experiment: promote the challenger, stop, or continue (ab_evaluate flow)."""
+    settings = prepare()
+    from datetime import UTC, datetime
+
+    from flows.ab_evaluate import ab_evaluate_flow
+
+    config = None
+    if start:
+        name = experiment or settings.experiment_name
+        config = {
+            "salt": salt or f"{name}-{datetime.now(UTC):%Y%m%d}",
+            "status": "active",
+            "started_at": datetime.now(UTC).isoformat(),
+            "stopped_at": None,
+            "variants": [{"name": "control", "alias": "champion", "share": 1 - share},
+                         {"name": "treatment", "alias": "challenger", "share": share}],
+        }
+    design: dict[str, object] = {}
+    if min_sample is not None:
+        design["min_sample"] = min_sample
+    if max_days is not None:
+        design["max_duration_s"] = max_days * 86400
+    if metric:
+        design["primary_metric"] = metric
+    if guardrail:
+        design["guardrails"] = [
+            {"event_type": g.split("=", 1)[0], "max_relative_drop": float(g.split("=", 1)[1])}
+            for g in guardrail
+        ]
+    with reported():
+        result = ab_evaluate_flow(experiment=experiment, config=config,
+                                  design=design or None, act=not dry_run)
+    typer.echo(f"{result['experiment']}: {result['action']} ({result['reason']})")
+
+
+@app.command()
+def monitor(
+    current: Annotated[Path | None, typer.Option(
+        exists=True, file_okay=False,
+        help="New data: a newer snapshot, or a directory whose ratings.csv holds new ratings "
+             "(e.g. from `goodbooks data continue`). Default: the newest snapshot.")] = None,
+    alias: Annotated[str | None, typer.Option(
+        help="Redis alias whose served lists are judged (GOODBOOKS_MONITOR_ALIAS).")] = None,
+    no_events: Annotated[bool, typer.Option(
+        "--no-events", help="Leave out the rating events of the Redis stream.")] = False,
+    no_emit: Annotated[bool, typer.Option(
+        "--no-emit", help="Report drift without emitting goodbooks.drift.detected.")] = False,
+) -> None:
+    """Compare new ratings with the served model's training data; emit an event on drift."""
+    prepare()
+    from flows.monitor import monitor_flow
+    from models.schema import GoodbooksError
+    from tasks.monitor import MonitorError
+
+    try:
+        report = monitor_flow(current=str(current) if current else None, alias=alias,
+                              include_events=not no_events, emit=not no_emit)
+    except (MonitorError, GoodbooksError) as exc:
+        typer.secho(str(exc), fg="red", err=True)
+        raise typer.Exit(2) from None
+    for line in measure_lines(report):
+        typer.echo(line)
+    typer.echo(report["summary"])
+    if report["event_id"]:
+        typer.echo(f"emitted goodbooks.drift.detected (event {report['event_id']})")
+
+
+@app.command()
+def recommend(
+    user_id: Annotated[int, typer.Argument(help="Reader id.")],
+    k: Annotated[int, typer.Option(help="How many books.")] = 10,
+) -> None:
+    """Read a reader's recommendations from Redis (no model loaded)."""
+    prepare()
+    import serving
+
+    try:
+        result = serving.recommend(user_id, k)
+    except ValueError as exc:
+        typer.secho(str(exc), fg="red", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"reader {user_id} ({result.source}, version {result.version}): {result.items}")
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address (GOODBOOKS_API_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (GOODBOOKS_API_PORT).")] = None,
+) -> None:
+    """Start the HTTP API (reads Redis only)."""
+    settings = prepare()
+    import uvicorn
+
+    uvicorn.run("serving.api:create_app", factory=True, host=host or settings.api_host,
+                port=port or settings.api_port, log_level="info")
+
+
+@events_app.command("drain")
+def events_drain(
+    max_events: Annotated[int | None, typer.Option(
+        min=1, help="Stop after about this many (default: up to the newest event).")] = None,
+) -> None:
+    """Move the event stream into the interaction log (durable first, then acknowledged).
+
+    The nightly flow does this as its first step; run it more often (cron, a loop) to keep
+    the stream short. Exits with 1 when a damaged log file held events the stream no
+    longer has.
+    """
+    settings = prepare()
+    from models.event_log import InteractionLog
+    from serving.connection import connect_redis
+    from serving.store import RecStore
+    from tasks.events import drain_stream
+
+    store = RecStore(connect_redis(settings.redis_url, settings.redis_db_path,
+                                   socket_timeout_s=settings.redis_socket_timeout_s),
+                     settings.redis_prefix)
+    result = drain_stream(store.client, store.events_key,
+                          InteractionLog(settings.event_log_path), max_entries=max_events,
+                          keep_s=settings.events_keep_s)
+    for damaged in result.damaged:
+        typer.secho(f"damaged log file {damaged['file']} ({damaged['error']}): set aside as "
+                    f"{damaged['moved_to']}; entries {damaged['entries']} drained again where "
+                    "the stream still holds them", fg="yellow", err=True)
+    typer.echo(result.summary())
+    typer.echo(f"interaction log: {settings.event_log_path}")
+    if result.lost:
+        raise typer.Exit(1)
+
+
+@data_app.command("generate")
+def data_generate(
+    out: Annotated[Path, typer.Option(help="Output directory.")] = Path("data/generated/full"),
+    users: Annotated[int, typer.Option(help="Readers (53424 is full size).")] = 53_424,
+    books: Annotated[int, typer.Option(help="Books (at most 10000).")] = 10_000,
+    seed: Annotated[int, typer.Option(help="Same seed, same bytes.")] = 42,
+    books_csv: Annotated[Path | None, typer.Option(
+        help="A real goodbooks books.csv to take titles and authors from.")] = None,
+    tags_csv: Annotated[Path | None, typer.Option(help="A real goodbooks tags.csv.")] = None,
+    moving: Annotated[bool | None, typer.Option(
+        "--moving/--static",
+        help="Data that moves: timestamps, books released over the years whose readership "
+             "rises and fades, readers with favourite authors whose tastes drift (default "
+             "GOODBOOKS_GENERATED_MOVING).")] = None,
+) -> None:
+    """Generate goodbooks-shaped data with a planted taste model."""
+    settings = prepare()
+    from models.generator import generate_goodbooks
+
+    moving = settings.generated_moving if moving is None else moving
+
+    last = {"stage": ""}
+
+    def progress(stage: str, fraction: float) -> None:
+        if stage != last["stage"] or fraction >= 1.0:
+            last["stage"] = stage
+        print(f"\r{stage:<10} {fraction * 100:5.1f}%", end="", file=sys.stderr, flush=True)
+
+    generate_goodbooks(out, n_users=users, n_books=books, seed=seed, books_csv=books_csv,
+                       tags_csv=tags_csv, progress=progress, moving=moving)
+    print(file=sys.stderr)
+    typer.echo(f"written to {out}")
+
+
+@data_app.command("continue")
+def data_continue(
+    base: Annotated[Path, typer.Argument(help="A generated dataset directory.")],
+    out: Annotated[Path, typer.Option(help="Output directory.")],
+    kind: Annotated[str, typer.Option(
+        help="none, taste_shift, new_popular_books, rating_inflation or new_readers.")] = "none",
+    magnitude: Annotated[float, typer.Option(
+        help="Share (taste_shift, new_popular_books, new_readers) or shift in sd "
+             "(rating_inflation).")] = 0.0,
+    ratings: Annotated[int, typer.Option(help="New ratings to write.")] = 10_000,
+    seed: Annotated[int, typer.Option(help="Same seed, same bytes.")] = 0,
+) -> None:
+    """Write new ratings that follow a generated dataset, with or without planted drift.
+
+    With --out under the inbox (GOODBOOKS_INBOX_DIR, default data/inbox) the next ingest
+    takes them in; elsewhere, `goodbooks monitor --current DIR` judges them as they are.
+    """
+    prepare()
+    from models.generator import generate_continuation
+    from models.schema import GoodbooksError
+
+    if out.resolve() == base.resolve():
+        typer.secho("--out must differ from BASE: the continuation would overwrite it",
+                    fg="red", err=True)
+        raise typer.Exit(2)
+    try:
+        made = generate_continuation(base, out, kind, magnitude, ratings, seed)  # type: ignore[arg-type]
+    except (GoodbooksError, ValueError, OSError) as exc:
+        typer.secho(str(exc), fg="red", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"written to {made.directory}; check it with: goodbooks monitor --current "
+               f"{made.directory} (or drop it in the inbox for the next ingest)")
+
+
+@data_app.command("download")
+def data_download(
+    dest: Annotated[Path | None, typer.Option(help="Directory (default data/raw).")] = None,
+) -> None:
+    """Download the real goodbooks-10k files (checksummed, resumable)."""
+    settings = prepare()
+    from models.download import download_goodbooks
+
+    def progress(stage: str, fraction: float) -> None:
+        print(f"\r{stage:<16} {fraction * 100:5.1f}%", end="", file=sys.stderr, flush=True)
+
+    paths = download_goodbooks(dest or settings.raw_dir, base_url=settings.dataset_url,
+                               timeout_s=settings.download_timeout_s, progress=progress)
+    print(file=sys.stderr)
+    for name, path in paths.items():
+        typer.echo(f"{name}: {path}")
+
+
+if __name__ == "__main__":
+    app()

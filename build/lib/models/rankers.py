@@ -1,0 +1,248 @@
+"""The rankers a replay compares: popularity (recent and all-time) and the project's model.
+
+The model is fitted as the nightly flow fits what it publishes: early stopping on the
+per-reader split of the history chooses the epoch count, then the same parameters are
+fitted on every interaction before the cut-off. Fits are shared through a FitCache, so the
+plain model, its recency-aware variant and the frozen one cost one fit per cut-off.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from models.features import build_item_features
+from models.interactions import IdMap, temporal_split, time_split
+from models.ranking import popularity_top_k, top_k_factors, with_bias
+from models.recency import (
+    RecencyPrior,
+    recent_counts,
+    score_spread,
+    standardised_log,
+    with_prior,
+)
+from models.recommender import FactorModel
+from models.replay import History, K, Period, exclusion
+from models.tuning import candidate_from_params, fit_candidate, fit_everything
+
+
+class Popularity:
+    """The most read books in the last ``window`` before the cut-off (None: all time)."""
+
+    def __init__(self, window: int | None = None, name: str | None = None) -> None:
+        self.window = window
+        self.name = name or ("popularity (all time)" if window is None
+                             else f"popularity (last {window})")
+        self.counts = np.empty(0)
+
+    def fit(self, history: History) -> None:
+        if self.window is None:
+            self.counts = np.bincount(history.cols, minlength=history.ids.n_books)
+        else:
+            self.counts = recent_counts(history.cols, history.times, history.cutoff,
+                                        self.window, history.ids.n_books)
+
+    def top_k(self, history: History, readers: np.ndarray, k: int) -> np.ndarray:
+        return popularity_top_k(self.counts, len(readers), k, exclusion(history, readers))
+
+
+@dataclass
+class Fitted:
+    """One fit of the model at one cut-off."""
+
+    cutoff: int
+    ids: IdMap
+    model: FactorModel
+    epochs: int
+    spread: float
+
+
+@dataclass
+class FitCache:
+    """The project's model fitted once per cut-off, shared by the rankers that use it."""
+
+    params: dict[str, object]
+    seed: int = 0
+    threads: int = 2
+    max_epochs: int = 20
+    books: pd.DataFrame | None = None  # goodbooks metadata for item features
+    book_tags: pd.DataFrame | None = None
+    tags: pd.DataFrame | None = None
+    # A known epoch count (the study's): fit on everything for it, with no early stopping.
+    epochs: int | None = None
+    # Weigh each interaction by 0.5 ** (age / half_life) in the fit on everything.
+    half_life: int | None = None
+    # Stop the epochs on the last span of the history (global time) rather than on each
+    # reader's latest interactions: what serving faces.
+    stop_on_span: int | None = None
+    fits: dict[int, Fitted] = field(default_factory=dict)
+
+    def at(self, history: History) -> Fitted:
+        if history.cutoff not in self.fits:
+            # One cut-off at a time: a ranker that keeps an older fit holds it itself.
+            self.fits = {history.cutoff: self._fit(history)}
+        return self.fits[history.cutoff]
+
+    def _fit(self, history: History) -> Fitted:
+        if self.stop_on_span is None:
+            split = temporal_split(history.frame(), book_ids=history.ids.book_ids)
+        else:
+            split = time_split(history.frame(), history.cutoff - self.stop_on_span,
+                               book_ids=history.ids.book_ids)
+        candidate = candidate_from_params(self.params, self.max_epochs, patience=3)
+
+        def features_for(config):  # noqa: ANN001, ANN202 - FeatureConfig -> ItemFeatures
+            if self.books is None:
+                return None
+            return build_item_features(split.ids, self.books, self.book_tags, self.tags,
+                                       config)
+
+        if self.epochs is not None:
+            epochs = self.epochs
+        else:
+            trained = fit_candidate(split, candidate, features_for, K, self.threads, self.seed)
+            epochs = trained.best_epoch + 1
+        weights = None
+        if self.half_life is not None:
+            age = (history.cutoff - history.times).astype(np.float64)
+            weights = sp.csr_matrix((0.5 ** (age / self.half_life),
+                                     (history.rows, history.cols)),
+                                    shape=(history.ids.n_users, history.ids.n_books))
+            weights.sum_duplicates()
+        model = fit_everything(split, candidate, features_for, epochs, self.threads,
+                               self.seed, weights)
+        return Fitted(cutoff=history.cutoff, ids=split.ids, model=model, epochs=epochs,
+                      spread=score_spread(model, seed=self.seed))
+
+
+def _top_k(model: FactorModel, rows: np.ndarray, history: History, readers: np.ndarray,
+           k: int, threads: int) -> np.ndarray:
+    query, items = with_bias(model.user_factors[rows], model.item_factors, model.item_bias)
+    top, _ = top_k_factors(query, items, k, exclusion(history, readers), num_threads=threads)
+    return top
+
+
+class Model:
+    """The project's model, refitted at every cut-off (what the nightly flow publishes)."""
+
+    def __init__(self, cache: FitCache, name: str = "model") -> None:
+        self.cache = cache
+        self.name = name
+        self.fitted: Fitted | None = None
+
+    def fit(self, history: History) -> None:
+        self.fitted = self.cache.at(history)
+
+    def top_k(self, history: History, readers: np.ndarray, k: int) -> np.ndarray:
+        return _top_k(self.fitted.model, readers, history, readers, k, self.cache.threads)
+
+
+class Frozen:
+    """The model fitted at the first scored cut-off and never again.
+
+    Readers who arrived later get the popular list of that cut-off (as serving falls back
+    for a reader the model does not know).
+    """
+
+    def __init__(self, cache: FitCache, name: str = "model fitted once") -> None:
+        self.cache = cache
+        self.name = name
+        self.fitted: Fitted | None = None
+        self.popular = np.empty(0)
+
+    def fit(self, history: History) -> None:
+        if self.fitted is None:
+            self.fitted = self.cache.at(history)
+            self.popular = np.bincount(history.cols, minlength=history.ids.n_books)
+
+    def top_k(self, history: History, readers: np.ndarray, k: int) -> np.ndarray:
+        frozen = self.fitted
+        user_ids = history.ids.user_ids[readers]
+        pos = np.searchsorted(frozen.ids.user_ids, user_ids)
+        pos = np.minimum(pos, len(frozen.ids.user_ids) - 1)
+        known = frozen.ids.user_ids[pos] == user_ids
+        top = np.full((len(readers), k), -1, dtype=np.int64)
+        if known.any():
+            part = _top_k(frozen.model, pos[known], history, readers[known], k,
+                          self.cache.threads)
+            top[known, : part.shape[1]] = part
+        if (~known).any():
+            part = popularity_top_k(self.popular, int((~known).sum()), k,
+                                    exclusion(history, readers[~known]))
+            top[~known, : part.shape[1]] = part
+        return top
+
+
+class RecencyAware:
+    """The model plus a recent-popularity prior, its weight, its window and whether it
+    replaces the learned item bias chosen on what came before each cut-off (weight 0 — the
+    plain model — is always a choice).
+
+    Each setting's NDCG on every period already past (the validation period first) is
+    pooled over its reader-periods; the best pooled setting ranks the next period. One
+    period alone holds few returning readers on a small log, and the choice would follow
+    its noise.
+    """
+
+    def __init__(self, cache: FitCache, weights: Sequence[float], windows: Sequence[int],
+                 name: str = "model + recency prior",
+                 keep_bias: Sequence[bool] = (True, False)) -> None:
+        self.cache = cache
+        self.name = name
+        self.grid = [RecencyPrior(0.0, windows[0])] + [
+            RecencyPrior(w, n, keep) for w in weights if w > 0 for n in windows
+            for keep in keep_bias]
+        self.setting = self.grid[0]
+        self.totals = np.zeros(len(self.grid))
+        self.readers = 0
+        self.fitted: Fitted | None = None
+        self.chosen = ""
+
+    def fit(self, history: History) -> None:
+        self.fitted = self.cache.at(history)
+
+    def _ranked(self, setting: RecencyPrior, history: History, readers: np.ndarray,
+                k: int) -> np.ndarray:
+        prior = standardised_log(recent_counts(history.cols, history.times, history.cutoff,
+                                               setting.window, history.ids.n_books))
+        model = with_prior(self.fitted.model, prior, setting.weight, self.fitted.spread,
+                           setting.keep_bias)
+        return _top_k(model, readers, history, readers, k, self.cache.threads)
+
+    def top_k(self, history: History, readers: np.ndarray, k: int) -> np.ndarray:
+        return self._ranked(self.setting, history, readers, k)
+
+    def choose(self, period: Period, score: Callable[[np.ndarray], np.ndarray]) -> None:
+        """Add this period's scores of every setting; keep the best so far for the next."""
+        self.totals += [float(score(self._ranked(s, period.history, period.readers, K)).sum())
+                        for s in self.grid]
+        self.readers += len(period.readers)
+        self.setting = self.grid[int(np.argmax(self.totals))]
+        self.chosen = (f"weight {self.setting.weight:g}, window {self.setting.window}"
+                       + ("" if self.setting.keep_bias else ", in place of the learned bias"))
+
+
+class Oracle:
+    """The planted truth of a generated dataset: the ceiling of any ranker on it."""
+
+    def __init__(self, truth, name: str = "oracle") -> None:  # noqa: ANN001 - PlantedTruth
+        self.truth = truth
+        self.name = name
+
+    def fit(self, history: History) -> None:
+        """Nothing to learn: the truth is known."""
+
+    def top_k(self, history: History, readers: np.ndarray, k: int) -> np.ndarray:
+        from models.generator import oracle_top_k  # the generator owns its truth
+
+        n_books = self.truth.n_books
+        if not np.array_equal(history.ids.book_ids, np.arange(1, n_books + 1)):
+            raise ValueError("the oracle needs the generated catalogue (book ids 1..n)")
+        users = history.ids.user_ids[readers]
+        # Data that moves: the rate at the cut-off (tastes then, books out by then).
+        at = history.cutoff if self.truth.timeline is not None else None
+        return oracle_top_k(self.truth, users, exclusion(history, readers), k, at=at) - 1
