@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -32,12 +33,20 @@ def _installed(python: Path) -> set[str]:
 
 def test_the_base_install_serves_without_the_pipeline(tmp_path: Path, redis_process,  # noqa: ANN001
                                                       publish) -> None:  # noqa: ANN001
+    # A copy of the sources: building in the checkout would leave build/ behind in it.
+    source = tmp_path / "source"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md", "LICENSE", "settings.py", "cli.py"):
+        shutil.copy2(REPO / name, source / name)
+    for package in ("models", "tasks", "flows", "serving"):
+        shutil.copytree(REPO / package, source / package,
+                        ignore=shutil.ignore_patterns("__pycache__"))
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     python = venv / "bin" / "python"
     installed = subprocess.run(
         [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-         str(REPO)], capture_output=True, text=True)
+         str(source)], capture_output=True, text=True)
     if installed.returncode != 0 and "No matching distribution" in installed.stderr:
         pytest.skip(f"the package index is not reachable: {installed.stderr[-300:]}")
     assert installed.returncode == 0, installed.stderr[-2000:]
