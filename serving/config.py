@@ -15,7 +15,7 @@ from serving.store import RecStore
 if TYPE_CHECKING:
     from settings import Settings
 
-__all__ = ["ServingConfig"]
+__all__ = ["ServingConfig", "store_for"]
 
 
 @dataclass(frozen=True)
@@ -106,3 +106,11 @@ class ServingConfig:
         return EventWriter(
             store, max_batch=self.events_max_batch, dedupe_window_s=self.events_dedupe_window_s
         )
+
+
+def store_for(settings: Settings) -> RecStore:
+    """A store on the settings' Redis with the client's default timeouts (commands and the
+    demo, which may wait longer than a request would)."""
+    return RecStore(connect_redis(settings.redis_url, settings.redis_db_path),
+                    settings.redis_prefix)
+

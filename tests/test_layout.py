@@ -8,7 +8,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("name", ["models", "tasks", "flows", "serving", "settings", "cli"])
+@pytest.mark.parametrize("name", ["models", "tasks", "flows", "serving", "settings", "cli", "demo"])
 def test_package_imports_from_this_repository(name: str) -> None:
     module = importlib.import_module(name)
     assert Path(module.__file__).resolve().is_relative_to(REPO)

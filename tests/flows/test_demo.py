@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-import cli
+import demo
 import serving
 from models.snapshot import open_snapshot
 from settings import get_settings
@@ -30,7 +30,7 @@ def test_demo_experiment_serves_every_reader_and_shows_a_verdict(
     first_run: dict[str, object], live_store: serving.RecStore
 ) -> None:
     settings = get_settings()
-    out = cli.run_demo_experiment(settings, Path(str(first_run["snapshot"])))
+    out = demo.run_demo_experiment(settings, Path(str(first_run["snapshot"])))
 
     rows = table_rows(out, ("control", "treatment"))
     assert set(rows) == {"control", "treatment"}
@@ -62,7 +62,7 @@ def test_demo_experiment_serves_every_reader_and_shows_a_verdict(
 def test_demo_drift_check_flags_the_planted_rating_inflation(
     first_run: dict[str, object],
 ) -> None:
-    out = cli.run_demo_drift_check(get_settings(), Path(str(first_run["snapshot"])))
+    out = demo.run_demo_drift_check(get_settings(), Path(str(first_run["snapshot"])))
 
     rows = table_rows(out, ("rating_mix_psi", "unseen_readers_share", "unseen_books_share"))
     value, threshold, status = rows["rating_mix_psi"]
@@ -76,7 +76,7 @@ def test_demo_drift_check_flags_the_planted_rating_inflation(
 
 def test_demo_next_night_learns_from_the_readers_day(first_run: dict[str, object]) -> None:
     settings = get_settings()
-    out = cli.run_demo_next_night(settings, Path(str(first_run["snapshot"])),
+    out = demo.run_demo_next_night(settings, Path(str(first_run["snapshot"])),
                                   {"n_trials": 1, "max_epochs": 4})
 
     assert "rated 5 of their recommendations" in out

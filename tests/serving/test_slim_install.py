@@ -36,7 +36,7 @@ def test_the_base_install_serves_without_the_pipeline(tmp_path: Path, redis_proc
     # A copy of the sources: building in the checkout would leave build/ behind in it.
     source = tmp_path / "source"
     source.mkdir()
-    for name in ("pyproject.toml", "README.md", "LICENSE", "settings.py", "cli.py"):
+    for name in ("pyproject.toml", "README.md", "LICENSE", "settings.py", "cli.py", "demo.py"):
         shutil.copy2(REPO / name, source / name)
     for package in ("models", "tasks", "flows", "serving"):
         shutil.copytree(REPO / package, source / package,
