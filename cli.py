@@ -12,15 +12,17 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
-import typer
+try:
+    import typer
+except ImportError:  # a serving-only install: the command line is part of the pipeline
+    raise SystemExit("the goodbooks command needs the pipeline: pip install "
+                     "'goodbooks-recommender[pipeline]' (the API alone runs as goodbooks-api)"
+                     ) from None
 
 from serving.config import store_for
 from settings import Settings, SettingsError, apply_tool_environment, get_settings
-
-if TYPE_CHECKING:
-    pass
 
 app = typer.Typer(
     help="GoodBooks Recommender: validate, train, publish and serve book recommendations.",
@@ -98,30 +100,6 @@ def prepare() -> Settings:
     return settings
 
 
-def measure_lines(report: dict[str, object]) -> list[str]:
-    """One line per drift measure of a monitor report: value, threshold, status."""
-    lines = []
-    for m in report["measures"]:  # type: ignore[attr-defined]
-        value = "—" if m["value"] is None else f"{m['value']:.4g}"
-        threshold = "—" if m["threshold"] is None else f"{m['threshold']:g}"
-        lines.append(f"{m['measure']:<26} {value:>8} {threshold:>10}  {m['status']}")
-    return lines
-
-
-def metrics_summary(table: list[dict[str, object]], split: dict[str, object] | None = None
-                    ) -> str:
-    by_time = split is not None and split.get("by") == "time"
-    where = ("the last period, fitted on everything before the one before it" if by_time
-             else "each reader's latest 20%")
-    lines = [f"\nTest metrics ({where}; full-catalogue ranking):"]
-    for row in table:
-        values = "  ".join(f"{key.split('_at_')[0]}={float(val):.4f}"
-                           for key, val in row.items() if key != "ranker"
-                           and not key.startswith("coverage"))
-        lines.append(f"  {row['ranker']:<11} {values}")
-    return "\n".join(lines)
-
-
 @app.command()
 def demo(
     users: Annotated[int | None, typer.Option(
@@ -149,6 +127,7 @@ def demo(
     settings = prepare()
     from demo import (
         describe_sample_reader,
+        metrics_summary,
         run_demo_drift_check,
         run_demo_experiment,
         run_demo_next_night,
@@ -240,6 +219,8 @@ def train(
                             pruning=not no_pruning, warm_start=not no_warm_start)
     typer.echo(f"registered version {result['version']} → {result['alias'] or 'no alias'}: "
                f"{result['reason']}")
+    from demo import metrics_summary
+
     typer.echo(metrics_summary(result["metrics"], result.get("split")))
 
 
@@ -411,6 +392,8 @@ def monitor(
     except (MonitorError, GoodbooksError) as exc:
         typer.secho(str(exc), fg="red", err=True)
         raise typer.Exit(2) from None
+    from demo import measure_lines
+
     for line in measure_lines(report):
         typer.echo(line)
     typer.echo(report["summary"])

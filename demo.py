@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cli import measure_lines
 from serving.config import store_for
 from settings import Settings
 
@@ -300,3 +299,27 @@ def where_to_look(settings: Settings) -> str:
         f"  Snapshots:    {settings.processed_dir}\n"
         "  Recommendations from Redis:  .venv/bin/goodbooks recommend <user_id>\n"
     )
+
+
+def measure_lines(report: dict[str, object]) -> list[str]:
+    """One line per drift measure of a monitor report: value, threshold, status."""
+    lines = []
+    for m in report["measures"]:  # type: ignore[attr-defined]
+        value = "—" if m["value"] is None else f"{m['value']:.4g}"
+        threshold = "—" if m["threshold"] is None else f"{m['threshold']:g}"
+        lines.append(f"{m['measure']:<26} {value:>8} {threshold:>10}  {m['status']}")
+    return lines
+
+
+def metrics_summary(table: list[dict[str, object]], split: dict[str, object] | None = None
+                    ) -> str:
+    by_time = split is not None and split.get("by") == "time"
+    where = ("the last period, fitted on everything before the one before it" if by_time
+             else "each reader's latest 20%")
+    lines = [f"\nTest metrics ({where}; full-catalogue ranking):"]
+    for row in table:
+        values = "  ".join(f"{key.split('_at_')[0]}={float(val):.4f}"
+                           for key, val in row.items() if key != "ranker"
+                           and not key.startswith("coverage"))
+        lines.append(f"  {row['ranker']:<11} {values}")
+    return "\n".join(lines)

@@ -209,10 +209,11 @@ def register_fit_on_everything(
         "snapshot": lineage["snapshot_id"], "log_watermark": lineage["log_watermark"],
         "fit": "everything", "epochs": full_fit["epochs"], "best_epoch": fit.best_epoch,
         **recency})
-    save_reference_stats(str(lineage["snapshot_path"]), bundle_dir, s.eval_k, s.num_threads)
-    params = {**candidate.params.as_dict(), **{f"feature.{k}": v for k, v in
-                                                candidate.features.as_dict().items()}}
     try:
+        save_reference_stats(str(lineage["snapshot_path"]), bundle_dir, s.eval_k,
+                             s.num_threads)
+        params = {**candidate.params.as_dict(), **{f"feature.{k}": v for k, v in
+                                                    candidate.features.as_dict().items()}}
         registered = log_and_register(s.tracking_uri, run_id, s.model_name, bundle_dir, params,
                                       table, str(lineage["snapshot_id"]), fit.curve, full_fit,
                                       lineage["log_watermark"])

@@ -441,7 +441,8 @@ def srm_check(
     if len(kept) < 2:
         return SrmResult(0.0, 1.0, False)
     found = stats.chisquare([c for c, _ in kept], [e for _, e in kept])
-    return SrmResult(float(found.statistic), float(found.pvalue), found.pvalue < threshold)
+    return SrmResult(float(found.statistic), float(found.pvalue),
+                     bool(found.pvalue < threshold))
 
 
 def ratio_variance(conversions: int, exposures: int, sums: ReaderSums | None = None) -> float:

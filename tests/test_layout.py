@@ -42,7 +42,8 @@ LAYERS = {
     # package: what it must never import (the domain layer knows no I/O layer or Prefect;
     # the serving layer knows nothing of the pipeline).
     "models": ("serving", "tasks", "flows", "prefect", "cli"),
-    "serving": ("tasks", "flows", "prefect", "mlflow", "lightfm", "pandas", "cli"),
+    "serving": ("tasks", "flows", "prefect", "mlflow", "lightfm", "pandas", "numpy", "scipy",
+                "sklearn", "typer", "great_expectations", "optuna", "cli", "demo"),
 }
 
 

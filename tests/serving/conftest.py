@@ -118,12 +118,17 @@ class RedisProcess:
         while True:
             try:
                 probe.ping()
-                return True
+                if self.process.poll() is None:
+                    return True
+                # Another server answered on the port ours could not take.
+                self.process = None
+                return False
             except redis.ConnectionError:
                 if self.process.poll() is not None:
                     self.process = None
                     return False
                 if time.monotonic() > deadline:
+                    self.kill()
                     raise
                 time.sleep(0.02)
             finally:

@@ -47,7 +47,9 @@ def test_the_base_install_serves_without_the_pipeline(tmp_path: Path, redis_proc
     installed = subprocess.run(
         [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
          str(source)], capture_output=True, text=True)
-    if installed.returncode != 0 and "No matching distribution" in installed.stderr:
+    unreachable = ("No matching distribution", "Could not find a version", "ConnectionError",
+                   "Read timed out", "NewConnectionError", "Temporary failure in name")
+    if installed.returncode != 0 and any(m in installed.stderr for m in unreachable):
         pytest.skip(f"the package index is not reachable: {installed.stderr[-300:]}")
     assert installed.returncode == 0, installed.stderr[-2000:]
     assert not _installed(python) & set(PIPELINE)
@@ -75,12 +77,14 @@ def test_the_base_install_serves_without_the_pipeline(tmp_path: Path, redis_proc
             break
         api = None
     try:
+        assert body is not None, "three loopback ports were taken before the API bound them"
         assert body == {**body, "user_id": 2, "items": [12, 13, 14], "source": "personalised",
                         "alias": "champion"}
     finally:
         if api is not None:
             api.terminate()
             api.wait(timeout=10)
+            api.stderr.close()
         client.close()
 
 
@@ -90,6 +94,7 @@ def _first_answer(url: str, api: subprocess.Popen, timeout_s: float = 60.0) -> d
     while time.monotonic() < deadline:
         if api.poll() is not None:
             error = api.stderr.read() if api.stderr else ""
+            api.stderr.close()
             if "address already in use" in error.lower():
                 return None
             raise AssertionError(f"the slim API exited: {error[-2000:]}")
