@@ -424,11 +424,10 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Port (GOODBOOKS_API_PORT).")] = None,
 ) -> None:
     """Start the HTTP API (reads Redis only)."""
-    settings = prepare()
-    import uvicorn
+    prepare()
+    from serving.api import main as serve_api
 
-    uvicorn.run("serving.api:create_app", factory=True, host=host or settings.api_host,
-                port=port or settings.api_port, log_level="info")
+    serve_api(host, port)
 
 
 @events_app.command("drain")

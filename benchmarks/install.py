@@ -32,15 +32,21 @@ def size_of(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and not f.is_symlink())
 
 
+def copy_sources(source: Path) -> Path:
+    """Copy what the package is built from into ``source`` (building in the checkout would
+    leave build/ behind in it)."""
+    source.mkdir(parents=True)
+    for name in SOURCES:
+        shutil.copy2(REPO / name, source / name)
+    for package in PACKAGES:
+        shutil.copytree(REPO / package, source / package,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    return source
+
+
 def install(kind: str) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="goodbooks-install-") as work:
-        source = Path(work) / "source"
-        source.mkdir()
-        for name in SOURCES:
-            shutil.copy2(REPO / name, source / name)
-        for package in PACKAGES:
-            shutil.copytree(REPO / package, source / package,
-                            ignore=shutil.ignore_patterns("__pycache__"))
+        source = copy_sources(Path(work) / "source")
         venv = Path(work) / "venv"
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
         python = venv / "bin" / "python"

@@ -201,14 +201,24 @@ class RecencyAware:
         self.readers = 0
         self.fitted: Fitted | None = None
         self.chosen = ""
+        # The prior of each window at the current cut-off: every weight and both bias
+        # modes share it, rather than counting the whole history again per setting.
+        self.priors: dict[tuple[int, int], np.ndarray] = {}
 
     def fit(self, history: History) -> None:
         self.fitted = self.cache.at(history)
 
+    def _prior(self, history: History, window: int) -> np.ndarray:
+        key = (history.cutoff, window)
+        if key not in self.priors:
+            self.priors = {k: v for k, v in self.priors.items() if k[0] == history.cutoff}
+            self.priors[key] = standardised_log(recent_counts(
+                history.cols, history.times, history.cutoff, window, history.ids.n_books))
+        return self.priors[key]
+
     def _ranked(self, setting: RecencyPrior, history: History, readers: np.ndarray,
                 k: int) -> np.ndarray:
-        prior = standardised_log(recent_counts(history.cols, history.times, history.cutoff,
-                                               setting.window, history.ids.n_books))
+        prior = self._prior(history, setting.window)
         model = with_prior(self.fitted.model, prior, setting.weight, self.fitted.spread,
                            setting.keep_bias)
         return _top_k(model, readers, history, readers, k, self.cache.threads)

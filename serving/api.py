@@ -773,17 +773,18 @@ def _readiness(state: Readiness) -> dict[str, Any]:
     }
 
 
-def main() -> None:
-    """``goodbooks-api``: serve the API on GOODBOOKS_API_HOST:GOODBOOKS_API_PORT.
+def main(host: str | None = None, port: int | None = None) -> None:
+    """``goodbooks-api``: serve the API on GOODBOOKS_API_HOST:GOODBOOKS_API_PORT (or the
+    host and port given).
 
     The entry point of a serving-only install (no pipeline libraries); ``goodbooks serve``
-    does the same from the full install.
+    calls it from the full install.
     """
     import uvicorn
 
     from settings import get_settings
 
     settings = get_settings()
-    uvicorn.run("serving.api:create_app", factory=True, host=settings.api_host,
-                port=settings.api_port, log_level="info")
+    uvicorn.run("serving.api:create_app", factory=True, host=host or settings.api_host,
+                port=port or settings.api_port, log_level="info")
 

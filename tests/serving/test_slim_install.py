@@ -3,9 +3,9 @@ pipeline libraries) answers a request against Redis."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -33,14 +33,12 @@ def _installed(python: Path) -> set[str]:
 
 def test_the_base_install_serves_without_the_pipeline(tmp_path: Path, redis_process,  # noqa: ANN001
                                                       publish) -> None:  # noqa: ANN001
-    # A copy of the sources: building in the checkout would leave build/ behind in it.
-    source = tmp_path / "source"
-    source.mkdir()
-    for name in ("pyproject.toml", "README.md", "LICENSE", "settings.py", "cli.py", "demo.py"):
-        shutil.copy2(REPO / name, source / name)
-    for package in ("models", "tasks", "flows", "serving"):
-        shutil.copytree(REPO / package, source / package,
-                        ignore=shutil.ignore_patterns("__pycache__"))
+    # A copy of the sources, as the install benchmark makes it.
+    spec = importlib.util.spec_from_file_location("install_bench",
+                                                  REPO / "benchmarks" / "install.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    source = bench.copy_sources(tmp_path / "source")
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     python = venv / "bin" / "python"
