@@ -81,6 +81,10 @@ def describe_sample_reader(settings: Settings, snapshot_dir: Path, k: int = 10) 
 # click-through rate for recommendations), and the challenger's readers get a planted extra
 # click logit, so the right verdict is known.
 DEMO_CLICKS = {"intercept": -5.5, "lift": 0.3}
+# Visits enough for the planted lift to show: at one visit each, a small generated dataset
+# (a few hundred readers, under a hundred clicks per arm) would judge the arms on noise. A
+# reader sees the same list on each visit; a book clicked on any visit is one conversion.
+DEMO_MIN_VISITS = 5000
 
 
 def run_demo_experiment(settings: Settings, snapshot_dir: Path) -> str:
@@ -119,11 +123,12 @@ def run_demo_experiment(settings: Settings, snapshot_dir: Path) -> str:
     readers = sorted(open_snapshot(snapshot_dir).read("ratings", columns=["user_id"])
                      ["user_id"].unique().tolist())
     store = store_for(settings)
+    visits = -(-DEMO_MIN_VISITS // len(readers))
     # Visits 10 ms apart: the simulated traffic ends within a minute of real time, so the
     # stream and the per-minute counters show no events from the future.
     simulated = simulate_traffic(store, name, load_truth(snapshot_dir), readers, k=10,
-                                 seed=settings.seed, start_time_s=started.timestamp(),
-                                 seconds_per_visit=0.01,
+                                 visits_per_reader=visits, seed=settings.seed,
+                                 start_time_s=started.timestamp(), seconds_per_visit=0.01,
                                  click_model=ClickModel(
                                      intercept=DEMO_CLICKS["intercept"],
                                      lift={"treatment": DEMO_CLICKS["lift"]}))
@@ -136,7 +141,7 @@ def run_demo_experiment(settings: Settings, snapshot_dir: Path) -> str:
         f"\nA/B experiment {name} on simulated readers: champion (model version "
         f"{champion.version}) vs challenger (version {copied.version}, a copy whose readers "
         f"are planted to click {DEMO_CLICKS['lift']:+} logit more), "
-        f"{len(readers):,} readers split 50/50",
+        f"{len(readers):,} readers split 50/50, {visits} visit(s) each",
         f"  {'variant':<10} {'exposures':>10} {'conversions':>12} {'rate':>8} {'readers':>8}",
     ]
     readers_of = result.get("readers") or {}

@@ -36,9 +36,12 @@ def test_demo_experiment_serves_every_reader_and_shows_a_verdict(
     assert set(rows) == {"control", "treatment"}
     exposures = {name: int(cells[0].replace(",", "")) for name, cells in rows.items()}
     conversions = {name: int(cells[1].replace(",", "")) for name, cells in rows.items()}
-    # Every reader of the snapshot visited once and was shown ten books.
+    # Every reader of the snapshot visited as often as the demo says and was shown the same
+    # ten books each time: an exposure is a (reader, book) pair, however many visits.
     readers = open_snapshot(Path(str(first_run["snapshot"]))).read(
         "ratings", columns=["user_id"])["user_id"].nunique()
+    visits = int(re.search(r"(\d+) visit\(s\) each", out).group(1))  # type: ignore[union-attr]
+    assert visits == -(-demo.DEMO_MIN_VISITS // readers)
     assert sum(exposures.values()) == readers * 10
     assert sum(int(cells[3].replace(",", "")) for cells in rows.values()) == readers
     # The planted lift favours the challenger's readers: its observed rate is higher.
