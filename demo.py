@@ -1,7 +1,7 @@
 """The demo's story: a sample reader whose taste shows, a short A/B experiment on simulated
 readers, a drift check, the next night, one HTTP request, and where to look in the UIs.
 
-``goodbooks demo`` (cli.py) runs the nightly loop and then these steps, each of which
+``goodbooks demo`` (cli/pipeline.py) runs the nightly loop and then these steps, each of which
 returns the text it shows. Heavy imports stay inside the steps, as in the command line.
 """
 

@@ -23,8 +23,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-SOURCES = ("pyproject.toml", "README.md", "LICENSE", "settings.py", "cli.py", "demo.py")
-PACKAGES = ("models", "tasks", "flows", "serving")
+SOURCES = ("pyproject.toml", "README.md", "LICENSE", "settings.py", "demo.py")
+PACKAGES = ("models", "tasks", "flows", "serving", "cli")
 KINDS = {"serving": "", "full": "[pipeline]"}
 
 

@@ -35,17 +35,12 @@ from models.expectations import (
 )
 from models.generator import TRUTH_FILE, generate_goodbooks
 from models.generator.timeline import TIMELINE_VERSION
+from models.inbox import InboxItem, archive_item, inbox_items, read_item, reject_item, strangers
 from models.increment import (
     HELD,
     AcceptedItem,
-    InboxItem,
-    archive_item,
-    inbox_items,
     new_books,
     plan_next_snapshot,
-    read_item,
-    reject_item,
-    strangers,
 )
 from models.interactions import in_time_order
 from models.schema import ALL_FILES, DatasetError, DataValidationError

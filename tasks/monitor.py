@@ -38,7 +38,7 @@ from models.drift import (
     write_reference,
 )
 from models.event_log import InteractionLog, parse_optional
-from models.increment import inbox_items, read_item
+from models.inbox import inbox_items, read_item
 from models.schema import BOOK_ID, RATING, RATINGS_FILE, USER_ID, DatasetError
 from models.snapshot import MANIFEST, open_snapshot, read_csv
 from serving.store import decode_items

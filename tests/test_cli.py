@@ -123,9 +123,9 @@ def test_a_rejected_ingest_prints_its_report_without_tracebacks(
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     env.update(GOODBOOKS_DATA_DIR=str(tmp_path / "data"), GOODBOOKS_STATE_DIR=str(tmp_path / "s"),
                PREFECT_HOME=str(tmp_path / "prefect"))
-    command = [sys.executable, "cli.py", *(["--debug"] if debug else []), "ingest",
+    command = [sys.executable, "-m", "cli", *(["--debug"] if debug else []), "ingest",
                "--source", "local", "--local-dir", str(bad)]
-    done = subprocess.run(command, cwd=Path(cli.__file__).parent, env=env, text=True,
+    done = subprocess.run(command, cwd=Path(cli.__file__).parents[1], env=env, text=True,
                           capture_output=True, timeout=300)
     output = done.stdout + done.stderr
     assert done.returncode == 1

@@ -7,18 +7,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from models.inbox import InboxItem, archive_item, inbox_items, item_checksum, reject_item, strangers
 from models.increment import (
     HELD,
     INTERACTIONS,
     AcceptedItem,
-    InboxItem,
-    archive_item,
-    inbox_items,
-    item_checksum,
     log_rows,
     plan_next_snapshot,
-    reject_item,
-    strangers,
 )
 from models.interactions import interaction_history
 from models.snapshot import Snapshot, commit_snapshot, write_snapshot
