@@ -34,11 +34,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from serving.analytics import WindowSummary, summarise
 from serving.config import ServingConfig
-from serving.connection import (
-    EmbeddedRedisError,
-    release_embedded_redis,
-    revive_embedded_redis,
-)
 from serving.events import MAX_EVENT_ID, MAX_ID, Event, EventBatch, EventWriter
 from serving.fastpath import ROUTE_PATH, RecommendationsFastPath, recommendations_body
 from serving.handler import (
@@ -313,6 +308,8 @@ class _Backend:
             if self._config.redis_url is None and self._config.redis_db_path is not None:
                 # uvicorn re-raises SIGTERM after shutting down, which skips exit hooks:
                 # release the embedded server here so it does not outlive the API.
+                from serving.embedded import release_embedded_redis
+
                 release_embedded_redis(self._config.redis_db_path)
 
     @property
@@ -326,6 +323,9 @@ class _Backend:
         if not self.embedded or self._parts is None:
             return None
         assert self._config.redis_db_path is not None
+        # Only here, with no Redis URL: the production path never loads the embedded server.
+        from serving.embedded import EmbeddedRedisError, revive_embedded_redis
+
         try:
             if revive_embedded_redis(self._config.redis_db_path):
                 _log.warning("the embedded Redis at %s had died: started it again from its "
