@@ -53,7 +53,8 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from serving.connection import connect_redis, release_embedded_redis  # noqa: E402
+from serving.connection import connect_redis  # noqa: E402
+from serving.embedded import release_embedded_redis  # noqa: E402
 from serving.events import StoredEvent  # noqa: E402
 from serving.store import AliasChangedError, RecStore  # noqa: E402
 

@@ -10,15 +10,12 @@ Redis. Applications that need their own client or options build
 
 from __future__ import annotations
 
+import importlib
 import threading
+from typing import TYPE_CHECKING
 
 from serving.cache import CacheStats, RecCache
-from serving.connection import (
-    EmbeddedRedisError,
-    connect_redis,
-    describe_redis,
-    release_embedded_redis,
-)
+from serving.connection import connect_redis, describe_redis
 from serving.experiments import (
     Experiment,
     InvalidExperimentError,
@@ -52,6 +49,9 @@ from serving.store import (
     decode_items,
     encode_items,
 )
+
+if TYPE_CHECKING:
+    from serving.embedded import EmbeddedRedisError, release_embedded_redis
 
 __all__ = [
     "AliasChangedError",
@@ -92,6 +92,8 @@ __all__ = [
     "similar",
 ]
 
+_EMBEDDED_NAMES = frozenset({"EmbeddedRedisError", "release_embedded_redis"})
+
 _default_service: RecommendationService | None = None
 _default_lock = threading.Lock()
 
@@ -122,3 +124,11 @@ def recommend(user_id: int, k: int = 10) -> Recommendations:
 def similar(book_id: int, k: int = 10, user_id: int | None = None) -> SimilarBooks:
     """Books liked by readers who liked ``book_id``, from the version serving ``user_id``."""
     return default_service().similar(book_id, k, user_id)
+
+
+def __getattr__(name: str) -> object:
+    """The embedded development server's names, loaded with ``serving.embedded`` on first
+    use: a process given a Redis URL never imports it."""
+    if name in _EMBEDDED_NAMES:
+        return getattr(importlib.import_module("serving.embedded"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

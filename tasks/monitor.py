@@ -41,7 +41,7 @@ from models.event_log import InteractionLog, parse_optional
 from models.inbox import inbox_items, read_item
 from models.schema import BOOK_ID, RATING, RATINGS_FILE, USER_ID, DatasetError
 from models.snapshot import MANIFEST, open_snapshot, read_csv
-from serving.store import decode_items
+from serving.keys import decode_items
 from tasks.events import read_all_events
 from tasks.publish import RedisTarget
 

@@ -21,7 +21,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from serving.connection import connect_redis, release_embedded_redis
+from serving.connection import connect_redis
+from serving.embedded import release_embedded_redis
 from serving.store import RecStore
 from settings import PROJECT_DIR, Settings
 

