@@ -54,7 +54,7 @@ serve: install                 ## the HTTP API on Redis (http://127.0.0.1:8000/d
 clean:                         ## remove generated data and tool state (keeps .venv)
 	rm -rf .goodbooks data/generated data/processed data/redis
 
-# --- operations: the local stack (infra/stack.py; pid files and logs under .goodbooks/stack) -
+# --- operations: the local stack (infra/stack/; pid files and logs under .goodbooks/stack) --
 STACK := $(BIN)/python -m infra.stack
 
 .PHONY: up down status deploy undeploy e2e

@@ -315,7 +315,7 @@ class Settings(BaseSettings):
     api_access_log: bool = Field(True, description="One JSON log line per HTTP request.")
 
     # --- operations --------------------------------------------------------------------
-    # The local services `make up` starts (infra/stack.py) and the deployments it creates.
+    # The local services `make up` starts (infra/stack/) and the deployments it creates.
     stack_host: str = Field(
         "127.0.0.1",
         description="Address the Prefect and MLflow servers bind to and are reached at "

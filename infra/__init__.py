@@ -1,1 +1,1 @@
-"""How to run the parts as services: the local stack (stack.py), Docker files, screenshots."""
+"""How to run the parts as services: the local stack (stack/), Docker files, screenshots."""
