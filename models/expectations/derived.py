@@ -31,21 +31,6 @@ def number_or_null(values: pd.Series) -> pd.Series:
     return values.isna() | pd.to_numeric(values, errors="coerce").notna()
 
 
-def not_before_previous(values: pd.Series) -> pd.Series:
-    """True where the value is null or at least the largest value on the lines before it."""
-    numbers = values.to_numpy(dtype=np.float64, na_value=np.nan)
-    before = np.fmax.accumulate(np.r_[-np.inf, numbers[:-1]]) if len(numbers) else numbers
-    return pd.Series(np.isnan(numbers) | (numbers >= before), index=values.index)
-
-
-def at_least(frame: pd.DataFrame, lowest: Mapping[str, int]) -> pd.Series:
-    """True where every listed column is null or at least its lowest value."""
-    ok = pd.Series(True, index=frame.index)
-    for column, low in lowest.items():
-        ok &= frame[column].isna() | (frame[column] >= low)
-    return ok
-
-
 def repeated_pairs(first: pd.Series, second: pd.Series) -> pd.Series:
     """True on every occurrence of a (first, second) pair after its first one."""
     a = first.to_numpy(dtype=np.int64)

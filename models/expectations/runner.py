@@ -158,7 +158,7 @@ class _TableRun:
         results: dict[str, tuple[Any, pd.DataFrame]] = {}
         row_rules = [r for r in self.rules if r.name not in skipped and r.view is None]
         if row_rules:
-            checked = typed.assign(**{r.name: self.derived[r.name] for r in row_rules
+            checked = typed.assign(**{r.flag: self.derived[r.name] for r in row_rules
                                       if r.name in self.derived})
             outcome = _run_gx(context, batch, self.name, row_rules, checked, self.keep)
             results.update({rule: (result, self.frame) for rule, result in outcome.items()})
@@ -326,7 +326,7 @@ def _examples(frame: pd.DataFrame, index: list[Any], rule: Rule, table: str,
         return ()
     if aggregate:
         # The rule's own flag column says nothing the failure has not said already.
-        return example_rows(frame, index, [c for c in frame.columns if c != rule.name],
+        return example_rows(frame, index, [c for c in frame.columns if c != rule.flag],
                             lines=False)
     columns = [c for c in dict.fromkeys(KEY_COLUMNS[table] + rule.columns) if c in frame.columns]
     return example_rows(frame, index, columns)

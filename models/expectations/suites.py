@@ -16,7 +16,7 @@ from models.expectations.rules import (
     between,
     column_types,
     columns_present,
-    ids_in_range,
+    id_at_least,
     in_order,
     matches,
     not_null,
@@ -27,7 +27,6 @@ from models.expectations.rules import (
     references,
     row_count,
     unique,
-    values_present,
 )
 from models.schema import (
     BOOK_ID,
@@ -70,7 +69,7 @@ def ratings_suite(config: ValidationConfig) -> list[Rule]:
         # Ids index the interaction matrix and the scale has whole stars: no text, no fractions.
         column_types(whole=(*RATINGS_COLUMNS, TIMESTAMP)),
         # A rating needs its reader, its book and its value; a hole is a truncated line.
-        values_present(RATINGS_COLUMNS),
+        *(not_null(column) for column in RATINGS_COLUMNS),
         # Optional time (seconds since 1970): whole numbers, no holes, not ahead of the
         # clock. Out of order is allowed (a merged export) but said: the snapshot sorts.
         optional(not_null(TIMESTAMP)),
@@ -78,7 +77,8 @@ def ratings_suite(config: ValidationConfig) -> list[Rule]:
                          name="timestamp_not_in_future")),
         optional(in_order(TIMESTAMP, severity=WARNING)),
         # goodbooks ids start at 1; 0 or negative ids are an off-by-one or a sentinel.
-        ids_in_range({USER_ID: 1, BOOK_ID: 1}),
+        id_at_least(USER_ID, 1),
+        id_at_least(BOOK_ID, 1),
         # The goodbooks scale is 1..5 stars; anything else is a re-scaled or corrupt column.
         between(RATING, 1, 5, name="rating_1_to_5"),
         # One rating per reader and book; a repeat would count the interaction twice.
@@ -115,12 +115,13 @@ def books_suite(config: ValidationConfig) -> list[Rule]:
         # Keys must be whole numbers to be joined; the year is a numeric feature.
         column_types(whole=(BOOK_ID, GOODREADS_BOOK_ID), numeric=(YEAR,)),
         # Keys join ratings and tags; recommendations show title and authors (also a feature).
-        values_present((BOOK_ID, TITLE)),
+        not_null(BOOK_ID),
+        not_null(TITLE),
         optional(not_null(GOODREADS_BOOK_ID)),
         optional(not_null(AUTHORS)),
         # goodbooks ids start at 1; 0 or negative ids are an off-by-one or a sentinel.
-        ids_in_range({BOOK_ID: 1}),
-        optional(ids_in_range({GOODREADS_BOOK_ID: 1}, name="goodreads_ids_in_range")),
+        id_at_least(BOOK_ID, 1),
+        optional(id_at_least(GOODREADS_BOOK_ID, 1)),
         # A repeated key would give one book two sets of metadata.
         unique(BOOK_ID),
         # Each book_tags row must attach to exactly one book.
@@ -146,9 +147,9 @@ def tags_suite(config: ValidationConfig) -> list[Rule]:
         # tag_id is the key book_tags points at: a whole number.
         column_types(whole=(TAG_ID,)),
         # A tag without its key cannot be attached to any book.
-        values_present((TAG_ID,)),
+        not_null(TAG_ID),
         # Tag ids are non-negative: the real file starts at 0 (the tag "-").
-        ids_in_range({TAG_ID: 0}),
+        id_at_least(TAG_ID, 0),
         # A repeated key would give one tag two names.
         unique(TAG_ID),
         # A nameless tag still works as a feature but cannot be explained to anyone.
@@ -170,9 +171,10 @@ def book_tags_suite(config: ValidationConfig) -> list[Rule]:
         # Keys must be whole numbers to join books and tags; counts are tallies.
         column_types(whole=BOOK_TAGS_COLUMNS),
         # A row without its book or tag attaches nothing; a missing count is a truncated line.
-        values_present(BOOK_TAGS_COLUMNS),
+        *(not_null(column) for column in BOOK_TAGS_COLUMNS),
         # Book ids start at 1 and tag ids at 0, as in books.csv and tags.csv.
-        ids_in_range({GOODREADS_BOOK_ID: 1, TAG_ID: 0}),
+        id_at_least(GOODREADS_BOOK_ID, 1),
+        id_at_least(TAG_ID, 0),
         # A negative count is odd but only weakens one tag weight.
         between(TAG_COUNT, 0, None, name="count_non_negative", severity=WARNING),
         # A repeated (book, tag) pair double-counts that tag's weight.
@@ -197,9 +199,10 @@ def to_read_suite(config: ValidationConfig) -> list[Rule]:
         # Ids index the interaction matrix: whole numbers, no text.
         column_types(whole=TO_READ_COLUMNS),
         # A to-read entry without its reader or book says nothing.
-        values_present(TO_READ_COLUMNS),
+        *(not_null(column) for column in TO_READ_COLUMNS),
         # goodbooks ids start at 1; 0 or negative ids are an off-by-one or a sentinel.
-        ids_in_range({USER_ID: 1, BOOK_ID: 1}),
+        id_at_least(USER_ID, 1),
+        id_at_least(BOOK_ID, 1),
         # A shelf holds a book once; a repeat double-counts the intent.
         pairs_unique(USER_ID, BOOK_ID, quarantine=True),
     ]
