@@ -513,3 +513,17 @@ def test_timestamps_out_of_order_are_a_warning_naming_the_rows(csv_dir: Path) ->
     [warning] = [c for c in outcome.report.warnings if c.rule == "timestamp_in_order"]
     assert warning.unexpected_count == 1
     assert [e.line for e in warning.examples] == [13]
+
+
+def test_a_timestamp_is_compared_with_the_previous_one_nulls_passed_over() -> None:
+    stamps = [10.0, 20.0, 90.0, 30.0, 40.0, None, 35.0, 50.0]
+    ratings = pd.DataFrame({"user_id": 1, "book_id": range(1, 9), "rating": 4,
+                            "timestamp": stamps})
+    report = validate_tables({"ratings": ratings}, ValidationConfig.per_file()).report
+    (check,) = [c for c in report.checks if c.rule == "timestamp_in_order"]
+    # 30 goes back from 90 and 35 from 40 (the null between is passed over); 40 and 50 are
+    # at least the value before them.
+    assert (check.status, check.unexpected_count) == ("failed", 2)
+    assert [e.line for e in check.examples] == [5, 8]
+    assert check.severity == "warning"
+    assert [c.rule for c in report.failures] == ["timestamp_not_null"]  # the null is critical
