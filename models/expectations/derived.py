@@ -61,7 +61,7 @@ def ratings_per_reader(ratings: pd.DataFrame) -> pd.DataFrame:
 
 
 def rating_shares(ratings: pd.Series, bands: Mapping[int, tuple[float, float]],
-                flag: str) -> pd.DataFrame:
+                  flag: str) -> pd.DataFrame:
     """One row per banded rating value: share, band, and in column `flag` whether it fits."""
     shares = ratings.value_counts(normalize=True)
     values = sorted(bands)

@@ -193,7 +193,6 @@ def example_rows(frame: pd.DataFrame, index: Sequence[Any], columns: Sequence[st
                  for i, row in zip(rows.index, rows.to_dict("records"), strict=True))
 
 
-
 def _plain(value: object) -> object:
     """numpy scalars as Python ones, so examples print as 1 rather than np.int64(1)."""
     return value.item() if isinstance(value, np.generic) else value

@@ -56,8 +56,6 @@ KEY_COLUMNS: Mapping[str, tuple[str, ...]] = MappingProxyType({
     "to_read": TO_READ_COLUMNS,
 })
 
-# Wide enough for every generated size the settings allow and for the real files; the lower
-
 
 def validate_tables(
     tables: Mapping[str, pd.DataFrame | None],
