@@ -22,11 +22,13 @@ directory and imported under another name; the modules it imports besides itself
 from __future__ import annotations
 
 import argparse
+import atexit
 import gc
 import importlib
 import json
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -188,6 +190,7 @@ def load_baseline(ref: str) -> ModuleType:
     if not sources:
         raise SystemExit(f"{ref} has no models/expectations.py nor models/expectations/")
     root = Path(tempfile.mkdtemp(prefix="expectations-baseline-"))
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
     for path in sources:
         target = root / (BASELINE_MODULE + path.removeprefix("models/expectations"))
         target.parent.mkdir(parents=True, exist_ok=True)
