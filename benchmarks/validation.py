@@ -1,6 +1,7 @@
 """Time and memory of the ingest validation at full goodbooks size, beside a pandas floor.
 
     .venv/bin/python benchmarks/validation.py [--data-dir DIR] [--repeats 3] [--no-docs]
+        [--baseline-ref REF]
 
 Without --data-dir the project's generator writes a full-size dataset (53,424 readers,
 10,000 books, seed 42) under data/bench/ once and later runs reuse it. Each repeat runs
@@ -9,16 +10,27 @@ rules written directly in pandas, which is the floor: the ratio is the price of 
 is the resident set size sampled every 5 ms while the validation runs: its peak, and its
 growth over the RSS at the start (the tables are already loaded). Medians are printed and
 written to benchmarks/results/validation.json; both sides' failing-row counts are compared.
+
+With --baseline-ref, each repeat also times ``validate_tables`` as it was at that commit, in
+the same process on the same tables, alternating which goes first, and the medians' ratio
+current / baseline is printed. The baseline is read with ``git show REF:<path>`` (the
+module ``models/expectations.py`` or the package ``models/expectations/``) into a temporary
+directory and imported under another name; the modules it imports besides itself
+(``models.schema``) are the working tree's.
 """
 
 from __future__ import annotations
 
 import argparse
+import atexit
 import gc
+import importlib
 import json
 import os
 import re
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -26,7 +38,8 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
+from types import ModuleType
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -61,6 +74,7 @@ WHOLE = {"ratings": RATINGS_COLUMNS, "books": ("book_id", "goodreads_book_id"),
          "tags": ("tag_id",), "book_tags": BOOK_TAGS_COLUMNS, "to_read": TO_READ_COLUMNS}
 NOT_NULL = {**WHOLE, "books": ("book_id", "goodreads_book_id", "title", "authors"),
             "tags": ("tag_id", "tag_name")}
+BASELINE_MODULE = "baseline_expectations"
 
 
 def main() -> None:
@@ -70,8 +84,11 @@ def main() -> None:
                         help="an existing goodbooks directory (default: generate under data/)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--no-docs", action="store_true", help="skip building Data Docs")
+    parser.add_argument("--baseline-ref", default=None,
+                        help="also time validate_tables as it was at this git commit")
     args = parser.parse_args()
 
+    baseline = load_baseline(args.baseline_ref) if args.baseline_ref else None
     data_dir = args.data_dir or ensure_full_dataset(REPO / "data" / "bench" / "goodbooks-full")
     started = time.perf_counter()
     tables = {name: pd.read_csv(data_dir / f"{name}.csv", engine="pyarrow")
@@ -81,7 +98,13 @@ def main() -> None:
 
     loaded = sum(int(f.memory_usage(deep=True).sum()) for f in tables.values())
     gx_s, floor_s, gx_cpu, floor_cpu, gx_growth, floor_growth, gx_peak = ([] for _ in range(7))
+    base_s: list[float] = []
+    base_cpu: list[float] = []
     for repeat in range(args.repeats):
+        # The baseline goes first in even repeats and second in odd ones, so neither side
+        # always inherits the other's warm caches or garbage.
+        if baseline is not None and repeat % 2 == 0:
+            base_s.append(time_baseline(baseline, tables, args.no_docs, base_cpu))
         with tempfile.TemporaryDirectory() as docs:
             config = ValidationConfig(data_docs_dir=None if args.no_docs else Path(docs))
             seconds, cpu, start, peak, outcome = measure(
@@ -92,6 +115,8 @@ def main() -> None:
         gx_peak.append(peak)
         passed, checks = outcome.report.passed, outcome.report.checks
         del outcome  # its cleaned tables are the inputs, but let GX's objects go
+        if baseline is not None and repeat % 2 == 1:
+            base_s.append(time_baseline(baseline, tables, args.no_docs, base_cpu))
         floor_seconds, floor_cpu_s, floor_start, floor_peak, floor_counts = measure(
             lambda c=config: pandas_floor(tables, c))
         floor_s.append(floor_seconds)
@@ -100,18 +125,22 @@ def main() -> None:
         print(f"repeat {repeat + 1}: GX {seconds:.2f} s (CPU {cpu:.2f} s, "
               f"+{(peak - start) / 2**20:,.0f} MiB, peak RSS {peak / 2**20:,.0f} MiB), "
               f"pandas {floor_seconds:.2f} s (CPU {floor_cpu_s:.2f} s, "
-              f"+{(floor_peak - floor_start) / 2**20:,.0f} MiB), passed={passed}")
+              f"+{(floor_peak - floor_start) / 2**20:,.0f} MiB), passed={passed}"
+              + (f"; baseline {args.baseline_ref} {base_s[-1]:.2f} s (CPU {base_cpu[-1]:.2f} s)"
+                 if baseline is not None else ""))
         compare_counts(checks, floor_counts)
 
     gx_median, floor_median = statistics.median(gx_s), statistics.median(floor_s)
-    results = {
+    results: dict[str, Any] = {
         "dataset": str(data_dir),
         "rows": {n: len(f) for n, f in tables.items()},
         "cpus": os.cpu_count(),
         "repeats": args.repeats,
         "data_docs": not args.no_docs,
+        "commit": git("describe", "--always", "--dirty").strip(),
         "read_csv_s": round(read_s, 2),
         "tables_in_memory_mib": round(loaded / 2**20),
+        "gx_s": [round(x, 2) for x in gx_s],
         "gx_median_s": round(gx_median, 2),
         "pandas_median_s": round(floor_median, 2),
         "ratio": round(gx_median / floor_median, 2),
@@ -123,10 +152,67 @@ def main() -> None:
         "gx_peak_rss_mib": round(statistics.median(gx_peak) / 2**20),
         "pandas_rss_growth_mib": round(statistics.median(floor_growth) / 2**20),
     }
+    if baseline is not None:
+        base_median = statistics.median(base_s)
+        results.update({
+            "baseline_ref": args.baseline_ref,
+            "baseline_s": [round(x, 2) for x in base_s],
+            "baseline_median_s": round(base_median, 2),
+            "baseline_cpu_median_s": round(statistics.median(base_cpu), 2),
+            "ratio_to_baseline": round(gx_median / base_median, 2),
+            "cpu_ratio_to_baseline": round(
+                statistics.median(gx_cpu) / statistics.median(base_cpu), 2),
+        })
+        print(f"median: this tree {gx_median:.2f} s, baseline {args.baseline_ref} "
+              f"{base_median:.2f} s: ratio {gx_median / base_median:.2f}x")
     print(json.dumps(results, indent=2))
     out = REPO / "benchmarks" / "results" / "validation.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
+
+
+def git(*args: str) -> str:
+    """The output of a git command run in this repository."""
+    return subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True,
+                          check=True).stdout
+
+
+def load_baseline(ref: str) -> ModuleType:
+    """models.expectations as it was at `ref`, imported as BASELINE_MODULE.
+
+    Its files are read with ``git show`` into a temporary directory, with every
+    ``models.expectations`` in them renamed, so a package's imports of its own modules
+    resolve to the baseline's and not to this tree's.
+    """
+    paths = git("ls-tree", "-r", "--name-only", ref, "--", "models/expectations.py",
+                "models/expectations").split()
+    sources = [p for p in paths if p.endswith(".py")]
+    if not sources:
+        raise SystemExit(f"{ref} has no models/expectations.py nor models/expectations/")
+    root = Path(tempfile.mkdtemp(prefix="expectations-baseline-"))
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+    for path in sources:
+        target = root / (BASELINE_MODULE + path.removeprefix("models/expectations"))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(git("show", f"{ref}:{path}").replace("models.expectations",
+                                                                BASELINE_MODULE))
+    sys.path.insert(0, str(root))
+    module = importlib.import_module(BASELINE_MODULE)
+    print(f"baseline: models.expectations at {ref} "
+          f"({git('rev-parse', '--short', ref).strip()}), {len(sources)} file(s)")
+    return module
+
+
+def time_baseline(baseline: ModuleType, tables: Mapping[str, pd.DataFrame], no_docs: bool,
+                  cpu_times: list[float]) -> float:
+    """Wall time of the baseline's validate_tables on the tables (its CPU time appended)."""
+    with tempfile.TemporaryDirectory() as docs:
+        config = baseline.ValidationConfig(data_docs_dir=None if no_docs else Path(docs))
+        seconds, cpu, _, _, outcome = measure(
+            lambda: baseline.validate_tables(tables, config))
+    del outcome
+    cpu_times.append(cpu)
+    return seconds
 
 
 def ensure_full_dataset(directory: Path) -> Path:

@@ -3,6 +3,8 @@ data pass, quarantine drops rows under the ratio, absent files are reported, Dat
 
 from __future__ import annotations
 
+import html
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -172,10 +174,13 @@ CORRUPTIONS = [
     Corruption("ratings", "columns_present", drop_column("rating"), rows=False),
     Corruption("ratings", "column_types", set_cell(9, "rating", 4.5)),
     Corruption("ratings", "column_types", set_cell(9, "timestamp", "yesterday")),
-    Corruption("ratings", "required_values_present", set_cell(4, "book_id", None)),
+    Corruption("ratings", "user_id_not_null", set_cell(4, "user_id", None)),
+    Corruption("ratings", "book_id_not_null", set_cell(4, "book_id", None)),
+    Corruption("ratings", "rating_not_null", set_cell(4, "rating", None)),
     Corruption("ratings", "timestamp_not_null", set_cell(5, "timestamp", None)),
     Corruption("ratings", "timestamp_not_in_future", set_cell(5, "timestamp", 4_102_444_800)),
-    Corruption("ratings", "ids_in_range", set_cell(0, "user_id", 0)),
+    Corruption("ratings", "user_id_positive", set_cell(0, "user_id", 0)),
+    Corruption("ratings", "book_id_positive", set_cell(0, "book_id", -3)),
     Corruption("ratings", "rating_1_to_5", set_cell(6, "rating", 7)),
     Corruption("ratings", "user_book_pair_unique", repeat_pairs),
     Corruption("ratings", "book_id_in_books", every_tenth("book_id", 999), needs=("books",)),
@@ -184,32 +189,39 @@ CORRUPTIONS = [
     Corruption("ratings", "rating_mix_within_bands", reverse_scale),
     Corruption("books", "columns_present", drop_column("title"), rows=False),
     Corruption("books", "column_types", set_cell(3, "original_publication_year", "MCMXC")),
-    Corruption("books", "required_values_present", set_cell(3, "title", None)),
+    Corruption("books", "book_id_not_null", set_cell(3, "book_id", None)),
+    Corruption("books", "title_not_null", set_cell(3, "title", None)),
     Corruption("books", "authors_not_null", set_cell(3, "authors", None)),
     Corruption("books", "goodreads_book_id_not_null", set_cell(3, "goodreads_book_id", None)),
-    Corruption("books", "ids_in_range", set_cell(3, "book_id", -5)),
-    Corruption("books", "goodreads_ids_in_range", set_cell(3, "goodreads_book_id", -5)),
+    Corruption("books", "book_id_positive", set_cell(3, "book_id", -5)),
+    Corruption("books", "goodreads_book_id_positive", set_cell(3, "goodreads_book_id", -5)),
     Corruption("books", "book_id_unique", copy_cell(3, 4, "book_id")),
     Corruption("books", "goodreads_book_id_unique", copy_cell(3, 4, "goodreads_book_id")),
     Corruption("books", "row_count_in_bounds", keep_rows(5), rows=False),
     Corruption("tags", "columns_present", drop_column("tag_name"), rows=False),
     Corruption("tags", "column_types", set_cell(2, "tag_id", "t2")),
-    Corruption("tags", "required_values_present", set_cell(2, "tag_id", None)),
-    Corruption("tags", "ids_in_range", set_cell(2, "tag_id", -1)),
+    Corruption("tags", "tag_id_not_null", set_cell(2, "tag_id", None)),
+    Corruption("tags", "tag_id_non_negative", set_cell(2, "tag_id", -1)),
     Corruption("tags", "tag_id_unique", copy_cell(2, 3, "tag_id")),
     Corruption("tags", "row_count_in_bounds", keep_rows(5), rows=False),
     Corruption("book_tags", "columns_present", drop_column("count"), rows=False),
     Corruption("book_tags", "column_types", set_cell(8, "count", 2.5)),
-    Corruption("book_tags", "required_values_present", set_cell(8, "tag_id", None)),
-    Corruption("book_tags", "ids_in_range", set_cell(8, "goodreads_book_id", 0)),
+    Corruption("book_tags", "goodreads_book_id_not_null",
+               set_cell(8, "goodreads_book_id", None)),
+    Corruption("book_tags", "tag_id_not_null", set_cell(8, "tag_id", None)),
+    Corruption("book_tags", "count_not_null", set_cell(8, "count", None)),
+    Corruption("book_tags", "goodreads_book_id_positive", set_cell(8, "goodreads_book_id", 0)),
+    Corruption("book_tags", "tag_id_non_negative", set_cell(8, "tag_id", -1)),
     Corruption("book_tags", "goodreads_book_id_in_books", every_tenth("goodreads_book_id", 5),
                needs=("books",)),
     Corruption("book_tags", "tag_id_in_tags", every_tenth("tag_id", 999), needs=("tags",)),
     Corruption("book_tags", "row_count_in_bounds", keep_rows(50), rows=False),
     Corruption("to_read", "columns_present", drop_column("book_id"), rows=False),
     Corruption("to_read", "column_types", set_cell(1, "book_id", "b")),
-    Corruption("to_read", "required_values_present", set_cell(1, "user_id", None)),
-    Corruption("to_read", "ids_in_range", set_cell(1, "book_id", 0)),
+    Corruption("to_read", "user_id_not_null", set_cell(1, "user_id", None)),
+    Corruption("to_read", "book_id_not_null", set_cell(1, "book_id", None)),
+    Corruption("to_read", "user_id_positive", set_cell(1, "user_id", 0)),
+    Corruption("to_read", "book_id_positive", set_cell(1, "book_id", 0)),
     Corruption("to_read", "user_book_pair_unique", repeat_pairs),
     Corruption("to_read", "book_id_in_books", every_tenth("book_id", 999), needs=("books",)),
     Corruption("to_read", "row_count_in_bounds", keep_rows(50), rows=False),
@@ -254,7 +266,7 @@ def test_example_rows_carry_their_csv_line(csv_dir: Path, tmp_path: Path) -> Non
     assert check.examples[0].values["user_id"] == "abc"
     # Rules reading a column of the wrong type are skipped, not crashed.
     skipped = {c.rule: c.detail for c in report.checks if c.status == "skipped"}
-    assert "user_id" in skipped["ids_in_range"]
+    assert "user_id" in skipped["user_id_positive"]
     assert "user_id" in skipped["user_book_pair_unique"]
 
 
@@ -285,6 +297,45 @@ def test_data_docs_index_is_written_under_the_given_directory(
     pages = list(index.parent.glob("validations/**/*.html"))
     assert {p.parts[len(index.parent.parts) + 1] for p in pages} >= set(TABLES)
     assert str(index) in clean_outcome.report.to_markdown()
+
+
+def page_text(path: Path) -> str:
+    """The words of a Data Docs page: tags stripped, entities decoded, spaces collapsed."""
+    text = re.sub(r"<script.*?</script>|<style.*?</style>", " ", path.read_text(), flags=re.S)
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", text)).split())
+
+
+def test_data_docs_name_each_rule_in_words(clean_outcome: ValidationOutcome) -> None:
+    index = clean_outcome.report.data_docs_index
+    assert index is not None
+    # The row rules of ratings.csv are one suite; the aggregates have pages of their own.
+    (page,) = index.parent.glob("validations/ratings/__none__/*/*.html")
+    words = page_text(page)
+    # GX's own expectation where it has one: the rating rule is a between-1-and-5 check.
+    (rating,) = [c for c in clean_outcome.report.checks if c.rule == "rating_1_to_5"]
+    assert (rating.expectation, rating.columns) == ("expect_column_values_to_be_between",
+                                                    ("rating",))
+    assert "rating is between 1 and 5 (critical: rating_1_to_5)" in words
+    assert "user_id is at least 1 (critical: user_id_positive)" in words
+    assert "timestamp never decreases down the file (warning: timestamp_in_order)" in words
+    # A derived column is named after its rule in words, and so is its expectation.
+    assert "book_id is a known book" in words
+    assert "every book_id exists in books.book_id (critical: book_id_in_books)" in words
+    assert "**" not in words  # descriptions are shown as plain text, not Markdown
+
+
+def test_only_rules_gx_has_no_fast_expectation_for_are_derived() -> None:
+    derived = {(table, rule.name) for table in TABLES for rule in SUITES[table](CONFIG)
+               if rule.derive is not None or rule.types or rule.view is not None}
+    assert derived == {
+        ("ratings", "column_types"), ("books", "column_types"), ("tags", "column_types"),
+        ("book_tags", "column_types"), ("to_read", "column_types"),
+        ("ratings", "user_book_pair_unique"), ("to_read", "user_book_pair_unique"),
+        ("book_tags", "goodreads_book_tag_pair_unique"),
+        ("ratings", "book_id_in_books"), ("to_read", "book_id_in_books"),
+        ("book_tags", "goodreads_book_id_in_books"), ("book_tags", "tag_id_in_tags"),
+        ("ratings", "ratings_per_user_at_least_min"), ("ratings", "rating_mix_within_bands"),
+    }
 
 
 def test_markdown_lists_every_check(clean_outcome: ValidationOutcome) -> None:
@@ -462,3 +513,17 @@ def test_timestamps_out_of_order_are_a_warning_naming_the_rows(csv_dir: Path) ->
     [warning] = [c for c in outcome.report.warnings if c.rule == "timestamp_in_order"]
     assert warning.unexpected_count == 1
     assert [e.line for e in warning.examples] == [13]
+
+
+def test_a_timestamp_is_compared_with_the_previous_one_nulls_passed_over() -> None:
+    stamps = [10.0, 20.0, 90.0, 30.0, 40.0, None, 35.0, 50.0]
+    ratings = pd.DataFrame({"user_id": 1, "book_id": range(1, 9), "rating": 4,
+                            "timestamp": stamps})
+    report = validate_tables({"ratings": ratings}, ValidationConfig.per_file()).report
+    (check,) = [c for c in report.checks if c.rule == "timestamp_in_order"]
+    # 30 goes back from 90 and 35 from 40 (the null between is passed over); 40 and 50 are
+    # at least the value before them.
+    assert (check.status, check.unexpected_count) == ("failed", 2)
+    assert [e.line for e in check.examples] == [5, 8]
+    assert check.severity == "warning"
+    assert [c.rule for c in report.failures] == ["timestamp_not_null"]  # the null is critical
