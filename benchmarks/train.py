@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/train.py quality [--users 6000] [--trials 8]
     .venv/bin/python benchmarks/train.py epochs  [--users 53424]
-    .venv/bin/python benchmarks/train.py pruning [--users 6000] [--trials 30]
+    .venv/bin/python benchmarks/train.py pruning [--users 6000] [--trials 30] [--same-load]
     .venv/bin/python benchmarks/train.py budget  [--budget-min 15] [--workers 2] [--long-min 90]
         [--data-seed 42 | --data DIR [--columns userId=user_id,movieId=book_id] [--half-stars]]
         [--repeats 1]
@@ -167,30 +167,62 @@ def epochs(args: argparse.Namespace) -> dict:
     return {"users": args.users, "epoch_s": result}
 
 
-def pruning(args: argparse.Namespace) -> dict:
-    _, split, features_for = dataset(args.users)
+def _pruning_arm(pruned: bool, users: int, trials: int, threads: int,
+                 source: dict[str, object]) -> dict:
+    """One study of the pruning comparison: its best value, when reached, how long in all."""
+    SOURCE.update(source)
+    _, split, features_for = dataset(users)
     tuning = sample_readers(split, 0.5, 0)
-    result = {}
-    for pruned in (False, True):
-        study = create_study(None, f"bench-pruning-{pruned}", seed=0, pruning=pruned)
-        began = time.perf_counter()
-        reached: list[tuple[float, float]] = []
+    study = create_study(None, f"bench-pruning-{pruned}", seed=0, pruning=pruned)
+    began = time.perf_counter()
+    reached: list[tuple[float, float]] = []
 
-        def track(study, trial, reached=reached, began=began) -> None:  # noqa: ANN001
-            reached.append((time.perf_counter() - began, study.best_value))
+    def track(study, trial) -> None:  # noqa: ANN001
+        reached.append((time.perf_counter() - began, study.best_value))
 
-        study.optimize(make_objective(tuning, features_for, K, 2, 0, 15, 3),
-                       n_trials=args.trials, callbacks=[track])
-        best = study.best_value
-        first_best = next(t for t, v in reached if v >= best)
-        result["pruned" if pruned else "full"] = {
-            "best": best, "seconds_to_best": first_best, "seconds": reached[-1][0]}
-        print(f"pruning={pruned}: best {best:.4f} reached at {first_best:.0f} s of "
-              f"{reached[-1][0]:.0f} s")
+    study.optimize(make_objective(tuning, features_for, K, threads, 0, 15, 3),
+                   n_trials=trials, callbacks=[track])
+    best = study.best_value
+    first_best = next(t for t, v in reached if v >= best)
+    states = [t.state.name.lower() for t in study.trials]
+    print(f"pruning={pruned}: best {best:.4f} reached at {first_best:.0f} s of "
+          f"{reached[-1][0]:.0f} s ({states.count('pruned')} of {len(states)} pruned)",
+          flush=True)
+    return {"best": best, "seconds_to_best": first_best, "seconds": reached[-1][0],
+            "pruned_trials": states.count("pruned"), "threads": threads}
+
+
+def _arm_in_process(arm: tuple, out) -> None:  # noqa: ANN001 - a multiprocessing queue
+    out.put((arm[0], _pruning_arm(*arm)))
+
+
+def pruning(args: argparse.Namespace) -> dict:
+    result: dict[str, object] = {}
+    if args.same_load:
+        # Both studies at once, one process and one LightFM thread each: whatever else
+        # runs on the machine weighs on both alike.
+        context = multiprocessing.get_context("spawn")
+        out = context.Queue()
+        arms = [context.Process(target=_arm_in_process, args=(
+            (pruned, args.users, args.trials, 1, dict(SOURCE)), out)) for pruned in (False, True)]
+        for process in arms:
+            process.start()
+        for _ in arms:
+            pruned, arm = out.get()
+            result["pruned" if pruned else "full"] = arm
+        for process in arms:
+            process.join()
+        result["layout"] = "both studies at once, 1 process x 1 thread each"
+    else:
+        for pruned in (False, True):
+            result["pruned" if pruned else "full"] = _pruning_arm(
+                pruned, args.users, args.trials, 2, dict(SOURCE))
+        result["layout"] = "one study after the other, 2 threads"
     ratio = result["pruned"]["seconds_to_best"] / result["full"]["seconds_to_best"]
     gap = 1 - result["pruned"]["best"] / result["full"]["best"]
     print(f"time to best with pruning: {ratio:.2f}× of without; value gap {gap:+.2%}")
-    return result
+    return {**result, "users": args.users, "trials": args.trials,
+            "time_to_best_ratio": ratio, "value_gap": gap}
 
 
 def _best_so_far(study: optuna.Study, began: datetime, ended_s: float | None = None
@@ -461,6 +493,8 @@ def main() -> None:
                              "written by running it (default: results/long-study[-DATA]"
                              ".journal)")
     parser.add_argument("--repeats", type=int, default=1, help="budgeted studies (budget)")
+    parser.add_argument("--same-load", action="store_true",
+                        help="pruning: run both studies at once, one thread each")
     parser.add_argument("--data-seed", type=int, default=42,
                         help="seed of the generated data (42: the one the start was chosen on)")
     parser.add_argument("--data", type=Path, default=None, help="a local dataset directory")
