@@ -124,11 +124,12 @@ def run_demo_experiment(settings: Settings, snapshot_dir: Path) -> str:
                      ["user_id"].unique().tolist())
     store = store_for(settings)
     visits = -(-DEMO_MIN_VISITS // len(readers))
-    # Visits 10 ms apart: the simulated traffic ends within a minute of real time, so the
-    # stream and the per-minute counters show no events from the future.
+    # Visits at most 10 ms apart, all within 50 s of real time, so the stream and the
+    # per-minute counters show no events from the future.
+    spacing = min(0.01, 50.0 / (visits * len(readers)))
     simulated = simulate_traffic(store, name, load_truth(snapshot_dir), readers, k=10,
                                  visits_per_reader=visits, seed=settings.seed,
-                                 start_time_s=started.timestamp(), seconds_per_visit=0.01,
+                                 start_time_s=started.timestamp(), seconds_per_visit=spacing,
                                  click_model=ClickModel(
                                      intercept=DEMO_CLICKS["intercept"],
                                      lift={"treatment": DEMO_CLICKS["lift"]}))

@@ -5,7 +5,7 @@ in a ``.env`` file at the project root. ``REDIS_URL`` is accepted as well as
 ``GOODBOOKS_REDIS_URL``. All state (data, MLflow, Prefect, the embedded Redis) lives under
 ``state_dir`` and ``data_dir``, inside the project unless you point them elsewhere.
 
-Over 500 lines on purpose: one class of 83 fields, each with its description and checks, so
+Over 500 lines on purpose: one class of 85 fields, each with its description and checks, so
 every variable the project reads is found (and documented) in one place.
 """
 

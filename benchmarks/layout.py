@@ -62,7 +62,7 @@ def summary(revision: str) -> dict[str, object]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--before", default="d53a593",
-                        help="default: the last commit before the house-in-order work")
+                        help="default: the last commit before the files were split by idea")
     parser.add_argument("--after", default="HEAD")
     args = parser.parse_args()
     rows = {"before": summary(args.before), "after": summary(args.after)}

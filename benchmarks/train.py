@@ -19,11 +19,12 @@ budget   a budgeted study as the train flow runs it with timeout_s (by default o
          reference best validation NDCG@10; two worker processes on one journal-file study,
          read back when its journal exists); both curves of best-so-far validation NDCG@10
          over wall time, and the budgeted result as a share of the long study's best.
-         --repeats R runs R budgeted studies (TPE seeds 0..R-1) against the one long study
-         and reports each share and their median; --data-seed generates other data than
-         the seed 42 the known-good start was chosen on, --data reads a local dataset in any
-         layout (ml-latest-small: --columns userId=user_id,movieId=book_id --half-stars
-         --books-file movies.csv).
+         --repeats R runs R budgeted studies (TPE seeds 0..R-1; 100(r+1)+w with --workers)
+         against the one long study and reports each share and their median, on the
+         validation readers and, the models refitted, on the test part; --data-seed
+         generates other data than the seed 42 the known-good start was chosen on, --data
+         reads a local dataset in any layout (ml-latest-small: --columns
+         userId=user_id,movieId=book_id --half-stars --books-file movies.csv).
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ from models.features import FeatureConfig, build_item_features  # noqa: E402
 from models.generator import generate_goodbooks, load_truth  # noqa: E402
 from models.interactions import temporal_split  # noqa: E402
 from models.recommender import LightFMParams, fit_lightfm  # noqa: E402
-from models.schema import BOOKS_FILE, RATINGS_FILE  # noqa: E402
+from models.schema import BOOK_TAGS_FILE, BOOKS_FILE, RATINGS_FILE, TAGS_FILE  # noqa: E402
 from models.tuning import (  # noqa: E402
     KeptFit,
     candidate_from_params,
@@ -93,6 +94,8 @@ def dataset(users: int, seed: int | None = None):  # noqa: ANN201
         out = files.directory
         ratings = read_dataset_table(files, RATINGS_FILE)
         books = read_dataset_table(files, BOOKS_FILE)
+        tags = read_dataset_table(files, TAGS_FILE)  # None where the dataset has none
+        book_tags = read_dataset_table(files, BOOK_TAGS_FILE)
     else:
         out = Path(tempfile.gettempdir()) / f"goodbooks-bench-u{users}-s{seed}"
         if not (out / "ratings.csv").exists():

@@ -29,7 +29,8 @@ One module per idea, everything importable from ``infra.stack``:
 - ``rest``, ``health``: REST calls to the servers, and waiting until a service answers;
 - ``prefect_file``, ``deployments``: prefect.yaml, the work pool, deploy and undeploy,
   the zombie automation;
-- ``status``: the ``status`` table; ``commands``: ``up``, ``down`` and ``main``.
+- ``status``: the ``status`` table; ``commands``: ``up``, ``down`` and ``main``;
+- ``reporting``: the stack's error, what it prints, the tail of a service's log.
 """
 
 from __future__ import annotations
@@ -38,12 +39,6 @@ from infra.stack.commands import (
     down,
     main,
     up,
-)
-from infra.stack.common import (
-    Echo,
-    StackError,
-    log_tail,
-    say,
 )
 from infra.stack.deployments import (
     ZOMBIE_AUTOMATION,
@@ -80,6 +75,12 @@ from infra.stack.processes import (
     save_record,
     start,
     stop,
+)
+from infra.stack.reporting import (
+    Echo,
+    StackError,
+    log_tail,
+    say,
 )
 from infra.stack.rest import (
     PROBE_TIMEOUT_S,

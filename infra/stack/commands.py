@@ -11,11 +11,11 @@ import time
 import httpx
 
 import infra.stack
-from infra.stack.common import Echo, StackError, log_tail, say
 from infra.stack.deployments import deploy, ensure_work_pool, undeploy
 from infra.stack.health import port_in_use, wait_healthy
 from infra.stack.prefect_file import work_pool_name
 from infra.stack.processes import Record, is_alive, load_record, record_path, start, stop
+from infra.stack.reporting import Echo, StackError, log_tail, say
 from infra.stack.rest import answers
 from infra.stack.services import services, shell_exports, stack_dir, stack_environment
 from infra.stack.status import format_status

@@ -11,8 +11,8 @@ from collections.abc import Iterable
 
 import httpx
 
-from infra.stack.common import Echo, StackError, log_tail, say
 from infra.stack.prefect_file import deployment_specs, template_variables, work_pool_name
+from infra.stack.reporting import Echo, StackError, log_tail, say
 from infra.stack.rest import REST_TIMEOUT_S, call, http_client
 from infra.stack.services import HEARTBEAT_S, endpoints, executable, stack_dir, stack_environment
 from settings import PROJECT_DIR, Settings

@@ -7,9 +7,9 @@ import time
 
 import httpx
 
-from infra.stack.common import StackError, log_tail
 from infra.stack.prefect_file import work_pool_name
 from infra.stack.processes import Record, is_alive
+from infra.stack.reporting import StackError, log_tail
 from infra.stack.rest import answers, http_client
 from infra.stack.services import endpoints
 from settings import Settings

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from infra.stack.common import StackError
+from infra.stack.reporting import StackError
 from settings import PROJECT_DIR
 
 PREFECT_FILE = PROJECT_DIR / "prefect.yaml"

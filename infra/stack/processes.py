@@ -19,7 +19,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from infra.stack.common import StackError
+from infra.stack.reporting import StackError
 from infra.stack.services import Service, stack_dir
 from settings import PROJECT_DIR, Settings
 

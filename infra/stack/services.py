@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from infra.stack.common import StackError
 from infra.stack.prefect_file import template_variables, work_pool_name
+from infra.stack.reporting import StackError
 from settings import PROJECT_DIR, Settings
 
 START_ORDER = ("prefect-server", "mlflow", "api", "worker")

@@ -29,14 +29,24 @@ events). The measures compare the two:
 
 Every measure has a threshold; a ``DriftReport`` says which fired. No Prefect here.
 
-One module per idea: ``common`` (names, constants), ``performance`` (hit rates of the served
-lists), ``statistics`` (reference and current), ``measures``, ``report`` and ``plot``;
-everything is importable from ``models.drift``.
+One module per idea: ``names`` (names, constants, the error), ``performance`` (hit rates
+of the served lists), ``statistics`` (reference and current), ``measures``, ``report`` and
+``plot``; everything is importable from ``models.drift``.
 """
 
 from __future__ import annotations
 
-from models.drift.common import (
+from models.drift.measures import (
+    activity_ks,
+    expected_activity_cdf,
+    js_divergence,
+    pooled_popularity,
+    popularity_groups,
+    popularity_js,
+    psi,
+    unseen_share,
+)
+from models.drift.names import (
     BOOK_POPULARITY_JS,
     HIT_RATE_DROP,
     POPULARITY_MIN_EXPECTED,
@@ -49,16 +59,6 @@ from models.drift.common import (
     UNSEEN_BOOKS,
     UNSEEN_READERS,
     DriftError,
-)
-from models.drift.measures import (
-    activity_ks,
-    expected_activity_cdf,
-    js_divergence,
-    pooled_popularity,
-    popularity_groups,
-    popularity_js,
-    psi,
-    unseen_share,
 )
 from models.drift.performance import (
     NEW_RATINGS,

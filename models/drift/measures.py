@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
-from models.drift.common import POPULARITY_MIN_EXPECTED, PSI_FLOOR
+from models.drift.names import POPULARITY_MIN_EXPECTED, PSI_FLOOR
 from models.drift.statistics import CurrentStats, ReferenceStats
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from models.bundle import ScoringBundle
-from models.drift.common import DriftError
+from models.drift.names import DriftError
 from models.evaluation import readers_with_items
 from models.interactions import seen_matrix, temporal_split
 from models.metrics import hit_matrix

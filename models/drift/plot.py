@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from models.drift.common import BOOK_POPULARITY_JS, RATING_MIX_PSI, READER_ACTIVITY_KS, STARS
 from models.drift.measures import expected_activity_cdf, pooled_popularity
+from models.drift.names import BOOK_POPULARITY_JS, RATING_MIX_PSI, READER_ACTIVITY_KS, STARS
 from models.drift.report import DriftReport, _fmt
 from models.drift.statistics import CurrentStats, ReferenceStats
 

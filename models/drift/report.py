@@ -9,7 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from models.drift.common import (
+from models.drift.measures import activity_ks, popularity_js, psi, unseen_share
+from models.drift.names import (
     BOOK_POPULARITY_JS,
     HIT_RATE_DROP,
     PRECISION,
@@ -20,7 +21,6 @@ from models.drift.common import (
     UNSEEN_READERS,
     DriftError,
 )
-from models.drift.measures import activity_ks, popularity_js, psi, unseen_share
 from models.drift.performance import SHELF, Performance
 from models.drift.statistics import CurrentStats, ReferenceStats
 from models.intervals import wilson_interval

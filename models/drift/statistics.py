@@ -11,7 +11,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from models.bundle import ScoringBundle
-from models.drift.common import REFERENCE_FILE, DriftError
+from models.drift.names import REFERENCE_FILE, DriftError
 from models.drift.performance import TEST_SPLIT, Performance, training_performance
 from models.schema import BOOK_ID, RATING, USER_ID
 from models.snapshot import Snapshot, open_snapshot

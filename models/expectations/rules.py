@@ -62,6 +62,12 @@ class Rule:
     # of the report (a missing required column is reported by columns_present).
     optional: bool = False
 
+    def __post_init__(self) -> None:
+        if self.derive is not None and not self.flag:
+            raise ValueError(f"rule {self.name}: a derived column needs its flag (its name)")
+        if self.quarantine and self.derive is None:
+            raise ValueError(f"rule {self.name}: only a derived rule can quarantine rows")
+
 
 def _gx(expectation: type[gxe.Expectation], name: str, severity: Severity, description: str,
         **kwargs: Any) -> Any:
@@ -151,7 +157,9 @@ def in_order(column: str, severity: Severity = CRITICAL) -> Rule:
     """Non-null values never go back: each is at least the previous non-null value.
 
     A row that goes back fails; the rows after it are compared with it, so a single row out
-    of place counts once (GX's own check, the previous row; not the largest before it).
+    of place counts once (GX's own check, the previous row; not the largest before it). A
+    row that jumps forward is not the one flagged: the row after it, which goes back, is
+    (timestamps 1, 2, 100, 3, 4 flag the 3), so an example line may point at its neighbour.
     """
     name = f"{column}_in_order"
     return Rule(name, severity, _gx(gxe.ExpectColumnValuesToBeIncreasing, name, severity,
@@ -171,7 +179,7 @@ def unique(column: str, severity: Severity = CRITICAL) -> Rule:
 def matches(column: str, pattern: str, name: str, severity: Severity = CRITICAL) -> Rule:
     """Non-null values match the regular expression."""
     return Rule(name, severity, _gx(gxe.ExpectColumnValuesToMatchRegex, name, severity,
-                                    f"{column} matches `{pattern}`",
+                                    f"{column} matches {pattern}",
                                     column=column, regex=pattern),
                 columns=(column,))
 

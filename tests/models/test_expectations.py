@@ -527,3 +527,13 @@ def test_a_timestamp_is_compared_with_the_previous_one_nulls_passed_over() -> No
     assert [e.line for e in check.examples] == [5, 8]
     assert check.severity == "warning"
     assert [c.rule for c in report.failures] == ["timestamp_not_null"]  # the null is critical
+
+
+def test_a_rule_that_cannot_run_is_refused_when_written() -> None:
+    from models.expectations.rules import Rule, between
+
+    rule = between("rating", 1, 5, name="rating_1_to_5")
+    with pytest.raises(ValueError, match="needs its flag"):
+        Rule("no_flag", rule.severity, rule.expectation, derive=lambda frame, _: frame["x"] > 0)
+    with pytest.raises(ValueError, match="only a derived rule"):
+        Rule("no_column", rule.severity, rule.expectation, quarantine=True)

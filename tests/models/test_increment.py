@@ -1,4 +1,4 @@
-"""What is new, merged onto a snapshot: inbox items, log events, held and repeated rows."""
+"""What is new, merged onto a snapshot: accepted items, log events, held and repeated rows."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from models.inbox import InboxItem, archive_item, inbox_items, item_checksum, reject_item, strangers
+from models.inbox import InboxItem
 from models.increment import (
     HELD,
     INTERACTIONS,
@@ -110,41 +110,6 @@ def test_history_puts_shelf_events_between_the_ratings_around_them() -> None:
     # (1, 20) after the first rating; (1, 11) is a repeat of a rated pair; clicks don't count.
     assert history.values.tolist() == [[1, 10], [1, 20], [1, 11], [1, 12], [2, 10]]
     assert interaction_history(ratings, implicit, []).values.tolist() == ratings.values.tolist()
-
-
-def test_inbox_items_in_name_order_with_their_archive(tmp_path: Path) -> None:
-    inbox = tmp_path / "inbox"
-    (inbox / "b-continuation").mkdir(parents=True)
-    RATINGS.to_csv(inbox / "b-continuation" / "ratings.csv", index=False)
-    RATINGS.to_csv(inbox / "a-export.csv", index=False)
-    (inbox / "notes.txt").write_text("not an item")
-    (inbox / "empty-dir").mkdir()
-    take, done = inbox_items(inbox, "base1", set())
-    assert [i.name for i in take] == ["a-export.csv", "b-continuation"] and done == []
-    assert [p.name for p in strangers(inbox)] == ["empty-dir", "notes.txt"]
-    assert take[0].sha256 == item_checksum(inbox / "a-export.csv")
-
-    archived = archive_item(take[0], inbox, "base1")
-    assert archived == inbox / "archive" / "base1" / "a-export.csv"
-    take, done = inbox_items(inbox, "base1", {take[1].sha256})
-    # An archived item the snapshot does not hold (its snapshot was lost) is offered again.
-    assert [(i.name, i.archived) for i in take] == [("a-export.csv", True)]
-    assert [i.name for i in done] == ["b-continuation"]
-    # Another lineage never takes in this lineage's archive.
-    assert [i.name for i in inbox_items(inbox, "other-base", set())[0]] == ["b-continuation"]
-
-
-def test_a_refused_item_is_moved_aside_with_its_report(tmp_path: Path) -> None:
-    inbox = tmp_path / "inbox"
-    inbox.mkdir()
-    (inbox / "bad.csv").write_text("user_id,book_id,rating\n1,2,five\n")
-    [item], _ = inbox_items(inbox, "b", set())
-    report = reject_item(item, inbox, "# refused\n")
-    assert report == inbox / "rejected" / "bad.csv.report.md"
-    assert report.read_text() == "# refused\n" and (inbox / "rejected" / "bad.csv").exists()
-    assert not (inbox / "bad.csv").exists()
-    assert inbox_items(inbox, "b", set()) == ([], [])
-
 
 
 def test_a_rating_event_without_stars_1_to_5_is_quarantined_not_trained_on(

@@ -1,4 +1,4 @@
-"""What every part of the stack shares: its error and how it prints."""
+"""How the stack reports: its error, what it prints, the tail of a service's log."""
 
 from __future__ import annotations
 
