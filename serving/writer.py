@@ -8,6 +8,11 @@ writer never overwrites a switch it did not start from. Committed versions are i
 ``rollback`` re-points an alias to a retained one it served. Deletion walks the keyspace
 with SCAN and removes keys with UNLINK, never KEYS or FLUSHDB, so other data in the same
 database is safe and the server never blocks.
+
+On a Redis Cluster (``serving.keys``: control keys share one hash tag) the same code runs:
+the scripts and MULTI/EXEC blocks touch only control keys, so each stays in one slot; data
+keys are written by a non-transactional cluster pipeline, which sends each master its
+commands in one round trip; UNLINK of many keys goes one command per slot.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from datetime import UTC, datetime
 
 import redis
 
+from serving.connection import RedisClient
 from serving.experiments import Experiment
 from serving.keys import (
     MANIFEST_FIELDS,
@@ -116,7 +122,7 @@ class ShardReceipt:
 class RecWriter(RecReader):
     """Publishes, switches, rolls back and prunes versions under one key prefix."""
 
-    def __init__(self, client: redis.Redis, prefix: str = "gb:") -> None:
+    def __init__(self, client: RedisClient, prefix: str = "gb:") -> None:
         super().__init__(client, prefix)
         self._switch_alias = client.register_script(_SWITCH_ALIAS)
         self._retire_version = client.register_script(_RETIRE_VERSION)
@@ -419,11 +425,12 @@ class RecWriter(RecReader):
                 if owner is not None and as_text(owner) == alias]
 
     def _aliases_with_history(self) -> set[str]:
-        start = len(self._prefix) + len("history:")
-        return {key[start:] for key in self._scan(f"{self._glob_prefix}history:*")}
+        start = len(self._control) + len("history:")
+        return {key[start:] for key in self._scan(f"{self._glob_control}history:*")}
 
     def _delete_data(self, version: str) -> int:
-        """UNLINK every key of ``version`` in batches; return how many existed."""
+        """UNLINK every key of ``version`` in batches; return how many existed (on a
+        cluster the client sends one UNLINK per slot of a batch)."""
         deleted = int(self._client.unlink(self.popular_key(version), self.manifest_key(version)))
         for keys in self._data_key_batches(version, _UNLINK_BATCH):
             deleted += int(self._client.unlink(*keys))

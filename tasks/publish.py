@@ -219,7 +219,7 @@ def read_back(store: RecStore, version: str, n: int, readers: int,
         store.client.scan_iter(match=f"{store.prefix}recs:{version}:*", count=1000), sample))
     if readers and not keys:
         problems.append(f"none of its {readers} readers' lists found")
-    for key, raw in zip(keys, store.client.mget(keys) if keys else [], strict=True):
+    for key, raw in zip(keys, store.get_many(keys), strict=True):
         items = decode_items(raw)
         if not items or (n and len(items) > n) or len(set(items)) != len(items):
             problems.append(f"{key!r} holds {str(raw)[:60]}")

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 import redis
 
-from serving.connection import connect_redis
+from serving.connection import connect_redis, is_cluster
 from serving.embedded import release_embedded_redis
+from serving.keys import RecKeys
 from serving.store import RecStore
 from settings import Settings
 
@@ -41,14 +42,21 @@ def redis_prefix(redis_client: redis.Redis) -> Iterator[str]:
     """A key prefix of this test alone; its keys are deleted (SCAN + UNLINK) afterwards."""
     prefix = f"gbtest:{uuid.uuid4().hex[:8]}:"
     yield prefix
-    batch: list[bytes] = []
-    for key in redis_client.scan_iter(match=f"{prefix}*", count=1000):
-        batch.append(key)
-        if len(batch) == 1000:
-            redis_client.unlink(*batch)
-            batch = []
-    if batch:
-        redis_client.unlink(*batch)
+    delete_prefix(redis_client, prefix)
+
+
+def delete_prefix(client: redis.Redis, prefix: str) -> None:
+    """UNLINK every key under ``prefix``: data keys, and control keys, which on a cluster
+    start with the prefix in braces (serving.keys)."""
+    for pattern in RecKeys(prefix, cluster=is_cluster(client)).key_patterns():
+        batch: list[bytes] = []
+        for key in client.scan_iter(match=pattern, count=1000):
+            batch.append(key)
+            if len(batch) == 1000:
+                client.unlink(*batch)
+                batch = []
+        if batch:
+            client.unlink(*batch)
 
 
 @pytest.fixture
