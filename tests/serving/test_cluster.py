@@ -20,7 +20,7 @@ from redis.cluster import RedisCluster
 from serving.connection import cluster_nodes, connect_redis, describe_redis, is_cluster
 from serving.handler import RecommendationService
 from serving.keys import InvalidNameError
-from serving.store import RecStore, encode_items
+from serving.store import NotReplicatedError, RecStore, encode_items
 from tests.redis_cluster import LocalCluster, delete_prefix
 
 # The existing tests, collected again in this module so that they use its `store` fixture.
@@ -191,6 +191,36 @@ def test_prune_leaves_no_key_of_the_version_on_any_master(cluster_store: RecStor
         assert list(node.scan_iter(match=f"*{old}*")) == []
         assert len(list(node.scan_iter(match=f"*recs:{new}:*"))) > 0
     assert cluster_store.verify_version(new)
+
+
+def test_a_commit_waits_until_the_replicas_hold_every_list(
+    cluster_store: RecStore, redis_cluster: LocalCluster
+) -> None:
+    version = publish_readers(cluster_store)
+    # Read right after the commit, straight from the replicas: a replica promoted now would
+    # serve every list of the committed version.
+    on_replicas = sum(
+        len(list(redis_cluster.node(port).client().scan_iter(
+            match=f"{cluster_store.prefix}recs:{version}:*", count=1000)))
+        for port in redis_cluster.replica_ports())
+    assert on_replicas == READERS
+
+
+def test_a_commit_is_refused_while_a_replica_lags(
+    cluster_store: RecStore, redis_cluster: LocalCluster
+) -> None:
+    version = cluster_store.new_version()
+    replica = redis_cluster.replica_ports()[0]
+    redis_cluster.pause(replica)  # shorter than the node timeout: no one marks it failed
+    try:
+        receipt = cluster_store.write_recs(version, [(u, "1,2") for u in range(1, READERS + 1)])
+        with pytest.raises(NotReplicatedError, match="not committed"):
+            cluster_store.commit_version(version, [receipt], {}, replication_timeout_s=0.3)
+    finally:
+        redis_cluster.resume(replica)
+    assert cluster_store.get_manifest(version) is None
+    cluster_store.commit_version(version, [receipt], {})  # caught up: the commit goes through
+    assert cluster_store.verify_version(version)
 
 
 # --- the cutover and a request ---------------------------------------------------------------
