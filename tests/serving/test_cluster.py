@@ -1,8 +1,9 @@
 """The store and the serving function on a real Redis Cluster, beside a single server.
 
-The publish, cutover, rollback, retention, event and serve tests of test_store, test_handler
-and test_events run here twice, through this module's ``store`` fixture: once on the
-session's single server and once on a three-master cluster (tests/redis_cluster.py). The
+The publish, cutover, rollback, retention, event, drain, serve and HTTP tests of
+test_store, test_handler, test_events, tasks/test_events and test_api run here twice,
+through this module's ``store`` fixture: once on the session's single server and once on a
+three-master cluster (tests/redis_cluster.py). The
 tests below them check what only a cluster can get wrong: where the keys land, that the
 cutover is still one compare-and-set on one key, and that a request is still one GET.
 """
@@ -24,6 +25,16 @@ from serving.store import NotReplicatedError, RecStore, encode_items
 from tests.redis_cluster import LocalCluster, delete_prefix
 
 # The existing tests, collected again in this module so that they use its `store` fixture.
+from tests.serving.test_api import (  # noqa: F401
+    champion,
+    client,
+    test_a_retried_request_is_counted_once,
+    test_events_are_written_with_the_request_id,
+    test_health_and_ready,
+    test_recommendations_answer_with_arm_and_version,
+    test_similar_books_and_unknown_book,
+    test_unknown_reader_gets_popular_books,
+)
 from tests.serving.test_events import (  # noqa: F401
     test_a_batch_of_duplicates_only_writes_nothing,
     test_an_event_id_is_written_and_counted_once,
@@ -37,8 +48,10 @@ from tests.serving.test_handler import (  # noqa: F401
     test_known_reader_gets_personalised_top_k,
     test_no_live_version_is_a_typed_error,
     test_pointer_is_cached_until_its_ttl_then_follows_the_switch,
-    test_similar_books_and_unknown_book,
     test_unknown_reader_gets_popular_fallback,
+)
+from tests.serving.test_handler import (  # noqa: F401
+    test_similar_books_and_unknown_book as test_service_similar_books_and_unknown_book,
 )
 from tests.serving.test_store import (  # noqa: F401
     publish,
@@ -61,6 +74,10 @@ from tests.serving.test_store import (  # noqa: F401
     test_rollback_steps_back_through_the_versions_the_alias_served,
     test_verify_detects_changed_and_missing_keys,
 )
+from tests.tasks.test_events import (  # noqa: F401
+    test_a_crash_after_the_write_before_the_ack_duplicates_nothing,
+    test_drain_moves_every_event_to_the_log_and_trims_what_it_wrote,
+)
 
 READERS = 300
 
@@ -69,10 +86,10 @@ READERS = 300
 def store(request: pytest.FixtureRequest) -> Iterator[RecStore]:
     """A store under the test's own prefix, on the single server or on the cluster."""
     fixture = "redis_client" if request.param == "single-node" else "cluster_client"
-    client = request.getfixturevalue(fixture)
+    connection = request.getfixturevalue(fixture)
     prefix = f"gbtest:{uuid.uuid4().hex[:8]}:"
-    yield RecStore(client, prefix)
-    delete_prefix(client, prefix)
+    yield RecStore(connection, prefix)
+    delete_prefix(connection, prefix)
 
 
 @pytest.fixture
@@ -100,10 +117,10 @@ def master_clients(cluster: RedisCluster) -> dict[str, redis.Redis]:
             for node in cluster.get_primaries()}
 
 
-def command_counts(client: redis.Redis) -> dict[str, int]:
+def command_counts(node: redis.Redis) -> dict[str, int]:
     """Calls per command since the last CONFIG RESETSTAT (commands run by scripts included)."""
     return {name.removeprefix("cmdstat_"): int(stats["calls"])
-            for name, stats in client.info("commandstats").items()}
+            for name, stats in node.info("commandstats").items()}
 
 
 # --- choosing a cluster ---------------------------------------------------------------
@@ -132,14 +149,14 @@ def test_a_refused_url_does_not_show_its_password() -> None:
 
 
 def test_the_cluster_url_gives_a_cluster_client(redis_cluster: LocalCluster) -> None:
-    client = connect_redis(redis_cluster.url, Path("unused"))
+    connection = connect_redis(redis_cluster.url, Path("unused"))
     try:
-        assert isinstance(client, RedisCluster) and is_cluster(client)
+        assert isinstance(connection, RedisCluster) and is_cluster(connection)
         masters = sorted(f"127.0.0.1:{port}" for port in redis_cluster.master_ports())
-        assert describe_redis(client) == f"redis+cluster://{','.join(masters)}"
-        assert RecStore(client, "gb:").alias_key("champion") == "{gb:}alias:champion"
+        assert describe_redis(connection) == f"redis+cluster://{','.join(masters)}"
+        assert RecStore(connection, "gb:").alias_key("champion") == "{gb:}alias:champion"
     finally:
-        client.close()
+        connection.close()
 
 
 def test_a_hash_tag_in_the_prefix_is_refused_on_a_cluster(cluster_client: RedisCluster) -> None:
@@ -157,12 +174,12 @@ def test_a_single_server_keeps_the_untagged_key_names(redis_client: redis.Redis)
 
 
 def test_reader_keys_spread_over_slots_and_every_master(cluster_store: RecStore) -> None:
-    client = cluster_store.client
+    cluster = cluster_store.client
     version = publish_readers(cluster_store)
-    slots = {client.keyslot(cluster_store.recs_key(version, u)) for u in range(1, READERS + 1)}
+    slots = {cluster.keyslot(cluster_store.recs_key(version, u)) for u in range(1, READERS + 1)}
     assert len(slots) > READERS * 0.9  # 300 keys over 16,384 slots: nearly all distinct
     counts = {address: len(list(node.scan_iter(match=f"{cluster_store.prefix}recs:*")))
-              for address, node in master_clients(client).items()}
+              for address, node in master_clients(cluster).items()}
     assert len(counts) == 3 and all(count > 0 for count in counts.values())
     assert sum(counts.values()) == READERS  # each list once, on the master of its slot
 
@@ -221,6 +238,19 @@ def test_a_commit_is_refused_while_a_replica_lags(
     assert cluster_store.get_manifest(version) is None
     cluster_store.commit_version(version, [receipt], {})  # caught up: the commit goes through
     assert cluster_store.verify_version(version)
+
+
+def test_readiness_names_the_master_that_holds_the_event_stream(cluster_store: RecStore) -> None:
+    version = publish_readers(cluster_store)
+    cluster_store.set_alias("champion", version)
+    ready = RecommendationService(cluster_store).readiness(max_age_s=3600)
+    owner = cluster_store.client.get_node_from_key(cluster_store.events_key)
+    assert ready.ready and ready.redis == "ok"
+    assert [a.version for a in ready.aliases] == [version]
+    assert ready.warnings == (
+        f"the cluster master {owner.host}:{owner.port} holding {cluster_store.events_key} "
+        "keeps no append-only file: events not yet drained are lost if it fails before its "
+        "replica has them; set appendonly yes on every node",)
 
 
 # --- the cutover and a request ---------------------------------------------------------------
