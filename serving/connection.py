@@ -42,8 +42,8 @@ __all__ = [
     "RedisClient",
     "cluster_nodes",
     "connect_redis",
-    "is_cluster",
     "describe_redis",
+    "is_cluster",
     "release_embedded_redis",
     "revive_embedded_redis",
 ]
