@@ -184,7 +184,9 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(
         None,
         validation_alias=AliasChoices("GOODBOOKS_REDIS_URL", "REDIS_URL"),
-        description="A Redis server; unset starts an embedded one under data_dir.",
+        description="A Redis server (redis://host:port/db), a Redis Cluster "
+        "(redis+cluster://host:port[,host:port...]: any of its nodes); unset starts an "
+        "embedded server under data_dir.",
     )
     redis_prefix: str = Field("gb:", min_length=1, description="Prefix of every Redis key.")
     redis_socket_timeout_s: float = Field(
@@ -405,10 +407,12 @@ class Settings(BaseSettings):
     def _check_redis_url(cls, value: str | None) -> str | None:
         if value in (None, ""):
             return None
-        if not value.startswith(("redis://", "rediss://", "unix://")):
+        if not value.startswith(("redis://", "rediss://", "unix://", "redis+cluster://",
+                                 "rediss+cluster://")):
             raise ValueError(
                 f"REDIS_URL={value!r} is not a Redis URL; use redis://host:port/db, "
-                "or unset it to use the embedded server"
+                "redis+cluster://host:port[,host:port...] for a Redis Cluster, or unset it "
+                "to use the embedded server"
             )
         return value
 

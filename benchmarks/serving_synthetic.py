@@ -49,12 +49,13 @@ def publish_synthetic(
 
 
 def delete_prefix(store: RecStore) -> None:
-    """Remove every key under the store's prefix (SCAN + UNLINK)."""
-    batch: list[bytes] = []
-    for key in store.client.scan_iter(match=f"{store.prefix}*", count=1000):
-        batch.append(key)
-        if len(batch) == 1000:
+    """Remove every key under the store's prefix (SCAN + UNLINK), control keys included."""
+    for pattern in store.key_patterns():
+        batch: list[bytes] = []
+        for key in store.client.scan_iter(match=pattern, count=1000):
+            batch.append(key)
+            if len(batch) == 1000:
+                store.client.unlink(*batch)
+                batch = []
+        if batch:
             store.client.unlink(*batch)
-            batch = []
-    if batch:
-        store.client.unlink(*batch)

@@ -32,6 +32,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from serving.analytics import summarise
 from serving.config import ServingConfig
+from serving.connection import OUTAGE_ERRORS
 from serving.events import MAX_ID, EventWriter
 from serving.events_endpoint import add_events_route, openapi_with_event_schemas
 from serving.fastpath import ROUTE_PATH, RecommendationsFastPath, recommendations_body
@@ -321,9 +322,10 @@ def _add_error_handlers(app: FastAPI) -> None:
             detail = f"Redis is unreachable ({exc}); nothing was recorded, retry later"
         return JSONResponse({"detail": detail}, status_code=503)
 
-    # Only outages: any other Redis error is a bug and stays a 500.
-    app.add_exception_handler(redis.ConnectionError, redis_unreachable)
-    app.add_exception_handler(redis.TimeoutError, redis_unreachable)
+    # Only outages (a cluster failover among them): any other Redis error is a bug and
+    # stays a 500.
+    for error in OUTAGE_ERRORS:
+        app.add_exception_handler(error, redis_unreachable)
 
 
 def main(host: str | None = None, port: int | None = None) -> None:

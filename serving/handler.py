@@ -28,9 +28,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
 
-import redis
-
 from serving.cache import MISSING, Books, CacheStats, Kind, RecCache
+from serving.connection import OUTAGE_ERRORS
 from serving.experiments import (
     CONTROL,
     Experiment,
@@ -59,9 +58,9 @@ __all__ = [
 Source = Literal["personalised", "popular-fallback", "degraded"]
 SimilarSource = Literal["similar", "degraded"]
 
-# Outage errors: served degraded. Anything else from Redis (a wrong key type, a script
-# error) is a bug and is raised.
-_OUTAGE_ERRORS = (redis.ConnectionError, redis.TimeoutError)
+# Outage errors (a cluster failover among them): served degraded. Anything else from Redis
+# (a wrong key type, a script error) is a bug and is raised.
+_OUTAGE_ERRORS = OUTAGE_ERRORS
 
 _log = logging.getLogger("goodbooks.serving")
 

@@ -30,6 +30,8 @@ key                                type    value
 ``{p}stats:m:{YYYYMMDDHHMM}``      hash    event counts of one UTC minute, field
                                            ``{experiment}|{variant}|{version}|{type}``
 ``{p}stats:h:{YYYYMMDDHH}``        hash    the same per UTC hour
+``{p}replica-check:{n}``           string  cluster only: a marker written before WAIT, one
+                                           per master, expiring after a minute (writer)
 =================================  ======  ================================================
 
 Versions are named by their start time and a random suffix (``20261128T213000123456Z-a1b2``),
@@ -41,9 +43,26 @@ The manifest checksum is the XOR of sha1("{kind}:{id}|{payload}") over every dat
 shards written by different threads or processes combine, and it does not depend on the
 prefix or version, so two versions with the same content have the same checksum.
 
-The alias scripts touch several keys, and an event batch is written to the stream, its
-counters and its ids in one script, so on Redis Cluster the prefix must carry a hash tag
-(``{gb}:``); everything else is single-key.
+**On a Redis Cluster** (a ``redis+cluster://`` URL, see ``serving.connection``) the data keys
+keep the names above and the control keys put the prefix in braces, a hash tag:
+``{gb:}alias:champion``, ``{gb:}version:<v>``, ``{gb:}events``. Why:
+
+- the data keys (``recs``, ``popular``, ``similar``) are read one at a time and never
+  together in a script or MULTI, so they carry no tag and spread over all 16,384 slots and
+  every master (53,424 readers' lists are the bulk of the data and of the reads);
+- every control key (alias, history, manifest, versions, pending, lease, leased, pin,
+  registry, experiment, events, event-id, stats) hashes to the one slot of the tag, because
+  the scripts and transactions that keep the store consistent use several of them at once
+  and a cluster runs a script or MULTI only within one slot: the alias switch reads the
+  manifest and sets the alias and its history; retiring a version checks every alias;
+  ``new_version`` and ``commit_version`` update the manifest with the pending, leased and
+  versions sets in one MULTI; an event batch appends to the stream, bumps its counters and
+  records its ids in one script. They are few and small, so one master holds them easily,
+  and the alias cutover stays one atomic compare-and-set on one key.
+
+A single server keeps the untagged names (existing data needs no migration). Moving a store
+from one server to a cluster is a publish (the score flow) against the cluster. The prefix
+itself must not contain braces on a cluster: a tag in it would put every key in one slot.
 """
 
 from __future__ import annotations
@@ -228,20 +247,54 @@ def version_id(now: datetime) -> str:
 
 
 class RecKeys:
-    """The key names under one prefix: the left column of the contract above."""
+    """The key names under one prefix: the left column of the contract above.
 
-    def __init__(self, prefix: str = "gb:") -> None:
+    With ``cluster`` the control keys start with the prefix in braces (a hash tag: one slot
+    for all of them) and the data keys with the plain prefix (spread over every slot).
+    """
+
+    def __init__(self, prefix: str = "gb:", cluster: bool = False) -> None:
         if not isinstance(prefix, str) or not prefix or any(c.isspace() for c in prefix):
             raise InvalidNameError(
                 f"key prefix must be a non-empty string without spaces, got {prefix!r}"
             )
+        if cluster and ("{" in prefix or "}" in prefix):
+            raise InvalidNameError(
+                f"key prefix {prefix!r} holds a hash tag, which would put every key in one "
+                "slot of the cluster; drop the braces (gb:), the store tags its control keys "
+                "itself"
+            )
         self._prefix = prefix
+        self._cluster = cluster
+        self._control = f"{{{prefix}}}" if cluster else prefix
         # SCAN patterns treat * ? [ ] \ specially; the prefix must match only itself.
         self._glob_prefix = _GLOB_SPECIAL_RE.sub(r"\\\1", prefix)
+        self._glob_control = _GLOB_SPECIAL_RE.sub(r"\\\1", self._control)
 
     @property
     def prefix(self) -> str:
         return self._prefix
+
+    @property
+    def control_prefix(self) -> str:
+        """What control keys start with: the prefix, or on a cluster the prefix in braces."""
+        return self._control
+
+    @property
+    def glob_control_prefix(self) -> str:
+        """``control_prefix`` escaped for a SCAN pattern."""
+        return self._glob_control
+
+    @property
+    def cluster(self) -> bool:
+        """True when the keys are laid out for a Redis Cluster (control keys tagged)."""
+        return self._cluster
+
+    def key_patterns(self) -> tuple[str, ...]:
+        """SCAN patterns that together match every key under the prefix."""
+        if self._glob_control == self._glob_prefix:
+            return (f"{self._glob_prefix}*",)
+        return (f"{self._glob_prefix}*", f"{self._glob_control}*")
 
     def recs_key(self, version: str, user_id: int) -> str:
         return f"{self._prefix}recs:{version}:{user_id}"
@@ -253,43 +306,52 @@ class RecKeys:
         return f"{self._prefix}similar:{version}:{book_id}"
 
     def manifest_key(self, version: str) -> str:
-        return f"{self._prefix}version:{version}"
+        return f"{self._control}version:{version}"
 
     def alias_key(self, alias: str) -> str:
-        return f"{self._prefix}alias:{alias}"
+        return f"{self._control}alias:{alias}"
 
     def history_key(self, alias: str) -> str:
         """The versions an alias pointed at, newest first (rollback and retention use it)."""
-        return f"{self._prefix}history:{alias}"
+        return f"{self._control}history:{alias}"
 
     @property
     def versions_key(self) -> str:
-        return f"{self._prefix}versions"
+        return f"{self._control}versions"
 
     @property
     def pending_key(self) -> str:
-        return f"{self._prefix}pending"
+        return f"{self._control}pending"
 
     def lease_key(self, version: str) -> str:
         """Present while the writer of a pending version is alive (it renews the TTL)."""
-        return f"{self._prefix}lease:{version}"
+        return f"{self._control}lease:{version}"
 
     @property
     def leased_key(self) -> str:
         """Pending versions started with a lease (a missing lease key then means dead)."""
-        return f"{self._prefix}leased"
+        return f"{self._control}leased"
 
     def experiment_key(self, name: str) -> str:
-        return f"{self._prefix}experiment:{name}"
+        return f"{self._control}experiment:{name}"
 
     @property
     def events_key(self) -> str:
-        return f"{self._prefix}events"
+        return f"{self._control}events"
 
     def event_id_key(self, event_id: str) -> str:
         """Marks an event id as written (its value: the stream id) for the dedupe window."""
-        return f"{self._prefix}event-id:{event_id}"
+        return f"{self._control}event-id:{event_id}"
 
     def stats_key(self, resolution: Literal["m", "h"], bucket: str) -> str:
         """Event counters of one UTC minute ("m", YYYYMMDDHHMM) or hour ("h", YYYYMMDDHH)."""
-        return f"{self._prefix}stats:{resolution}:{bucket}"
+        return f"{self._control}stats:{resolution}:{bucket}"
+
+    def pin_key(self, alias: str) -> str:
+        """Who holds the alias where it is (serving.pins)."""
+        return f"{self._control}pin:{alias}"
+
+    @property
+    def registry_key(self) -> str:
+        """Alias -> MLflow model version, as the registry steps last wrote it (serving.pins)."""
+        return f"{self._control}registry"

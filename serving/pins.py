@@ -69,11 +69,11 @@ class Pin:
 
 
 def pin_key(store: RecStore, alias: str) -> str:
-    return f"{store.prefix}pin:{alias}"
+    return store.pin_key(alias)
 
 
 def registry_key(store: RecStore) -> str:
-    return f"{store.prefix}registry"
+    return store.registry_key
 
 
 def pin_alias(store: RecStore, alias: str, owner: str, reason: str,
@@ -100,7 +100,7 @@ def get_pin(store: RecStore, alias: str) -> Pin | None:
 def pins(store: RecStore) -> dict[str, Pin]:
     """Every pinned alias."""
     found = {}
-    for key in store.client.scan_iter(match=f"{store.prefix}pin:*", count=1000):
+    for key in store.client.scan_iter(match=f"{store.glob_control_prefix}pin:*", count=1000):
         raw = store.client.get(key)
         if raw is not None:
             pin = Pin.from_json(raw)

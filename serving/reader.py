@@ -5,15 +5,18 @@ The service (``serving.handler``) reads an alias's version (``get_alias``) and t
 (``get_popular``) once, so a request costs at most one GET: ``get_recs`` for a reader,
 ``get_similar`` for a book.
 Listing aliases and checking a version against its manifest walk the keyspace with SCAN,
-never KEYS, so the server never blocks.
+never KEYS, so the server never blocks. On a Redis Cluster the same reads work unchanged:
+SCAN runs on every master, and reads of several data keys (``get_many``) go one MGET per
+slot.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import redis
 
+from serving.connection import RedisClient, is_cluster
 from serving.experiments import Experiment
 from serving.keys import (
     Manifest,
@@ -32,13 +35,24 @@ _SCAN_COUNT = 1000
 class RecReader(RecKeys):
     """Reads versioned recommendation lists, aliases and experiments under one key prefix."""
 
-    def __init__(self, client: redis.Redis, prefix: str = "gb:") -> None:
-        super().__init__(prefix)
+    def __init__(self, client: RedisClient, prefix: str = "gb:") -> None:
+        # The key layout follows the client: a cluster client gets the tagged control keys.
+        super().__init__(prefix, cluster=is_cluster(client))
         self._client = client
 
     @property
-    def client(self) -> redis.Redis:
+    def client(self) -> RedisClient:
         return self._client
+
+    def get_many(self, keys: Sequence[str]) -> list[bytes | str | None]:
+        """The raw values of ``keys`` in order (None where missing): one MGET, or on a
+        cluster one MGET per slot (not atomic across slots; committed versions never
+        change, so it does not need to be)."""
+        if not keys:
+            return []
+        if self._cluster:
+            return self._client.mget_nonatomic(list(keys))  # type: ignore[union-attr]
+        return self._client.mget(list(keys))  # type: ignore[no-any-return]
 
     def get_recs(self, version: str, user_id: int) -> list[int] | None:
         """The reader's stored book ids in rank order, or None for an unknown reader."""
@@ -66,6 +80,8 @@ class RecReader(RecKeys):
         Accepted events wait in the stream until the nightly drain: without an append-only
         file a crash loses those since the last snapshot, or all of them without snapshots.
         """
+        if self._cluster:
+            return self._cluster_persistence_warning()
         if int(self._client.info("persistence").get("aof_enabled", 0)):
             return None
         try:
@@ -78,6 +94,16 @@ class RecReader(RecKeys):
         return (f"Redis keeps snapshots only (save {save}): events accepted since the last "
                 "one are lost if it crashes; set appendonly yes (appendfsync everysec)")
 
+    def _cluster_persistence_warning(self) -> str | None:
+        """The stream lives on the master of the control keys' slot: its persistence counts."""
+        node = self._client.get_node_from_key(self.events_key)  # type: ignore[union-attr]
+        info = self._client.info("persistence", target_nodes=node)  # type: ignore[call-arg]
+        if int(info.get("aof_enabled", 0)):
+            return None
+        where = f"the cluster master {node.host}:{node.port} holding {self.events_key}"
+        return (f"{where} keeps no append-only file: events not yet drained are lost if it "
+                "fails before its replica has them; set appendonly yes on every node")
+
     def get_alias(self, alias: str) -> str | None:
         """The version ``alias`` points at, or None."""
         raw = self._client.get(self.alias_key(alias))
@@ -85,11 +111,11 @@ class RecReader(RecKeys):
 
     def aliases(self) -> dict[str, str]:
         """Every alias and the version it points at."""
-        keys = list(self._scan(f"{self._glob_prefix}alias:*"))
+        keys = list(self._scan(f"{self._glob_control}alias:*"))
         if not keys:
             return {}
-        start = len(self._prefix) + len("alias:")
-        values = self._client.mget(keys)
+        start = len(self._control) + len("alias:")
+        values = self.get_many(keys)  # control keys: one slot on a cluster, so one MGET
         return {key[start:]: as_text(v) for key, v in zip(keys, values, strict=True)
                 if v is not None}
 
@@ -114,7 +140,7 @@ class RecReader(RecKeys):
             digest ^= checksum_term("popular", as_text(popular))
             count += 1
         for keys in self._data_key_batches(version, _SCAN_COUNT):
-            for key, value in zip(keys, self._client.mget(keys), strict=True):
+            for key, value in zip(keys, self.get_many(keys), strict=True):
                 if value is None:
                     continue
                 kind, _, item_id = key[len(self._prefix) :].split(":", 2)

@@ -25,6 +25,7 @@ from serving.keys import (
 from serving.writer import (
     AliasChangedError,
     NoRollbackTargetError,
+    NotReplicatedError,
     RecWriter,
     ShardReceipt,
     VersionCommittedError,
@@ -37,6 +38,7 @@ __all__ = [
     "InvalidPayloadError",
     "Manifest",
     "NoRollbackTargetError",
+    "NotReplicatedError",
     "RecStore",
     "ShardReceipt",
     "StoreError",

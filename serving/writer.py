@@ -8,6 +8,16 @@ writer never overwrites a switch it did not start from. Committed versions are i
 ``rollback`` re-points an alias to a retained one it served. Deletion walks the keyspace
 with SCAN and removes keys with UNLINK, never KEYS or FLUSHDB, so other data in the same
 database is safe and the server never blocks.
+
+On a Redis Cluster (``serving.keys``: control keys share one hash tag) the same code runs:
+the scripts and MULTI/EXEC blocks touch only control keys, so each stays in one slot; data
+keys are written by a non-transactional cluster pipeline, which sends each master its
+commands in one round trip; UNLINK of many keys goes one command per slot. One thing is
+added: a master acknowledges a write before its replica has it, and a replica promoted
+after a crash lacks what it had not received, so ``commit_version`` first waits until every
+master's online replicas have confirmed the writes (``wait_replicated``, WAIT). Without that, a
+failover right after a publish could leave a committed manifest over lists that are gone,
+and readers of that master would get the popular fallback from a "complete" version.
 """
 
 from __future__ import annotations
@@ -19,6 +29,7 @@ from datetime import UTC, datetime
 
 import redis
 
+from serving.connection import RedisClient
 from serving.experiments import Experiment
 from serving.keys import (
     MANIFEST_FIELDS,
@@ -39,6 +50,7 @@ from serving.reader import RecReader
 __all__ = [
     "AliasChangedError",
     "NoRollbackTargetError",
+    "NotReplicatedError",
     "RecWriter",
     "ShardReceipt",
     "VersionCommittedError",
@@ -90,6 +102,10 @@ class VersionNotCommittedError(StoreError):
     """The version has no manifest, so no alias may point at it."""
 
 
+class NotReplicatedError(StoreError):
+    """A cluster master's replicas did not catch up in time; the version was not committed."""
+
+
 class NoRollbackTargetError(StoreError):
     """No retained, committed version to roll an alias back to."""
 
@@ -116,7 +132,7 @@ class ShardReceipt:
 class RecWriter(RecReader):
     """Publishes, switches, rolls back and prunes versions under one key prefix."""
 
-    def __init__(self, client: redis.Redis, prefix: str = "gb:") -> None:
+    def __init__(self, client: RedisClient, prefix: str = "gb:") -> None:
         super().__init__(client, prefix)
         self._switch_alias = client.register_script(_SWITCH_ALIAS)
         self._retire_version = client.register_script(_RETIRE_VERSION)
@@ -175,8 +191,13 @@ class RecWriter(RecReader):
         version: str,
         receipts: Sequence[ShardReceipt],
         fields: Mapping[str, str | int | float],
+        replication_timeout_s: float = 10.0,
     ) -> Manifest:
-        """Write the manifest after every data key and record the version; aliases unchanged."""
+        """Write the manifest after every data key and record the version; aliases unchanged.
+
+        On a cluster the data keys must first have reached every master's online replicas
+        (``wait_replicated``, at most ``replication_timeout_s``): NotReplicatedError else.
+        """
         check_name(version, "version")
         reserved = sorted(set(fields) & set(MANIFEST_FIELDS))
         if reserved:
@@ -190,6 +211,7 @@ class RecWriter(RecReader):
         checksum = 0
         for receipt in totals.values():
             checksum ^= receipt.digest
+        self.wait_replicated(replication_timeout_s)
         now = datetime.now(UTC)
         manifest = Manifest(
             version=version,
@@ -221,6 +243,62 @@ class RecWriter(RecReader):
                     f"version {version} was committed by another writer meanwhile"
                 ) from None
         return manifest
+
+    def wait_replicated(self, timeout_s: float = 10.0) -> None:
+        """On a cluster, wait until each master's online replicas hold every write it had
+        acknowledged when called (no-op on a single server); NotReplicatedError past
+        ``timeout_s``.
+
+        WAIT counts the writes of the connection it is sent on, and a cluster pipeline
+        writes through whichever pooled connection it is given; so each master gets a short
+        marker write (``{p}replica-check:{n}``, a key of a slot it serves) followed by WAIT
+        on the same connection: the marker comes after our writes in the replication
+        stream, so once a replica has the marker it has them too.
+        """
+        if not self._cluster:
+            return
+        client = self._client
+        deadline = time.monotonic() + timeout_s
+        socket_timeout = client.nodes_manager.connection_kwargs.get(  # type: ignore[union-attr]
+            "socket_timeout") or 1.0
+        for node in client.get_primaries():  # type: ignore[union-attr]
+            info = client.info("replication", target_nodes=node)  # type: ignore[call-arg]
+            online = sum(1 for key, replica in info.items()
+                         if key.startswith("slave") and isinstance(replica, dict)
+                         and replica.get("state") == "online")
+            if not online:
+                continue  # no replica to lose writes to: a failover cannot happen
+            node_client = client.get_redis_connection(node)  # type: ignore[union-attr]
+            marker = self._marker_key(node)
+            while True:
+                remaining = deadline - time.monotonic()
+                # Each WAIT ends before the socket timeout, so a slow replica is not mistaken
+                # for a dead master.
+                wait_ms = max(1, int(min(remaining, 0.8 * socket_timeout) * 1000))
+                with node_client.pipeline(transaction=False) as pipe:
+                    pipe.set(marker, "1", px=60_000)
+                    pipe.execute_command("WAIT", online, wait_ms)
+                    acked = int(pipe.execute()[1])
+                if acked >= online:
+                    break
+                if time.monotonic() >= deadline:
+                    raise NotReplicatedError(
+                        f"only {acked} of the {online} replicas of {node.name} confirmed the "
+                        f"writes within {timeout_s} s; the version was not committed (a "
+                        "failover now would lose lists): check the replicas' links (INFO "
+                        "replication) and publish again"
+                    )
+
+    def _marker_key(self, node: object) -> str:
+        """A replica-check key that the cluster node ``node`` serves."""
+        client = self._client
+        for number in range(100_000):
+            key = f"{self._prefix}replica-check:{number}"
+            owner = client.nodes_manager.get_node_from_slot(  # type: ignore[union-attr]
+                client.keyslot(key))  # type: ignore[union-attr]
+            if owner.name == node.name:  # type: ignore[attr-defined]
+                return key
+        raise StoreError(f"no slot of {node} found; is the cluster's slot map complete?")
 
     # --- cutover and rollback ----------------------------------------------------------
     def set_alias(self, alias: str, version: str, expected: str | None = None,
@@ -419,11 +497,12 @@ class RecWriter(RecReader):
                 if owner is not None and as_text(owner) == alias]
 
     def _aliases_with_history(self) -> set[str]:
-        start = len(self._prefix) + len("history:")
-        return {key[start:] for key in self._scan(f"{self._glob_prefix}history:*")}
+        start = len(self._control) + len("history:")
+        return {key[start:] for key in self._scan(f"{self._glob_control}history:*")}
 
     def _delete_data(self, version: str) -> int:
-        """UNLINK every key of ``version`` in batches; return how many existed."""
+        """UNLINK every key of ``version`` in batches; return how many existed (on a
+        cluster the client sends one UNLINK per slot of a batch)."""
         deleted = int(self._client.unlink(self.popular_key(version), self.manifest_key(version)))
         for keys in self._data_key_batches(version, _UNLINK_BATCH):
             deleted += int(self._client.unlink(*keys))

@@ -37,6 +37,7 @@ from models.event_log import (
     empty_events,
 )
 from models.schema import BOOK_ID, USER_ID
+from serving.connection import RedisClient, is_cluster
 from serving.store import RecStore
 from tasks.publish import RedisTarget
 
@@ -257,9 +258,15 @@ def trim_acknowledged(client: redis.Redis, stream: str, keep_s: float = 0.0) -> 
             return removed
 
 
-def decoded(client: redis.Redis) -> redis.Redis:
-    """The same server with replies decoded to text by the parser (hiredis does it in C)."""
-    pool = client.connection_pool
+def decoded(client: RedisClient) -> RedisClient:
+    """The same server with replies decoded to text by the parser (hiredis does it in C).
+
+    A cluster client is returned as it is: its connections are per node, and every reply
+    the drain reads goes through ``_text``, so bytes work too, only a little slower.
+    """
+    if is_cluster(client):
+        return client
+    pool = client.connection_pool  # type: ignore[union-attr]
     if pool.connection_kwargs.get("decode_responses"):
         return client
     kwargs = {**pool.connection_kwargs, "decode_responses": True}

@@ -232,7 +232,7 @@ def read_served_lists(target: RedisTarget, version: str, new_ratings: pd.DataFra
     lists: dict[int, list[int]] = {}
     for start in range(0, len(user_ids), _MGET_BATCH):
         batch = user_ids[start:start + _MGET_BATCH]
-        values = store.client.mget([store.recs_key(version, u) for u in batch])
+        values = store.get_many([store.recs_key(version, u) for u in batch])
         for user, raw in zip(batch, values, strict=True):
             if raw is not None:
                 lists[int(user)] = decode_items(raw)[:k]

@@ -15,7 +15,7 @@ from prefect.cache_policies import NO_CACHE
 
 from models.bundle import ScoringBundle
 from models.scoring import encode_lists, score_readers, similar_books
-from serving.connection import connect_redis
+from serving.connection import RedisClient, connect_redis
 from serving.pins import get_pin
 from serving.store import (
     AliasChangedError,
@@ -85,7 +85,7 @@ class Lease:
 
 
 @lru_cache(maxsize=8)
-def _client(url: str | None, embedded_db_path: str, socket_timeout_s: float) -> redis.Redis:
+def _client(url: str | None, embedded_db_path: str, socket_timeout_s: float) -> RedisClient:
     """One pooled client per target and process (tasks in threads share it safely)."""
     return connect_redis(url, Path(embedded_db_path), socket_timeout_s=socket_timeout_s)
 
@@ -219,7 +219,7 @@ def read_back(store: RecStore, version: str, n: int, readers: int,
         store.client.scan_iter(match=f"{store.prefix}recs:{version}:*", count=1000), sample))
     if readers and not keys:
         problems.append(f"none of its {readers} readers' lists found")
-    for key, raw in zip(keys, store.client.mget(keys) if keys else [], strict=True):
+    for key, raw in zip(keys, store.get_many(keys), strict=True):
         items = decode_items(raw)
         if not items or (n and len(items) > n) or len(set(items)) != len(items):
             problems.append(f"{key!r} holds {str(raw)[:60]}")

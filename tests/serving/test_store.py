@@ -51,9 +51,11 @@ def publish(store: RecStore, offset: int = 0, **fields: str | int) -> str:
 
 
 def keys_under(store: RecStore) -> set[str]:
+    """Every key of the store: data keys, and control keys (prefixed apart on a cluster)."""
     return {
         key.decode() if isinstance(key, bytes) else key
-        for key in store.client.scan_iter(match=f"{store.prefix}*", count=1000)
+        for pattern in store.key_patterns()
+        for key in store.client.scan_iter(match=pattern, count=1000)
     }
 
 
