@@ -14,6 +14,9 @@ When Redis cannot be reached the service answers from what it already holds, mar
 ``degraded``: the reader's cached list of the last known version, else that version's
 popular list. It does not try Redis again for ``outage_backoff_s``, so an outage costs
 callers one timeout per backoff period, not one per request.
+
+What it answers and the errors it raises live in ``serving.answers`` (importable from here
+too).
 """
 
 from __future__ import annotations
@@ -26,12 +29,24 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal
 
-from serving.cache import MISSING, Books, CacheStats, Kind, RecCache
+from serving.answers import (
+    AliasHealth,
+    InvalidRequestError,
+    NoLiveVersionError,
+    Readiness,
+    Recommendations,
+    ServiceStats,
+    ServingError,
+    ServingUnavailableError,
+    SimilarBooks,
+    SimilarSource,
+    Source,
+    UnknownBookError,
+)
+from serving.cache import MISSING, Books, Kind, RecCache
 from serving.connection import OUTAGE_ERRORS
 from serving.experiments import (
-    CONTROL,
     Experiment,
     InvalidExperimentError,
     Variant,
@@ -55,95 +70,12 @@ __all__ = [
     "UnknownBookError",
 ]
 
-Source = Literal["personalised", "popular-fallback", "degraded"]
-SimilarSource = Literal["similar", "degraded"]
 
 # Outage errors (a cluster failover among them): served degraded. Anything else from Redis
 # (a wrong key type, a script error) is a bug and is raised.
 _OUTAGE_ERRORS = OUTAGE_ERRORS
 
 _log = logging.getLogger("goodbooks.serving")
-
-
-class ServingError(Exception):
-    """A recommendation request that cannot be answered."""
-
-
-class InvalidRequestError(ServingError, ValueError):
-    """The caller asked for an id or a count that cannot exist."""
-
-
-class UnknownBookError(ServingError, LookupError):
-    """The live version has no similar-books list for the book: it is not in its catalogue."""
-
-
-class NoLiveVersionError(ServingError):
-    """The alias points at no version: nothing has been published for it yet."""
-
-
-class ServingUnavailableError(ServingError):
-    """Redis is unreachable and no fallback list has been read yet."""
-
-
-# Answers and _Target are built on every request: slotted, not frozen, because a frozen
-# dataclass sets each field through object.__setattr__, which costs about as much as the
-# rest of an in-process cache hit put together.
-@dataclass(slots=True)
-class Recommendations:
-    """Books for one reader, best first, where they came from and which arm served them."""
-
-    user_id: int
-    items: list[int]
-    source: Source
-    alias: str
-    version: str
-    variant: str = CONTROL
-    experiment: str | None = None
-
-
-@dataclass(slots=True)
-class SimilarBooks:
-    """Books liked by readers who liked ``book_id``, best first, and where they came from."""
-
-    book_id: int
-    items: list[int]
-    source: SimilarSource
-    alias: str
-    version: str
-    variant: str = CONTROL
-    experiment: str | None = None
-
-
-@dataclass(frozen=True)
-class AliasHealth:
-    """What readiness found for one alias: its version and the version's age."""
-
-    alias: str
-    version: str | None
-    age_s: float | None
-    problem: str | None
-
-
-@dataclass(frozen=True)
-class Readiness:
-    """Whether the service can answer from live data, and why not."""
-
-    ready: bool
-    redis: str
-    experiment: str | None
-    aliases: tuple[AliasHealth, ...]
-    # Worth knowing, not a reason to stop serving: a Redis that persists nothing, a pinned
-    # alias, a Redis alias serving another model version than the registry's.
-    warnings: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class ServiceStats:
-    """Counters since the service was built: fallbacks by reason, Redis errors, the cache."""
-
-    fallbacks: dict[str, int]
-    redis_errors: int
-    cache: CacheStats | None
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,7 @@ from serving.keys import (
     version_id,
 )
 from serving.reader import RecReader
+from serving.replication import NotReplicatedError, wait_replicated
 
 __all__ = [
     "AliasChangedError",
@@ -100,10 +101,6 @@ class VersionCommittedError(StoreError):
 
 class VersionNotCommittedError(StoreError):
     """The version has no manifest, so no alias may point at it."""
-
-
-class NotReplicatedError(StoreError):
-    """A cluster master's replicas did not catch up in time; the version was not committed."""
 
 
 class NoRollbackTargetError(StoreError):
@@ -246,59 +243,9 @@ class RecWriter(RecReader):
 
     def wait_replicated(self, timeout_s: float = 10.0) -> None:
         """On a cluster, wait until each master's online replicas hold every write it had
-        acknowledged when called (no-op on a single server); NotReplicatedError past
-        ``timeout_s``.
-
-        WAIT counts the writes of the connection it is sent on, and a cluster pipeline
-        writes through whichever pooled connection it is given; so each master gets a short
-        marker write (``{p}replica-check:{n}``, a key of a slot it serves) followed by WAIT
-        on the same connection: the marker comes after our writes in the replication
-        stream, so once a replica has the marker it has them too.
-        """
-        if not self._cluster:
-            return
-        client = self._client
-        deadline = time.monotonic() + timeout_s
-        socket_timeout = client.nodes_manager.connection_kwargs.get(  # type: ignore[union-attr]
-            "socket_timeout") or 1.0
-        for node in client.get_primaries():  # type: ignore[union-attr]
-            info = client.info("replication", target_nodes=node)  # type: ignore[call-arg]
-            online = sum(1 for key, replica in info.items()
-                         if key.startswith("slave") and isinstance(replica, dict)
-                         and replica.get("state") == "online")
-            if not online:
-                continue  # no replica to lose writes to: a failover cannot happen
-            node_client = client.get_redis_connection(node)  # type: ignore[union-attr]
-            marker = self._marker_key(node)
-            while True:
-                remaining = deadline - time.monotonic()
-                # Each WAIT ends before the socket timeout, so a slow replica is not mistaken
-                # for a dead master.
-                wait_ms = max(1, int(min(remaining, 0.8 * socket_timeout) * 1000))
-                with node_client.pipeline(transaction=False) as pipe:
-                    pipe.set(marker, "1", px=60_000)
-                    pipe.execute_command("WAIT", online, wait_ms)
-                    acked = int(pipe.execute()[1])
-                if acked >= online:
-                    break
-                if time.monotonic() >= deadline:
-                    raise NotReplicatedError(
-                        f"only {acked} of the {online} replicas of {node.name} confirmed the "
-                        f"writes within {timeout_s} s; the version was not committed (a "
-                        "failover now would lose lists): check the replicas' links (INFO "
-                        "replication) and publish again"
-                    )
-
-    def _marker_key(self, node: object) -> str:
-        """A replica-check key that the cluster node ``node`` serves."""
-        client = self._client
-        for number in range(100_000):
-            key = f"{self._prefix}replica-check:{number}"
-            owner = client.nodes_manager.get_node_from_slot(  # type: ignore[union-attr]
-                client.keyslot(key))  # type: ignore[union-attr]
-            if owner.name == node.name:  # type: ignore[attr-defined]
-                return key
-        raise StoreError(f"no slot of {node} found; is the cluster's slot map complete?")
+        acknowledged when called (``serving.replication``); a no-op on a single server."""
+        if self._cluster:
+            wait_replicated(self._client, self._prefix, timeout_s)  # type: ignore[arg-type]
 
     # --- cutover and rollback ----------------------------------------------------------
     def set_alias(self, alias: str, version: str, expected: str | None = None,
