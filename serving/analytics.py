@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from models.schema import INTERACTION_TYPES
+from serving.keys import as_text
 from serving.store import RecStore
 
 __all__ = [
@@ -105,7 +106,7 @@ def _arms(hashes: list[dict[bytes | str, bytes | str]]) -> tuple[ArmCounts, ...]
     totals: Counter[tuple[str, str, str, str]] = Counter()
     for counts in hashes:
         for raw_field, raw_value in counts.items():
-            field = raw_field.decode() if isinstance(raw_field, bytes) else raw_field
+            field = as_text(raw_field)
             parts = field.split("|")
             if len(parts) != 4 or parts[3] not in EVENT_TYPES:
                 continue  # a field this version of the code did not write

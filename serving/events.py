@@ -40,6 +40,7 @@ from pydantic import (
 
 from serving.analytics import HOUR_TTL_S, MINUTE_TTL_S, counter_field
 from serving.experiments import NAME_PATTERN
+from serving.keys import as_text
 from serving.store import RecStore
 
 __all__ = [
@@ -196,13 +197,13 @@ class StoredEvent:
         cls, entry_id: bytes | str, fields: Mapping[bytes | str, bytes | str]
     ) -> StoredEvent:
         """Decode one XRANGE / XREAD entry (bytes or text clients alike)."""
-        text = {_text(k): _text(v) for k, v in fields.items()}
+        text = {as_text(k): as_text(v) for k, v in fields.items()}
 
         def number(name: str) -> int | None:
             return int(text[name]) if name in text else None
 
         return cls(
-            entry_id=_text(entry_id),
+            entry_id=as_text(entry_id),
             type=text["type"],
             user_id=int(text["user_id"]),
             book_id=int(text["book_id"]),
@@ -326,8 +327,5 @@ class EventWriter:
             field = counter_field(event.experiment, event.variant, event.version, event.type)
             args += [int(event.event_id is not None), field, len(values), *values]
         duplicates, *ids = self._script(keys=keys, args=args)
-        return Written([_text(entry_id) for entry_id in ids], int(duplicates))
+        return Written([as_text(entry_id) for entry_id in ids], int(duplicates))
 
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

@@ -26,6 +26,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
+from serving.keys import as_text
 from serving.store import RecStore
 
 __all__ = [
@@ -127,7 +128,7 @@ def record_registry_alias(store: RecStore, alias: str, model_version: str | None
 
 def registry_aliases_seen(store: RecStore) -> dict[str, str]:
     raw = store.client.hgetall(registry_key(store))
-    return {_text(k): _text(v) for k, v in raw.items()}
+    return {as_text(k): as_text(v) for k, v in raw.items()}
 
 
 def disagreements(registry: Mapping[str, str], store: RecStore,
@@ -158,6 +159,3 @@ def disagreements(registry: Mapping[str, str], store: RecStore,
                          f"Redis serves version {redis_version} of model version {served}")
     return found
 
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
