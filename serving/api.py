@@ -34,7 +34,11 @@ from serving.analytics import summarise
 from serving.config import ServingConfig
 from serving.connection import OUTAGE_ERRORS
 from serving.events import MAX_ID, EventWriter
-from serving.events_endpoint import add_events_route, openapi_with_event_schemas
+from serving.events_endpoint import (
+    EVENTS_PATH,
+    add_events_route,
+    openapi_with_event_schemas,
+)
 from serving.fastpath import ROUTE_PATH, RecommendationsFastPath, recommendations_body
 from serving.handler import (
     InvalidRequestError,
@@ -312,7 +316,7 @@ def _add_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ServingUnavailableError, handler(503))
 
     async def redis_unreachable(request: Request, exc: Exception) -> Response:
-        if request.url.path == "/events" and isinstance(exc, redis.TimeoutError):
+        if request.url.path == EVENTS_PATH and isinstance(exc, redis.TimeoutError):
             # Past the (long) write timeout the batch may still land: say so, and how to
             # retry safely.
             detail = (f"Redis did not answer in time ({exc}); the events may or may not "

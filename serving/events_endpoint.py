@@ -28,9 +28,10 @@ from serving.metrics import ApiMetrics
 from serving.middleware import caller_request_id, request_id_var
 from serving.responses import VERSION_EXAMPLE, EventsAccepted, error_responses, json_response
 
-__all__ = ["API_KEY_HEADER", "add_events_route", "openapi_with_event_schemas"]
+__all__ = ["API_KEY_HEADER", "EVENTS_PATH", "add_events_route", "openapi_with_event_schemas"]
 
 API_KEY_HEADER = "X-API-Key"
+EVENTS_PATH = "/events"
 
 
 def add_events_route(
@@ -65,7 +66,7 @@ def add_events_route(
             raise HTTPException(403, "the API key is not valid")
 
     @app.post(
-        "/events",
+        EVENTS_PATH,
         status_code=202,
         response_model=EventsAccepted,
         dependencies=[Security(require_events_key)],
