@@ -157,6 +157,12 @@ class Settings(BaseSettings):
         "end (7d, 4w, ...; a snapshot without timestamps uses its last 5% of interactions); "
         "empty: no backtest and no recency prior.",
     )
+    backtest_min_readers: int = Field(
+        20, ge=1, description="Readers who must return in the backtest's period and in the "
+        "one before it (where the recency prior is chosen) for the backtest to judge; with "
+        "fewer (a gap in time, say, before today's app events) the run has no backtest, "
+        "no recency prior, and the registry gate goes by the test table alone.",
+    )
     tuning_split: Literal["time", "reader"] = Field(
         "time", description="What the study stops and scores on. time: global time — "
         "validation is the period before the backtest's (GOODBOOKS_BACKTEST_PERIOD) and "

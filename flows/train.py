@@ -141,7 +141,7 @@ def train_flow(
         backtest = backtest_configuration(
             snapshot_path, catalogue, found["best_params"], full_fit_epochs(fit.best_epoch),
             s.backtest_period, list(s.backtest_windows), s.tracking_uri, parent, s.eval_k,
-            s.num_threads, s.seed)
+            s.num_threads, s.seed, s.backtest_min_readers)
     prior = backtest.prior if backtest is not None else None
     registered, full_fit = register_fit_on_everything(
         split, catalogue, candidate, fit, table, parent, lineage, prior)

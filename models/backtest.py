@@ -17,7 +17,7 @@ import pandas as pd
 
 from models.rankers import FitCache, Model, Popularity, RecencyAware
 from models.recency import RecencyPrior
-from models.replay import K, Log, ReplayError, parse_span, replay
+from models.replay import K, Log, ReplayError, parse_span, periods, replay
 
 MODEL = "lightfm"
 SERVED = "lightfm + recency prior"
@@ -66,14 +66,23 @@ def run_backtest(ratings: pd.DataFrame, catalogue: np.ndarray, params: dict[str,
                  epochs: int, period: str, windows: Sequence[str], books: pd.DataFrame | None,
                  book_tags: pd.DataFrame | None = None, tags: pd.DataFrame | None = None,
                  weights: Sequence[float] = DEFAULT_WEIGHTS, threads: int = 2, seed: int = 0,
-                 k: int = K, end: int | None = None) -> Backtest:
+                 k: int = K, end: int | None = None, min_readers: int = 1) -> Backtest:
     """The configuration's backtest on the last period of ``ratings`` (with its timestamps).
 
     Raises ReplayError when the data does not hold two periods with history before them,
-    or no reader of the last period returns.
+    or fewer than ``min_readers`` readers return in the last period or in the one before
+    it (where the prior is chosen): a mean over a handful of readers cannot tell rankers
+    apart, so it is better not to judge than to judge on noise. That is checked before
+    anything is fitted.
     """
     log = Log.from_frame(ratings, catalogue)
     span, text = period_span(log, period)
+    returning = [len(p.readers) for p in periods(log, span, 1, end)]
+    if min(returning) < max(min_readers, 1):
+        raise ReplayError(
+            f"{returning[1]} reader(s) of the last {text} and {returning[0]} of the {text} "
+            f"before it return (had read before it): at least {max(min_readers, 1)} in each "
+            "are needed to judge a model on them")
     spans = [parse_span(w, log.timed) for w in windows] if log.timed else [span, 4 * span]
     cache = FitCache(params=params, seed=seed, threads=threads, books=books,
                      book_tags=book_tags, tags=tags, epochs=epochs)

@@ -32,20 +32,20 @@ def _ratings(snapshot_path: str):  # noqa: ANN202 - user_id, book_id[, timestamp
 def backtest_configuration(
     snapshot_path: str, catalogue: Catalogue, params: dict[str, object], epochs: int,
     period: str, windows: list[str], tracking_uri: str, run_id: str, k: int,
-    num_threads: int, seed: int,
+    num_threads: int, seed: int, min_readers: int = 1,
 ) -> Backtest | None:
     """Fit the configuration one period before the snapshot's end and score the period.
 
     Logs ``backtest.<ranker>.ndcg_at_k`` / ``hit_rate_at_k`` and the chosen prior on the
     run and leaves a table artifact. None (with a warning) when the snapshot is too short
-    or nobody returns in its last period.
+    or fewer than ``min_readers`` return in its last period or the one before.
     """
     log = get_run_logger()
     try:
         result = run_backtest(_ratings(snapshot_path), catalogue.books[BOOK_ID].to_numpy(),
                               params, epochs, period, windows, catalogue.books,
                               catalogue.book_tags, catalogue.tags, threads=num_threads,
-                              seed=seed, k=k)
+                              seed=seed, k=k, min_readers=min_readers)
     except ReplayError as exc:
         log.warning("no backtest: %s", exc)
         return None

@@ -199,6 +199,22 @@ def test_the_backtest_judges_the_last_period_and_chooses_the_served_prior(
     assert "last period" in result["reason"]
 
 
+@pytest.mark.usefixtures("own_model")
+def test_too_few_returning_readers_give_no_backtest_and_no_prior(
+        first_run: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    # More returning readers asked for than the generated snapshot's 6,000 could hold: the
+    # run trains, registers and gates on the test table alone, with no prior in the bundle.
+    monkeypatch.setenv("GOODBOOKS_BACKTEST_MIN_READERS", "100000")
+    get_settings.cache_clear()
+    result = train_flow(snapshot=str(first_run["snapshot"]), n_trials=1, max_epochs=2,
+                        study_name="backtest-too-few")
+    assert result["backtest"] is None
+    assert result["alias"] == "champion" and "last period" not in result["reason"]
+    run = MlflowClient(get_settings().tracking_uri).get_run(result["run_id"]).data
+    assert not any(name.startswith("backtest.") for name in run.metrics)
+    assert "recency.weight" not in run.params
+
+
 def test_the_study_splits_by_time_test_the_last_period_validation_the_one_before(
         first_run: dict) -> None:
     # The generated snapshot has no timestamps: a period is its last 5% of rows. Test is

@@ -238,3 +238,14 @@ def test_a_backtest_without_time_takes_the_last_twentieth_of_the_rows() -> None:
     log = Log.from_frame(planted_world().drop(columns=["timestamp"]))
     assert period_span(log, "7d") == (len(log) // 20, f"{len(log) // 20}rows")
     assert period_span(log, "300rows") == (300, "300rows")
+
+
+def test_a_backtest_with_too_few_returning_readers_judges_nothing() -> None:
+    from models.backtest import run_backtest
+
+    params = {**KNOWN_GOOD, "use_authors": False, "use_language": False, "no_components": 8}
+    # The planted world has five returning readers in every period: six are asked for.
+    with pytest.raises(ReplayError, match=r"5 reader\(s\) of the last 100s and 5 of the "
+                                          r"100s before it return.*at least 6"):
+        run_backtest(planted_world(), np.arange(1, 41), params, epochs=3, period="100s",
+                     windows=["100s"], books=None, threads=1, end=end_of(), min_readers=6)
