@@ -150,7 +150,20 @@ class Settings(BaseSettings):
     patience: int = Field(3, ge=1, description="Epochs without validation gain before stop.")
     optuna_storage_url: str | None = Field(
         None, description="Optuna storage; default SQLite under state_dir. A PostgreSQL URL "
-        "lets several workers share one study.",
+        "(postgresql+psycopg://..., the postgres extra) lets several workers share one study.",
+    )
+    study_trials: int | None = Field(
+        None, ge=1, description="The study's trial budget in all, shared by every worker on "
+        "it: each takes trials until the study holds this many (unset: each training run "
+        "adds n_trials).",
+    )
+    optuna_heartbeat_s: int = Field(
+        60, ge=1, description="On a database server, a running trial records a heartbeat "
+        "this often.",
+    )
+    optuna_grace_s: int | None = Field(
+        None, ge=1, description="A running trial without a heartbeat this long (default "
+        "twice the heartbeat) fails, and its parameters run once more.",
     )
     backtest_period: str = Field(
         "7d", description="The train flow's backtest: the last period before the data's "

@@ -113,6 +113,9 @@ def train(
     max_epochs: Annotated[int | None, typer.Option(help="Upper bound on epochs per fit.")] = None,
     study_name: Annotated[str | None, typer.Option(
         help="Optuna study to create or resume (shared by workers on PostgreSQL).")] = None,
+    study_trials: Annotated[int | None, typer.Option(
+        min=1, help="The study's trial budget in all, shared by every worker on it "
+        "(default GOODBOOKS_STUDY_TRIALS; unset, this run adds --n-trials).")] = None,
     no_pruning: Annotated[bool, typer.Option(
         "--no-pruning", help="Run every trial to the end.")] = False,
     no_warm_start: Annotated[bool, typer.Option(
@@ -128,7 +131,8 @@ def train(
                             timeout_s=timeout_s, refit_timeout_s=refit_timeout_s,
                             sample_fraction=sample_fraction, margin=margin,
                             max_epochs=max_epochs, study_name=study_name,
-                            pruning=not no_pruning, warm_start=not no_warm_start)
+                            pruning=not no_pruning, warm_start=not no_warm_start,
+                            study_trials=study_trials)
     typer.echo(f"registered version {result['version']} → {result['alias'] or 'no alias'}: "
                f"{result['reason']}")
     from demo import metrics_summary

@@ -52,6 +52,7 @@ def train_flow(
     study_name: str | None = None,
     pruning: bool = True,
     warm_start: bool = True,
+    study_trials: int | None = None,
 ) -> dict[str, object]:
     """Tune and evaluate LightFM on a snapshot's split, then register it fitted on everything.
 
@@ -78,6 +79,8 @@ def train_flow(
         warm_start: a new study's first trial is the current champion's parameters (then
             the known-good start, then TPE), so a short nightly budget starts from
             what earlier studies found; a resumed study goes on where it was.
+        study_trials: the study's trial budget in all, shared by every worker on it
+            (default GOODBOOKS_STUDY_TRIALS; unset, this run adds n_trials).
 
     Returns the registered version, the alias it earned (or None), the split's sizes and
     kind (``split``), the test table, the
@@ -97,6 +100,7 @@ def train_flow(
     fraction = sample_fraction or s.tuning_sample_fraction
     margin = s.registry_margin if margin is None else margin
     study = study_name or f"lightfm-{snapshot_id}"
+    study_trials = study_trials or s.study_trials
 
     split = load_split(snapshot_path, list(s.interaction_types), s.tuning_split,
                        s.backtest_period)
@@ -105,12 +109,14 @@ def train_flow(
         s.tracking_uri, s.mlflow_experiment, str(s.mlflow_artifacts_dir), snapshot_id,
         {"n_trials": n_trials, "timeout_s": timeout_s, "sample_fraction": fraction,
          "refit_timeout_s": refit_timeout_s, "max_epochs": epochs, "study": study,
-         "pruning": pruning, "seed": s.seed, "warm_start": warm_start},
+         "pruning": pruning, "seed": s.seed, "warm_start": warm_start,
+         "study_trials": study_trials},
     )
     champion = champion_parameters(s.tracking_uri, s.model_name)
     found = run_study(split, catalogue, parent, s.tracking_uri, s.optuna_storage, study,
                       n_trials, timeout_s, fraction, s.eval_k, epochs, s.patience,
-                      s.num_threads, s.seed, pruning, champion if warm_start else None)
+                      s.num_threads, s.seed, pruning, champion if warm_start else None,
+                      study_trials, s.optuna_heartbeat_s, s.optuna_grace_s)
     if found["started_from"] is not None:
         print(f"the study started from the champion's parameters (version "
               f"{found['started_from']})")

@@ -48,14 +48,16 @@ from models.tuning import (
     KNOWN_GOOD,
     Candidate,
     KeptFit,
+    TrialBudget,
     candidate_from_params,
-    create_study,
-    enqueue_starts,
     fit_candidate,
     fit_everything,
     full_fit_epochs,
+    join_study,
     kept_best_fit,
     make_objective,
+    open_storage,
+    ran_trials,
     sample_readers,
 )
 from tasks.registry import WarmStart, use_tracking
@@ -217,6 +219,9 @@ def run_study(
     seed: int,
     pruning: bool = True,
     champion: WarmStart | None = None,
+    study_trials: int | None = None,
+    heartbeat_s: int | None = 60,
+    grace_s: int | None = None,
 ) -> dict[str, object]:
     """Optuna search (trials as nested MLflow runs); returns best params and study stats.
 
@@ -224,15 +229,23 @@ def run_study(
     KNOWN_GOOD trial, then what TPE draws; a resumed study goes on where it was. On every
     reader (sample_fraction 1) the best trial's fit comes back as ``best_fit`` when this
     process ran it, so the flow need not refit.
+
+    ``n_trials`` is what this run adds to the study. With ``study_trials``, the study's
+    budget in all is shared instead: every worker on the study (a PostgreSQL ``storage``
+    URL and one ``study_name``) takes trials until the study holds that many. On a
+    database server a worker's running trial sends a heartbeat every ``heartbeat_s``;
+    one silent for ``grace_s`` fails and runs once more elsewhere.
     """
     log = get_run_logger()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     tuning_split = sample_readers(split, sample_fraction, seed)
     mlflow.set_tracking_uri(tracking_uri)
-    study = create_study(storage, study_name, seed, pruning=pruning, starts=())
     starts = [KNOWN_GOOD] if champion is None else [champion.params, KNOWN_GOOD]
-    new = enqueue_starts(study, starts)
+    joined = join_study(open_storage(storage, heartbeat_s, grace_s), study_name, seed,
+                        pruning=pruning, starts=starts)
+    study, new = joined.study, joined.created
     started_from = champion.version if new and champion is not None else None
+    budget = None if study_trials is None else TrialBudget(study_trials)
     started = time.perf_counter()
     # Tuning on every reader: the best trial's own fit is the model, no refit needed.
     keep = KeptFit() if sample_fraction == 1 else None
@@ -240,23 +253,34 @@ def run_study(
         tuning_split, catalogue.features_for(tuning_split), k, num_threads, seed,
         max_epochs, patience, MlflowTrials(parent_run_id, log),
         deadline=None if timeout_s is None else time.monotonic() + timeout_s, keep=keep,
+        budget=budget,
     )
     with mlflow.start_run(run_id=parent_run_id):
-        mlflow.set_tag("study.started_from",
-                       f"champion version {started_from}" if started_from else
-                       "known-good start" if new else "resumed study")
-        study.optimize(objective, n_trials=n_trials, timeout=timeout_s,
-                       catch=(ArithmeticError,))
+        mlflow.set_tags({
+            "study.started_from": f"champion version {started_from}" if started_from else
+                                  "known-good start" if new else "resumed study",
+            # Each worker draws with its own seed: the tag tells which one this run used.
+            "study.sampler_seed": joined.sampler_seed,
+            "study.worker": "created the study" if new else "joined the study",
+        })
+        if budget is None:
+            study.optimize(objective, n_trials=n_trials, timeout=timeout_s,
+                           catch=(ArithmeticError,))
+        else:
+            # No worker can take more than the whole budget, even if every trial fails.
+            study.optimize(objective, n_trials=budget.trials, timeout=timeout_s,
+                           catch=(ArithmeticError,), callbacks=[budget])
         elapsed = time.perf_counter() - started
         completed = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
         if not completed:
             raise RuntimeError(
                 f"study {study_name} has no completed trial; raise n_trials or the timeout"
             )
-        pruned = sum(t.state == optuna.trial.TrialState.PRUNED for t in study.trials)
-        # Starts not reached within n_trials or the timeout wait for the study's next run.
-        ran = len(study.trials) - len(study.get_trials(
-            deepcopy=False, states=(optuna.trial.TrialState.WAITING,)))
+        # Starts not reached within n_trials or the timeout wait for the study's next run;
+        # trials turned away by a shared budget never ran.
+        taken = ran_trials(study)
+        ran = len(taken)
+        pruned = sum(t.state == optuna.trial.TrialState.PRUNED for t in taken)
         mlflow.log_params({f"best.{key}": value for key, value in study.best_params.items()})
         mlflow.log_metrics({"study.best_valid_ndcg": study.best_value,
                             "study.trials": ran, "study.pruned": pruned,

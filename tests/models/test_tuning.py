@@ -13,14 +13,19 @@ from models.interactions import temporal_split
 from models.recommender import FitResult
 from models.tuning import (
     KNOWN_GOOD,
+    OVER_BUDGET,
     SEARCH_SPACE,
     KeptFit,
+    TrialBudget,
     candidate_from_params,
     create_study,
     in_search_space,
+    join_study,
     kept_best_fit,
     make_objective,
+    open_storage,
     params_from_logged,
+    ran_trials,
     sample_readers,
 )
 
@@ -77,6 +82,53 @@ def test_a_warm_start_runs_the_given_parameters_first_then_the_known_good_ones(
     resumed = create_study(storage, "warm", seed=1, starts=[KNOWN_GOOD])
     assert len(resumed.trials) == 3 and not resumed.get_trials(
         states=(optuna.trial.TrialState.WAITING,))
+
+
+def test_only_the_creator_enqueues_the_starts_and_a_joiner_draws_with_its_own_seed(
+    split, tmp_path
+) -> None:
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    creator = join_study(storage, "shared", seed=7)
+    joiners = [join_study(storage, "shared", seed=7) for _ in range(2)]
+    assert creator.created and creator.sampler_seed == 7
+    assert [j.created for j in joiners] == [False, False]
+    assert len({7, *(j.sampler_seed for j in joiners)}) == 3  # nobody replays the draws
+    assert [t.state for t in creator.study.trials] == [optuna.trial.TrialState.WAITING]
+    objective = make_objective(split, lambda config: None, 5, 1, 0, 1, 1)
+    for joined in (creator, *joiners):
+        joined.study.optimize(objective, n_trials=2)
+    trials = creator.study.trials
+    assert trials[0].params == KNOWN_GOOD and len(trials) == 6  # the start ran once
+    # The others are random draws of three seeds (the same seed would repeat its draws).
+    assert len({tuple(sorted(t.params.items())) for t in trials}) == 6
+
+
+def test_a_shared_budget_counts_every_workers_trials_and_turns_away_the_extra(
+    split, tmp_path
+) -> None:
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    budget = TrialBudget(3)
+    objective = make_objective(split, lambda config: None, 5, 1, 0, 1, 1, budget=budget)
+    first = create_study(storage, "budget", seed=1)  # the start waits: it counts
+    assert budget.counted(first) == 1
+    first.optimize(objective, n_trials=2, callbacks=[budget])
+    second = create_study(storage, "budget", seed=1)
+    second.optimize(objective, n_trials=5, callbacks=[budget])  # one left for it
+    assert len(ran_trials(second)) == 3 and budget.counted(second) == 3
+    # Two workers finishing at once would both see room for a trial: the one numbered past
+    # the budget (here: a worker without the stopping callback) ends before fitting.
+    second.optimize(objective, n_trials=5)
+    extra = second.trials[-1]
+    assert (extra.number, extra.state, extra.params) == (3, optuna.trial.TrialState.PRUNED, {})
+    assert extra.user_attrs[OVER_BUDGET] is True
+    assert len(ran_trials(second)) == 3 and budget.counted(second) == 3
+    with pytest.raises(ValueError, match="at least 1"):
+        TrialBudget(0)
+
+
+def test_sqlite_and_memory_storages_pass_through_unchanged(tmp_path) -> None:
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    assert open_storage(url) == url and open_storage(None) is None
 
 
 def test_parameters_come_back_from_their_logged_text() -> None:
