@@ -154,7 +154,9 @@ def dask_score_flow(address: str | None = None, n_workers: int = 2):  # noqa: AN
     """The score flow on a Dask cluster (an existing one at `address`, or a local one).
 
     The scale-out path: shards run on Dask workers through Prefect's Dask task runner.
-    Each worker loads the bundle once from the path (use shared storage across machines).
+    Each worker reads the bundle's book side once and, per shard, only that shard's readers
+    from the path (use shared storage across machines), so its memory does not grow with
+    the number of readers.
     """
     from prefect_dask import DaskTaskRunner
 

@@ -3,6 +3,10 @@
 A bundle holds the id mappings, the combined reader/book factors and biases, every reader's
 known interactions (to exclude them) and the popularity order (the fallback list). It is
 written with numpy/scipy only, so loading it needs neither LightFM nor pickle.
+
+Both archives are stored uncompressed, so a scoring process can read the book side alone
+(``load_books``) and one shard of readers at a time (``load_readers``): its memory then
+follows the shard size, not the number of readers.
 """
 
 from __future__ import annotations
@@ -15,12 +19,52 @@ import numpy as np
 import scipy.sparse as sp
 
 from models.interactions import IdMap
+from models.npz import NpzReadError, read_headers, read_rows
 from models.recommender import FactorModel
 from models.schema import TrainingError
 
 ARRAYS_FILE = "factors.npz"
 SEEN_FILE = "seen.npz"
 META_FILE = "bundle.json"
+# The reader side: row i of each is reader i; every other array of ARRAYS_FILE is the book side.
+READER_ARRAYS = ("user_ids", "user_factors", "user_bias")
+
+
+def bundle_sizes(directory: Path) -> dict[str, int]:
+    """Readers, books and factors of a saved bundle, from its array headers alone."""
+    headers = read_headers(_arrays_path(directory))
+    return {"readers": headers["user_ids"].shape[0], "books": headers["book_ids"].shape[0],
+            "factors": headers["item_factors"].shape[1]}
+
+
+def _arrays_path(directory: Path) -> Path:
+    path = directory / ARRAYS_FILE
+    if not path.exists():
+        raise TrainingError(f"{directory} holds no scoring bundle ({ARRAYS_FILE} missing)")
+    return path
+
+
+def _read_meta(directory: Path) -> dict[str, object]:
+    meta_path = directory / META_FILE
+    return json.loads(meta_path.read_text()) if meta_path.exists() else {}
+
+
+def _seen_rows(path: Path, start: int, stop: int) -> sp.csr_matrix:
+    """Rows [start, stop) of a CSR matrix saved by sp.save_npz(compressed=False)."""
+    with np.load(path, allow_pickle=False) as arrays:
+        kind = arrays["format"].item()
+        shape = tuple(int(d) for d in arrays["shape"])
+    kind = kind.decode() if isinstance(kind, bytes) else str(kind)
+    if kind != "csr":
+        raise NpzReadError(f"{path} holds a {kind} matrix; reader rows are read from CSR only")
+    if not 0 <= start <= stop <= shape[0]:
+        raise NpzReadError(f"reader rows [{start}, {stop}) are outside {path}, which has "
+                           f"{shape[0]} rows: need 0 <= start <= stop <= {shape[0]}")
+    indptr = read_rows(path, "indptr", start, stop + 1)
+    first, last = int(indptr[0]), int(indptr[-1])
+    indices = read_rows(path, "indices", first, last)
+    data = read_rows(path, "data", first, last).astype(np.float32, copy=False)
+    return sp.csr_matrix((data, indices, indptr - first), shape=(stop - start, shape[1]))
 
 
 @dataclass
@@ -66,9 +110,8 @@ class ScoringBundle:
 
     @classmethod
     def load(cls, directory: Path) -> ScoringBundle:
-        path = directory / ARRAYS_FILE
-        if not path.exists():
-            raise TrainingError(f"{directory} holds no scoring bundle ({ARRAYS_FILE} missing)")
+        """Every reader and every book (memory grows with readers: see ``load_readers``)."""
+        path = _arrays_path(directory)
         with np.load(path, allow_pickle=False) as arrays:
             ids = IdMap(user_ids=arrays["user_ids"], book_ids=arrays["book_ids"])
             factors = FactorModel(
@@ -79,9 +122,49 @@ class ScoringBundle:
             )
             popular = arrays["popular"]
         seen = sp.load_npz(directory / SEEN_FILE).tocsr().astype(np.float32)
-        meta_path = directory / META_FILE
-        meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
-        return cls(ids=ids, factors=factors, seen=seen, popular=popular, meta=meta)
+        return cls(ids=ids, factors=factors, seen=seen, popular=popular,
+                   meta=_read_meta(directory))
+
+    @classmethod
+    def load_books(cls, directory: Path) -> ScoringBundle:
+        """The book side alone: book ids, factors, biases and popularity, and no readers.
+
+        Enough for similar books and the popular list, and the part every reader shard
+        shares (``load_readers(..., books=...)``).
+        """
+        with np.load(_arrays_path(directory), allow_pickle=False) as arrays:
+            # NpzFile reads a member only when it is asked for: the reader arrays stay on disk.
+            book_ids, popular = arrays["book_ids"], arrays["popular"]
+            item_factors, item_bias = arrays["item_factors"], arrays["item_bias"]
+        dims = item_factors.shape[1]
+        return cls(
+            ids=IdMap(user_ids=np.zeros(0, np.int64), book_ids=book_ids),
+            factors=FactorModel(user_factors=np.zeros((0, dims), item_factors.dtype),
+                                user_bias=np.zeros(0, item_bias.dtype),
+                                item_factors=item_factors, item_bias=item_bias),
+            seen=sp.csr_matrix((0, len(book_ids)), dtype=np.float32),
+            popular=popular, meta=_read_meta(directory))
+
+    @classmethod
+    def load_readers(cls, directory: Path, start: int, stop: int,
+                     books: ScoringBundle | None = None) -> ScoringBundle:
+        """Reader rows [start, stop) with the whole book side; row 0 is reader ``start``.
+
+        Reads only those readers' ids, factors, biases and seen rows from disk. ``books``
+        (from ``load_books`` of the same directory) supplies the book side, shared rather
+        than read again.
+        """
+        path = _arrays_path(directory)
+        books = books if books is not None else cls.load_books(directory)
+        user_ids, user_factors, user_bias = (read_rows(path, name, start, stop)
+                                             for name in READER_ARRAYS)
+        f = books.factors
+        return cls(
+            ids=IdMap(user_ids=user_ids, book_ids=books.ids.book_ids),
+            factors=FactorModel(user_factors=user_factors, user_bias=user_bias,
+                                item_factors=f.item_factors, item_bias=f.item_bias),
+            seen=_seen_rows(directory / SEEN_FILE, start, stop),
+            popular=books.popular, meta=books.meta)
 
     def factors_for(self, ids: IdMap) -> FactorModel:
         """This model's factors re-indexed to another split's ids (to compare on its test).

@@ -13,7 +13,7 @@ from mlflow import MlflowClient
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from models.bundle import ScoringBundle
+from models.bundle import ScoringBundle, bundle_sizes
 from models.scoring import encode_lists, score_readers, similar_books
 from serving.connection import RedisClient, connect_redis
 from serving.pins import get_pin
@@ -91,17 +91,19 @@ def _client(url: str | None, embedded_db_path: str, socket_timeout_s: float) -> 
 
 
 @lru_cache(maxsize=2)
-def _bundle(bundle_dir: str) -> ScoringBundle:
-    """Each process (thread-pool flow run or Dask worker) loads a bundle once."""
-    return ScoringBundle.load(Path(bundle_dir))
+def _books(bundle_dir: str) -> ScoringBundle:
+    """The book side of a bundle, read once per process (thread-pool flow run or Dask worker).
+
+    Reader rows are read per shard (``ScoringBundle.load_readers``), so a process holds the
+    books plus the shards it is scoring, however many readers the bundle has.
+    """
+    return ScoringBundle.load_books(Path(bundle_dir))
 
 
 @task(cache_policy=NO_CACHE)
 def describe_bundle(bundle_dir: str) -> dict[str, int]:
-    """Load a scoring bundle downloaded from the registry; return its sizes."""
-    bundle = _bundle(bundle_dir)
-    sizes = {"readers": bundle.ids.n_users, "books": bundle.ids.n_books,
-             "factors": int(bundle.factors.item_factors.shape[1])}
+    """The sizes of a scoring bundle downloaded from the registry, from its array headers."""
+    sizes = bundle_sizes(Path(bundle_dir))
     get_run_logger().info("bundle: %(readers)d readers × %(books)d books, %(factors)d factors",
                           sizes)
     return sizes
@@ -133,8 +135,8 @@ def score_shard(
 
     Rewriting a shard is idempotent (same keys, same values), so a retry is safe.
     """
-    user_ids, books = score_readers(_bundle(bundle_dir), start, stop, n,
-                                    num_threads=num_threads)
+    shard = ScoringBundle.load_readers(Path(bundle_dir), start, stop, books=_books(bundle_dir))
+    user_ids, books = score_readers(shard, 0, stop - start, n, num_threads=num_threads)
     return target.store().write_recs(version, encode_lists(user_ids, books))
 
 
@@ -144,7 +146,7 @@ def similar_shard(
     num_threads: int = 1,
 ) -> ShardReceipt:
     """Nearest books of book rows [start, stop) written under `version`."""
-    book_ids, neighbours = similar_books(_bundle(bundle_dir), start, stop, n,
+    book_ids, neighbours = similar_books(_books(bundle_dir), start, stop, n,
                                          num_threads=num_threads)
     return target.store().write_similar(version, encode_lists(book_ids, neighbours))
 
@@ -152,7 +154,7 @@ def similar_shard(
 @task(cache_policy=NO_CACHE)
 def write_popular(bundle_dir: str, n: int, version: str, target: RedisTarget) -> ShardReceipt:
     """The fallback list (most read books of the training snapshot) for unknown readers."""
-    payload = encode_items(int(b) for b in _bundle(bundle_dir).popular[:n])
+    payload = encode_items(int(b) for b in _books(bundle_dir).popular[:n])
     return target.store().write_popular(version, payload)
 
 

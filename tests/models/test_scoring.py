@@ -79,3 +79,20 @@ def test_shards_cover_every_reader_once() -> None:
     assert bounds == [(0, 4), (4, 8), (8, 10)]
     with pytest.raises(ValueError):
         shard_bounds(10, 0)
+
+
+@pytest.mark.parametrize("start, stop", [(0, 64), (64, 128), (192, 200), (70, 70)])
+def test_a_shard_read_from_disk_scores_like_the_whole_bundle(trained, tmp_path, start, stop
+                                                             ) -> None:
+    _, bundle = trained
+    bundle.save(tmp_path)
+    books = ScoringBundle.load_books(tmp_path)
+    shard = ScoringBundle.load_readers(tmp_path, start, stop, books=books)
+    whole = score_readers(bundle, start, stop, 20)
+    sliced = score_readers(shard, 0, stop - start, 20)
+    np.testing.assert_array_equal(sliced[0], whole[0])
+    np.testing.assert_array_equal(sliced[1], whole[1])
+    # The book side alone gives the same neighbours and fallback as the whole bundle.
+    for got, expected in zip(similar_books(books, 0, 300, 10), similar_books(bundle, 0, 300, 10),
+                             strict=True):
+        np.testing.assert_array_equal(got, expected)
