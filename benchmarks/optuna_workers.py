@@ -40,13 +40,8 @@ sys.path.insert(0, str(ROOT))
 from models.features import FeatureConfig, build_item_features  # noqa: E402
 from models.generator import generate_goodbooks  # noqa: E402
 from models.interactions import temporal_split  # noqa: E402
-from models.tuning import (  # noqa: E402
-    TrialBudget,
-    join_study,
-    make_objective,
-    open_storage,
-    ran_trials,
-)
+from models.study import TrialBudget, join_study, open_storage, ran_trials  # noqa: E402
+from models.tuning import KNOWN_GOOD, make_objective  # noqa: E402
 
 K = 10
 RESULTS = ROOT / "benchmarks" / "results"
@@ -79,7 +74,8 @@ def worker(config: dict) -> None:
     split, features_for = dataset(config["users"])
     print("ready", flush=True)
     sys.stdin.readline()
-    joined = join_study(open_storage(config["url"]), config["study"], seed=config["seed"])
+    joined = join_study(open_storage(config["url"]), config["study"], seed=config["seed"],
+                        starts=[KNOWN_GOOD])
     budget = TrialBudget(config["trials"])
     objective = make_objective(split, features_for, K, 1, 0, config["max_epochs"], 3,
                                budget=budget)

@@ -44,20 +44,17 @@ from models.recommender import FactorModel, FitResult
 from models.replay import Log, ReplayError
 from models.schema import BOOK_ID, TIMESTAMP, USER_ID, TrainingError
 from models.snapshot import open_snapshot
+from models.study import TrialBudget, join_study, open_storage, ran_trials
 from models.tuning import (
     KNOWN_GOOD,
     Candidate,
     KeptFit,
-    TrialBudget,
     candidate_from_params,
     fit_candidate,
     fit_everything,
     full_fit_epochs,
-    join_study,
     kept_best_fit,
     make_objective,
-    open_storage,
-    ran_trials,
     sample_readers,
 )
 from tasks.registry import WarmStart, use_tracking

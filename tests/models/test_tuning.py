@@ -11,21 +11,17 @@ from models.features import FeatureConfig
 from models.gate import BacktestScore, decide_alias
 from models.interactions import temporal_split
 from models.recommender import FitResult
+from models.study import OVER_BUDGET, TrialBudget, join_study, open_storage, ran_trials
 from models.tuning import (
     KNOWN_GOOD,
-    OVER_BUDGET,
     SEARCH_SPACE,
     KeptFit,
-    TrialBudget,
     candidate_from_params,
     create_study,
     in_search_space,
-    join_study,
     kept_best_fit,
     make_objective,
-    open_storage,
     params_from_logged,
-    ran_trials,
     sample_readers,
 )
 
@@ -88,7 +84,7 @@ def test_only_the_creator_enqueues_the_starts_and_a_joiner_draws_with_its_own_se
     split, tmp_path
 ) -> None:
     storage = f"sqlite:///{tmp_path / 'study.db'}"
-    creator = join_study(storage, "shared", seed=7)
+    creator = join_study(storage, "shared", seed=7, starts=[KNOWN_GOOD])
     joiners = [join_study(storage, "shared", seed=7) for _ in range(2)]
     assert creator.created and creator.sampler_seed == 7
     assert [j.created for j in joiners] == [False, False]
@@ -101,6 +97,44 @@ def test_only_the_creator_enqueues_the_starts_and_a_joiner_draws_with_its_own_se
     assert trials[0].params == KNOWN_GOOD and len(trials) == 6  # the start ran once
     # The others are random draws of three seeds (the same seed would repeat its draws).
     assert len({tuple(sorted(t.params.items())) for t in trials}) == 6
+
+
+def test_a_joiner_waits_until_the_creator_has_enqueued_the_starts(split, tmp_path) -> None:
+    import threading
+
+    from models.study import STARTS_ENQUEUED
+
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    # The creator's two steps, with a joiner arriving between them.
+    created = optuna.create_study(study_name="between", storage=storage, direction="maximize")
+    joined: list = []
+    joiner = threading.Thread(target=lambda: joined.append(
+        join_study(storage, "between", seed=7, wait_s=30)))
+    joiner.start()
+    time.sleep(0.5)
+    assert joiner.is_alive()  # still waiting: nothing is enqueued yet
+    created.enqueue_trial(dict(KNOWN_GOOD))
+    created.set_user_attr(STARTS_ENQUEUED, 1)
+    joiner.join(timeout=10)
+    assert not joiner.is_alive() and not joined[0].created
+    joined[0].study.optimize(make_objective(split, lambda config: None, 5, 1, 0, 1, 1),
+                             n_trials=1)
+    assert joined[0].study.trials[0].params == KNOWN_GOOD  # the start ran first
+
+
+def test_a_joiner_does_not_wait_for_a_creator_that_died_or_a_study_that_ran(
+        split, tmp_path, caplog: pytest.LogCaptureFixture) -> None:
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    optuna.create_study(study_name="orphan", storage=storage, direction="maximize")
+    began = time.monotonic()
+    join_study(storage, "orphan", seed=7, wait_s=0.3)
+    assert 0.3 <= time.monotonic() - began < 5
+    assert "has not enqueued its starts after 0 s" in caplog.text
+    ran = optuna.create_study(study_name="ran", storage=storage, direction="maximize")
+    ran.optimize(lambda trial: trial.suggest_float("x", 0, 1), n_trials=1)
+    began = time.monotonic()
+    join_study(storage, "ran", seed=7, wait_s=30)  # a study that ran a trial: no wait
+    assert time.monotonic() - began < 5
 
 
 def test_a_shared_budget_counts_every_workers_trials_and_turns_away_the_extra(

@@ -26,15 +26,8 @@ from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
 from models.interactions import temporal_split
-from models.tuning import (
-    KNOWN_GOOD,
-    OVER_BUDGET,
-    TrialBudget,
-    join_study,
-    make_objective,
-    open_storage,
-    ran_trials,
-)
+from models.study import OVER_BUDGET, TrialBudget, join_study, open_storage, ran_trials
+from models.tuning import KNOWN_GOOD, make_objective
 
 # The heartbeat and the retry of stale trials are marked experimental in Optuna.
 pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
@@ -50,7 +43,8 @@ WORKER = r"""
 import json, sys, time
 import numpy as np, pandas as pd, optuna
 from models.interactions import temporal_split
-from models.tuning import TrialBudget, join_study, make_objective, open_storage
+from models.study import TrialBudget, join_study, open_storage
+from models.tuning import make_objective
 
 config = json.loads(sys.argv[1])
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -184,20 +178,22 @@ def test_two_worker_processes_run_one_study_of_n_trials(postgres_url: str) -> No
 def test_a_killed_workers_trial_fails_after_the_grace_period_and_runs_again(
     postgres_url: str, split
 ) -> None:
+    # A grace period well beyond the heartbeat: opening the storage and joining the study
+    # below must not outlast it on a busy machine before the RUNNING check.
     worker = start_worker(postgres_url, "crash", 5, [KNOWN_GOOD], slow=True, heartbeat_s=1,
-                          grace_s=2)
+                          grace_s=8)
     go(worker)
     assert worker.stdout is not None and worker.stdout.readline().strip() == "fitting"
     worker.kill()  # SIGKILL: no chance to mark its trial
     worker.wait(timeout=30)
 
-    storage = open_storage(postgres_url, heartbeat_s=1, grace_s=2)
+    storage = open_storage(postgres_url, heartbeat_s=1, grace_s=8)
     joined = join_study(storage, "crash", seed=7)
     study = joined.study
     assert not joined.created and len(study.trials) == 1  # the start was not enqueued again
-    optuna.storages.fail_stale_trials(study)  # its heartbeat is under a second old
+    optuna.storages.fail_stale_trials(study)  # its heartbeat is only seconds old
     assert study.trials[0].state == TrialState.RUNNING
-    time.sleep(3)  # past the grace period
+    time.sleep(9)  # past the grace period
     budget = TrialBudget(5)
     study.optimize(make_objective(split, lambda config: None, 5, 1, 0, 2, 2, budget=budget),
                    n_trials=1, callbacks=[budget])
