@@ -442,6 +442,12 @@ class Settings(BaseSettings):
                 "dataset_source is 'local' but GOODBOOKS_LOCAL_DATASET_DIR is not set; "
                 "point it at a directory holding ratings.csv and books.csv"
             )
+        if self.optuna_grace_s is not None and self.optuna_grace_s <= self.optuna_heartbeat_s:
+            raise ValueError(
+                f"GOODBOOKS_OPTUNA_GRACE_S ({self.optuna_grace_s}) must be longer than "
+                f"GOODBOOKS_OPTUNA_HEARTBEAT_S ({self.optuna_heartbeat_s}): a healthy trial "
+                "would be failed as lost between two heartbeats"
+            )
         return self
 
     # --- derived paths -----------------------------------------------------------------

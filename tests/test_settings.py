@@ -64,3 +64,20 @@ def test_a_malformed_column_mapping_says_what_is_expected(
         assert "GOODBOOKS_LOCAL_COLUMNS" in str(error.value)
     finally:
         get_settings.cache_clear()
+
+
+@pytest.mark.parametrize("grace, ok", [("30", False), ("60", False), ("61", True)])
+def test_a_heartbeat_grace_period_must_outlast_the_heartbeat(
+        grace: str, ok: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GOODBOOKS_OPTUNA_HEARTBEAT_S", "60")
+    monkeypatch.setenv("GOODBOOKS_OPTUNA_GRACE_S", grace)
+    get_settings.cache_clear()
+    try:
+        if ok:
+            assert get_settings().optuna_grace_s == 61
+        else:
+            with pytest.raises(SettingsError, match=r"GOODBOOKS_OPTUNA_GRACE_S \(\d+\) must be "
+                                                    r"longer than GOODBOOKS_OPTUNA_HEARTBEAT_S"):
+                get_settings()
+    finally:
+        get_settings.cache_clear()
