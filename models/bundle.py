@@ -12,6 +12,7 @@ follows the shard size, not the number of readers.
 from __future__ import annotations
 
 import json
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,11 +31,36 @@ META_FILE = "bundle.json"
 READER_ARRAYS = ("user_ids", "user_factors", "user_bias")
 
 
+BOOK_ARRAYS = ("book_ids", "item_factors", "item_bias", "popular")
+
+
 def bundle_sizes(directory: Path) -> dict[str, int]:
-    """Readers, books and factors of a saved bundle, from its array headers alone."""
-    headers = read_headers(_arrays_path(directory))
-    return {"readers": headers["user_ids"].shape[0], "books": headers["book_ids"].shape[0],
-            "factors": headers["item_factors"].shape[1]}
+    """Readers, books and factors of a saved bundle, from its array headers alone.
+
+    Checks what the shards will read (every array there, reader and book rows agreeing
+    with the ids, the seen matrix readers × books), so a broken bundle fails before a
+    version is started, with a TrainingError naming the file.
+    """
+    path = _arrays_path(directory)
+    try:
+        headers = read_headers(path)
+        seen = tuple(int(d) for d in read_rows(directory / SEEN_FILE, "shape", 0, 2))
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:  # NpzReadError is a ValueError
+        raise TrainingError(f"{directory} holds no readable scoring bundle: {exc}") from exc
+    missing = [name for name in (*READER_ARRAYS, *BOOK_ARRAYS) if name not in headers]
+    if missing:
+        raise TrainingError(f"{path} lacks {', '.join(missing)}: not a scoring bundle")
+    readers, books = headers["user_ids"].shape[0], headers["book_ids"].shape[0]
+    rows = {"user_factors": readers, "user_bias": readers, "item_factors": books,
+            "item_bias": books}
+    wrong = [f"{name} has {headers[name].shape[0]} rows, not {n}"
+             for name, n in rows.items() if headers[name].shape[0] != n]
+    if seen != (readers, books):
+        wrong.append(f"{SEEN_FILE} is {seen[0]} x {seen[1]}, not {readers} x {books}")
+    if wrong:
+        raise TrainingError(f"the scoring bundle in {directory} does not agree with itself: "
+                            + "; ".join(wrong))
+    return {"readers": readers, "books": books, "factors": headers["item_factors"].shape[1]}
 
 
 def _arrays_path(directory: Path) -> Path:

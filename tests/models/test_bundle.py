@@ -76,3 +76,29 @@ def test_a_directory_without_a_bundle_says_so(tmp_path: Path) -> None:
         bundle_sizes(tmp_path)
     with pytest.raises(TrainingError, match="holds no scoring bundle"):
         ScoringBundle.load_readers(tmp_path, 0, 1)
+
+
+def test_a_broken_bundle_fails_before_scoring_with_what_is_wrong(
+        saved: tuple[ScoringBundle, Path], tmp_path: Path) -> None:
+    import shutil
+
+    bundle, directory = saved
+    for name in ("factors.npz", "seen.npz", "bundle.json"):
+        shutil.copy(directory / name, tmp_path / name)
+    # A seen matrix of another model: one reader fewer.
+    sp.save_npz(tmp_path / "seen.npz", bundle.seen[:-1], compressed=False)
+    with pytest.raises(TrainingError, match=r"does not agree with itself: seen.npz is "
+                                            rf"{READERS - 1} x {BOOKS}, not {READERS} x {BOOKS}"):
+        bundle_sizes(tmp_path)
+    (tmp_path / "seen.npz").unlink()
+    with pytest.raises(TrainingError, match="holds no readable scoring bundle"):
+        bundle_sizes(tmp_path)
+    (tmp_path / "factors.npz").write_bytes(b"not a zip archive")
+    with pytest.raises(TrainingError, match="holds no readable scoring bundle"):
+        bundle_sizes(tmp_path)
+    arrays = dict(np.load(directory / "factors.npz"))
+    del arrays["popular"]
+    np.savez(tmp_path / "factors.npz", **arrays)
+    shutil.copy(directory / "seen.npz", tmp_path / "seen.npz")
+    with pytest.raises(TrainingError, match="lacks popular: not a scoring bundle"):
+        bundle_sizes(tmp_path)
