@@ -82,7 +82,8 @@ def run_backtest(ratings: pd.DataFrame, catalogue: np.ndarray, params: dict[str,
         raise ReplayError(
             f"{returning[1]} reader(s) of the last {text} and {returning[0]} of the {text} "
             f"before it return (had read before it): at least {max(min_readers, 1)} in each "
-            "are needed to judge a model on them")
+            "are needed to judge a model on them (lengthen the period, or lower the minimum "
+            "with GOODBOOKS_BACKTEST_MIN_READERS)")
     spans = [parse_span(w, log.timed) for w in windows] if log.timed else [span, 4 * span]
     cache = FitCache(params=params, seed=seed, threads=threads, books=books,
                      book_tags=book_tags, tags=tags, epochs=epochs)
