@@ -16,7 +16,8 @@ under a fresh prefix and is deleted afterwards.
    client stops, one last drain runs, and the log is compared with what the API accepted:
    lost = accepted but not in the log, duplicated = in the log more than once.
 
-Prints medians and ratios; writes benchmarks/results/drain.json.
+Prints medians and ratios; writes benchmarks/results/drain-<part>.json (drain-all.json by
+default).
 """
 
 from __future__ import annotations
