@@ -75,7 +75,8 @@ with prefect_test_harness(server_startup_timeout=120):
     done.set()
     sampler.join()
 print("RESULT " + json.dumps({{"seconds": seconds, "empty_flow_s": empty, "peak_rss": peak[0],
-                               "before_rss": before, "snapshot": snapshot}}))
+                               "before_rss": before,
+                               "snapshot": os.path.basename(str(snapshot))}}))
 """
 
 

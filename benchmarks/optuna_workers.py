@@ -25,21 +25,17 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import uuid
 from datetime import datetime
 from pathlib import Path
 
 import optuna
-import pandas as pd
 import sqlalchemy as sa
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from models.features import FeatureConfig, build_item_features  # noqa: E402
-from models.generator import generate_goodbooks  # noqa: E402
-from models.interactions import temporal_split  # noqa: E402
+from benchmarks.train import dataset as train_dataset  # noqa: E402
 from models.study import TrialBudget, join_study, open_storage, ran_trials  # noqa: E402
 from models.tuning import KNOWN_GOOD, make_objective  # noqa: E402
 
@@ -50,21 +46,8 @@ THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"
 
 
 def dataset(users: int):  # noqa: ANN201 - the split and a cached feature builder
-    out = Path(tempfile.gettempdir()) / f"goodbooks-bench-u{users}-s{DATA_SEED}"
-    if not (out / "ratings.csv").exists():
-        generate_goodbooks(out, n_users=users, n_books=10_000, seed=DATA_SEED)
-    ratings = pd.read_csv(out / "ratings.csv")
-    books = pd.read_csv(out / "books.csv")
-    tags = pd.read_csv(out / "tags.csv")
-    book_tags = pd.read_csv(out / "book_tags.csv")
-    split = temporal_split(ratings, book_ids=books["book_id"].to_numpy())
-    cache: dict = {}
-
-    def features_for(config: FeatureConfig):  # noqa: ANN202
-        if config not in cache:
-            cache[config] = build_item_features(split.ids, books, book_tags, tags, config)
-        return cache[config]
-
+    """The generated data of benchmarks/train.py (seed 42), cached in the temp directory."""
+    _, split, features_for = train_dataset(users, DATA_SEED)
     return split, features_for
 
 

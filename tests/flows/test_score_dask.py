@@ -9,16 +9,9 @@ import pytest
 
 import serving
 from flows.score import dask_score_flow, score_flow
+from tests.flows.test_score import all_recs
 
 pytestmark = [pytest.mark.usefixtures("prefect_harness"), pytest.mark.slow]
-
-
-def all_recs(store: serving.RecStore, version: str) -> dict[int, list[int]]:
-    out = {}
-    for key in store.client.scan_iter(match=f"{store.prefix}recs:{version}:*", count=1000):
-        user = int(key.decode().rsplit(":", 1)[1])
-        out[user] = serving.decode_items(store.client.get(key))
-    return out
 
 
 @pytest.fixture

@@ -17,17 +17,15 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import optuna
-import pandas as pd
 import pytest
 import sqlalchemy as sa
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
-from models.interactions import temporal_split
 from models.study import OVER_BUDGET, TrialBudget, join_study, open_storage, ran_trials
 from models.tuning import KNOWN_GOOD, make_objective
+from tests.models.test_tuning import split  # noqa: F401 - the tiny split, a fixture
 
 # The heartbeat and the retry of stale trials are marked experimental in Optuna.
 pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
@@ -82,14 +80,6 @@ print(json.dumps({"created": joined.created, "seed": joined.sampler_seed,
 """
 
 
-@pytest.fixture(scope="module")
-def split():
-    """The tiny split of test_tuning.py (and of WORKER)."""
-    rng = np.random.default_rng(0)
-    rows = [(u, int(b), 4) for u in range(1, 121)
-            for b in rng.choice(np.arange(1 + u % 2, 81, 2), size=15, replace=False)]
-    return temporal_split(pd.DataFrame(rows, columns=["user_id", "book_id", "rating"]),
-                          book_ids=np.arange(1, 81))
 
 
 @pytest.fixture
@@ -176,7 +166,7 @@ def test_two_worker_processes_run_one_study_of_n_trials(postgres_url: str) -> No
 
 
 def test_a_killed_workers_trial_fails_after_the_grace_period_and_runs_again(
-    postgres_url: str, split
+    postgres_url: str, split  # noqa: F811 - the imported fixture
 ) -> None:
     # A grace period well beyond the heartbeat: opening the storage and joining the study
     # below must not outlast it on a busy machine before the RUNNING check.
