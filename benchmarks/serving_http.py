@@ -15,7 +15,8 @@ Each is measured with wrk (``apt-get install wrk``) asking for random readers' t
 paced ~1,000 requests/s (connections x per-request pause), and flat out (saturation).
 Every run is repeated and the medians are printed. wrk is closed-loop: when the server
 stalls, it waits instead of queueing more requests, so tail latency under overload is
-understated (no coordinated-omission correction, unlike wrk2).
+understated (no coordinated-omission correction, unlike wrk2). Every run and the medians
+are written to benchmarks/results/serving-http.json.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results" / "serving-http.json"
 sys.path.insert(0, str(REPO))
 
 from benchmarks.serving_synthetic import READERS, delete_prefix, publish_synthetic  # noqa: E402
@@ -271,7 +273,25 @@ def main() -> None:
                 f"{median(name, mode, 'p50_us') / median('floor', mode, 'p50_us'):.2f}x p50, "
                 f"{median(name, mode, 'p99_us') / median('floor', mode, 'p99_us'):.2f}x p99"
             )
-    print(f"logs in {workdir}")
+    summary = {
+        "args": vars(args),
+        "cpus": os.cpu_count(),
+        "load_average_at_end": [round(x, 2) for x in load],
+        "medians": {
+            mode: {
+                name: {
+                    key: median(name, mode, key) for key in ("rps", "p50_us", "p99_us", "p999_us")
+                }
+                | {"errors": sum(r["errors"] + r["non_2xx"] for r in results[(name, mode)])}
+                for name in targets
+            }
+            for mode in modes
+        },
+        "runs": {f"{name} / {mode}": runs for (name, mode), runs in results.items()},
+        "soak": soak if args.soak_seconds else None,
+    }
+    RESULTS.write_text(json.dumps(summary, indent=2) + "\n")
+    print(f"logs in {workdir}; summary in {RESULTS.relative_to(REPO)}")
 
 
 def describe(name: str, result: dict[str, Any]) -> str:

@@ -8,12 +8,15 @@ then, in each of ``--repeats`` rounds, times 10,000 calls of each kind over the 
 (every call misses: one GET + decode + cache insert), taken in turns so that both see the
 same background load, then ``recommend()`` again (every call hits). Prints per-round
 p50/p99 and the median over rounds; ratios are taken against the raw GET of the same round.
+The rounds and the medians are written to benchmarks/results/serving-recommend.json.
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import json
+import os
 import random
 import statistics
 import sys
@@ -24,7 +27,9 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results" / "serving-recommend.json"
+sys.path.insert(0, str(REPO))
 
 from benchmarks.serving_synthetic import READERS, delete_prefix, publish_synthetic  # noqa: E402
 from serving.cache import RecCache  # noqa: E402
@@ -132,6 +137,21 @@ def main() -> None:
             f"  recommend(), L1 hit     p50 {median('hit', 0):7.1f} us   "
             f"p99 {median('hit', 1):7.1f} us"
         )
+        summary = {
+            "args": {k: v for k, v in vars(args).items() if k != "redis_url"},
+            "cpus": os.cpu_count(),
+            "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
+            "medians_us": {
+                name: {"p50": median(name, 0), "p99": median(name, 1)} for name in rounds
+            },
+            "miss_over_raw": {"p50": ratio(0), "p99": ratio(1)},
+            "rounds_us": {
+                name: [{"p50": p50, "p99": p99} for p50, p99 in samples]
+                for name, samples in rounds.items()
+            },
+        }
+        RESULTS.write_text(json.dumps(summary, indent=2) + "\n")
+        print(f"summary in {RESULTS.relative_to(REPO)}")
     finally:
         delete_prefix(store)
 
