@@ -21,7 +21,8 @@ Data: generated goodbooks (the next period is a continuation of the planted proc
 new ratings per reader) and, when present, the real, time-stamped ratings log
 ``../shared/data/ml-latest-small`` (rolling cut-offs, one per period at the end of the
 log, reader-periods pooled). Prints each figure per seed, the medians and the ratio
-everything / train-only; writes benchmarks/results/full_fit.json.
+everything / train-only; writes benchmarks/results/full_fit-<only>.json (full_fit-all.json by
+default).
 """
 
 from __future__ import annotations
