@@ -10,7 +10,11 @@ run: the wait until a worker picked it up (trigger → Running: worker polling, 
 pull step), the run itself (Running → Completed, as the server records it) and the total
 (trigger → Completed as seen by the caller). Demo size by default: 6,000 generated readers,
 the settings' trials and epochs. The first run also generates the data; later ones reuse
-it. Results go to benchmarks/results/stack_trigger.json; the stack is stopped at the end.
+it. Then, with ``--drift``, it posts the event drift monitoring emits
+(``goodbooks.drift.detected``) and times the automation: event → a ``retrain-on-drift`` run
+created, and → that run picked up by the worker (the run itself is a nightly run, timed
+above, and is not waited for). Results go to benchmarks/results/stack_trigger.json
+(``stack_trigger-u<readers>.json`` for another size); the stack is stopped at the end.
 """
 
 from __future__ import annotations
@@ -23,7 +27,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime
+import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -31,7 +36,8 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from stack_up import REPO, scratch_env, stack  # noqa: E402
 
-RESULTS = REPO / "benchmarks" / "results" / "stack_trigger.json"
+RESULTS = REPO / "benchmarks" / "results"
+DEFAULT_USERS = 6000
 FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
 
@@ -63,13 +69,42 @@ def trigger_and_wait(api: str, timeout_s: float) -> dict[str, float]:
     }
 
 
+def drift_to_retrain(api: str, timeout_s: float = 120.0) -> dict[str, float]:
+    """Post the drift event and time the automation's retrain-on-drift run: created, then
+    picked up by the worker (Running or final)."""
+    with httpx.Client(timeout=30.0, trust_env=False) as client:
+        deployment_id = client.get(f"{api}/deployments/name/nightly/retrain-on-drift").json()["id"]
+        runs = {"deployments": {"id": {"any_": [deployment_id]}}}
+        known = {r["id"] for r in client.post(f"{api}/flow_runs/filter", json=runs).json()}
+        event = {"id": str(uuid.uuid4()), "occurred": datetime.now(UTC).isoformat(),
+                 "event": "goodbooks.drift.detected",
+                 "resource": {"prefect.resource.id": "goodbooks.dataset.ratings"},
+                 "payload": {"reason": "benchmarks/stack_trigger.py"}, "related": []}
+        started = time.monotonic()
+        client.post(f"{api}/events", json=[event]).raise_for_status()
+        created_s = running_s = None
+        while time.monotonic() - started < timeout_s and running_s is None:
+            fresh = [r for r in client.post(f"{api}/flow_runs/filter", json=runs).json()
+                     if r["id"] not in known]
+            if fresh and created_s is None:
+                created_s = time.monotonic() - started
+            if fresh and fresh[0]["state_type"] not in {"SCHEDULED", "PENDING"}:
+                running_s = time.monotonic() - started
+            time.sleep(0.1)
+    if created_s is None or running_s is None:
+        raise SystemExit(f"no retrain-on-drift run started within {timeout_s:.0f} s of the event")
+    return {"event_to_created_s": round(created_s, 2), "event_to_running_s": round(running_s, 1)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--users", type=int, default=6000)
+    parser.add_argument("--users", type=int, default=DEFAULT_USERS)
     parser.add_argument("--n-trials", type=int)
     parser.add_argument("--max-epochs", type=int)
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--timeout", type=float, default=3600.0)
+    parser.add_argument("--drift", action="store_true",
+                        help="then time a drift event to its retrain-on-drift run")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="gb-trigger-bench-"))
     env = scratch_env(root)
@@ -79,7 +114,7 @@ def main() -> None:
     if args.max_epochs:
         env["GOODBOOKS_MAX_EPOCHS"] = str(args.max_epochs)
     api = f"http://127.0.0.1:{env['GOODBOOKS_PREFECT_PORT']}/api"
-    rows = []
+    rows, drift = [], None
     try:
         up_s, _ = stack("up", env)
         print(f"stack up in {up_s:.1f} s", flush=True)
@@ -91,14 +126,23 @@ def main() -> None:
             print(f"run {repeat}: trigger → completed {row['total_s']:.1f} s "
                   f"(waiting for the worker {row['queued_s']:.1f} s, running "
                   f"{row['running_s']:.1f} s; load average {load:.1f})", flush=True)
+        if args.drift:
+            drift = drift_to_retrain(api)
+            print(f"drift event → retrain-on-drift run created {drift['event_to_created_s']:.2f} s,"
+                  f" picked up by the worker {drift['event_to_running_s']:.1f} s", flush=True)
     finally:
         subprocess.run([sys.executable, "-m", "infra.stack", "down"], cwd=REPO, env=env,
                        capture_output=True, timeout=300, check=False)
         shutil.rmtree(root, ignore_errors=True)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({"cpus": os.cpu_count(), "stack_up_s": round(up_s, 1),
-                                   "runs": rows}, indent=2))
-    print(f"written to {RESULTS}")
+    out = RESULTS / ("stack_trigger.json" if args.users == DEFAULT_USERS
+                     else f"stack_trigger-u{args.users}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    settings = {"users": args.users, "n_trials": args.n_trials, "max_epochs": args.max_epochs,
+                "worker_poll_s": 10}
+    out.write_text(json.dumps({"cpus": os.cpu_count(), "settings": settings,
+                               "stack_up_s": round(up_s, 1), "runs": rows,
+                               "drift": drift}, indent=2))
+    print(f"written to {out}")
 
 
 if __name__ == "__main__":
