@@ -5,6 +5,8 @@
         [--windows 7d,28d,91d,365d] [--weights 0.25,0.5,1,2,4,8,16] [--seeds 3]
     .venv/bin/python benchmarks/replay.py --users 6000 --period 60000rows --periods 4
     .venv/bin/python benchmarks/replay.py --users 6000 --moving --period 13w --periods 8
+    .venv/bin/python benchmarks/replay.py --users 53424 --moving --period 13w --periods 4 \
+        --seeds 1 --without-model
 
 Rolling origin on global time (models/replay.py): at each cut-off every ranker is fitted on
 everything before it and publishes a top-10 for each returning reader of the next period,
@@ -17,7 +19,10 @@ scored on what that reader does there. Rankers, all in the same run:
 - **model fitted once**: the same fit at the first cut-off, never refitted;
 - **model + recency prior**: the model with the recent-popularity prior (models/recency.py),
   its weight and window chosen on the periods before each cut-off only;
-- **oracle** (generated data): the planted truth.
+- **oracle** (generated data): the planted truth;
+- **oracle's readers** (generated data): the truth's side of each reader with each book's
+  side learnt from the reads before the cut-off (models/rankers.py, KnownReaders): how much
+  of the oracle's lead a better model of readers could still win.
 
 Without ``--data`` the data is generated: static (row order is time: give periods in
 rows) or, with ``--moving``, data that moves (timestamps, releases that rise and fade,
@@ -51,6 +56,7 @@ from models.generator import generate_goodbooks, load_truth  # noqa: E402
 from models.rankers import (  # noqa: E402
     FitCache,
     Frozen,
+    KnownReaders,
     Model,
     Oracle,
     Popularity,
@@ -113,6 +119,10 @@ def main() -> None:
     parser.add_argument("--half-life", default="",
                         help="also replay the model fitted with interactions weighed by "
                              "0.5 ** (age / half-life), e.g. 365d (and with the prior)")
+    parser.add_argument("--without-model", action="store_true",
+                        help="replay the baselines, the oracle and the oracle's readers only "
+                             "(no fit of the model: minutes at full size, not an hour; the "
+                             "'x frozen' column is then against the best popularity)")
     parser.add_argument("--stop-on", choices=("reader", "time"), default="reader",
                         help="stop the model's epochs on each reader's latest interactions "
                              "(the per-reader split) or on the last period before the cut-off")
@@ -141,15 +151,17 @@ def main() -> None:
         cache = FitCache(params=params, seed=seed, threads=args.threads, books=books,
                          stop_on_span=stop)
         popular = [Popularity(span, f"popularity (last {text})") for text, span in windows]
-        rankers = [*popular, Popularity(None, "popularity (all time)"), Model(cache, MODEL),
-                   Frozen(cache, FROZEN),
-                   RecencyAware(cache, weights, [span for _, span in windows], PRIOR),
-                   # The two halves of the default's choice, to show what each brings.
-                   RecencyAware(cache, weights, [span for _, span in windows], BESIDE,
-                                keep_bias=(True,)),
-                   RecencyAware(cache, weights, [span for _, span in windows], INSTEAD,
-                                keep_bias=(False,))]
-        if args.half_life:
+        rankers = [*popular, Popularity(None, "popularity (all time)")]
+        if not args.without_model:
+            rankers += [Model(cache, MODEL),
+                        Frozen(cache, FROZEN),
+                        RecencyAware(cache, weights, [span for _, span in windows], PRIOR),
+                        # The two halves of the default's choice, to show what each brings.
+                        RecencyAware(cache, weights, [span for _, span in windows], BESIDE,
+                                     keep_bias=(True,)),
+                        RecencyAware(cache, weights, [span for _, span in windows], INSTEAD,
+                                     keep_bias=(False,))]
+        if args.half_life and not args.without_model:
             decayed = FitCache(params=params, seed=seed, threads=args.threads, books=books,
                                half_life=parse_span(args.half_life, log.timed),
                                stop_on_span=stop)
@@ -157,7 +169,7 @@ def main() -> None:
                         RecencyAware(decayed, weights, [span for _, span in windows],
                                      f"{PRIOR} (half-life {args.half_life})")]
         if truth is not None:
-            rankers.append(Oracle(truth))
+            rankers += [Oracle(truth), KnownReaders(truth, [span for _, span in windows])]
         t0 = time.perf_counter()
         shared: dict[str, list[float]] = {}
 
@@ -181,11 +193,15 @@ def main() -> None:
         summary = result.summary()
         best_pop = max((r.name for r in rankers if r.name.startswith("popularity")),
                        key=lambda n: summary[n]["ndcg"])
+        with_model = FROZEN in result.rankers
         per_seed.append({"summary": result.summary(best_pop, seed=seed),
-                         "frozen": result.summary(FROZEN, seed=seed),
+                         "frozen": result.summary(FROZEN if with_model else best_pop,
+                                                  seed=seed),
+                         "oracle": result.summary("oracle", seed=seed)
+                         if "oracle" in result.rankers else None,
                          "best_popularity": best_pop, "seconds": time.perf_counter() - t0,
                          "reader_periods": result.reader_periods, "periods": result.periods,
-                         "prior_choices": result.rankers[PRIOR].notes,
+                         "prior_choices": result.rankers[PRIOR].notes if with_model else [],
                          "shared_author_or_series": {r: v[0] / v[1] for r, v in shared.items()}})
         print(f"seed {seed}: {per_seed[-1]['seconds']:.0f} s, {result.reader_periods:,} "
               f"reader-periods; best popularity: {best_pop}")
@@ -209,6 +225,14 @@ def main() -> None:
               f"{row['ndcg_ratio']:>7.3f} [{row['ndcg_ratio_low']:.2f}, "
               f"{row['ndcg_ratio_high']:.2f}] {row['frozen_ndcg_ratio']:>7.3f} "
               f"[{row['frozen_ndcg_ratio_low']:.2f}, {row['frozen_ndcg_ratio_high']:.2f}]")
+    if per_seed[0]["oracle"] is not None:
+        print("  x oracle [95%] (median over seeds):")
+        for ranker in names:
+            ratios = {k: statistics.median(s["oracle"][ranker][k] for s in per_seed)
+                      for k in ("ndcg_ratio", "ndcg_ratio_low", "ndcg_ratio_high")}
+            table[ranker] |= {f"oracle_{k}": v for k, v in ratios.items()}
+            print(f"    {ranker:<40} {ratios['ndcg_ratio']:.3f} "
+                  f"[{ratios['ndcg_ratio_low']:.2f}, {ratios['ndcg_ratio_high']:.2f}]")
     if marks is not None:
         print("  share of listed books sharing an author or series with the reader's "
               "five-star books (median over seeds):")
@@ -220,12 +244,14 @@ def main() -> None:
                 print(f"    {ranker:<40} {statistics.median(values):.3f}")
     total = time.perf_counter() - started
     print(f"  best popularity per seed: {[s['best_popularity'] for s in per_seed]}")
-    print(f"  time: {total / args.seeds:.0f} s per seed ({args.periods + 1} fits of the model), "
+    fits = "no fit of the model" if args.without_model else f"{args.periods + 1} fits of the model"
+    print(f"  time: {total / args.seeds:.0f} s per seed ({fits}), "
           f"peak RSS {peak:.2f} GiB")
     out = REPO / "benchmarks" / "results" / (
         f"replay-{name}-{args.period}x{args.periods}"
         + ("-stop-on-time" if args.stop_on == "time" else "")
-        + (f"-half-life-{args.half_life}" if args.half_life else "") + ".json")
+        + (f"-half-life-{args.half_life}" if args.half_life else "")
+        + ("-without-model" if args.without_model else "") + ".json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
                                "table": table, "seeds": per_seed,

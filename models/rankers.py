@@ -1,4 +1,5 @@
-"""The rankers a replay compares: popularity (recent and all-time) and the project's model.
+"""The rankers a replay compares: popularity (recent and all-time), the project's model, and
+on generated data the oracle and the oracle's readers.
 
 The model is fitted as the nightly flow fits what it publishes: early stopping on the
 per-reader split of the history chooses the epoch count, then the same parameters are
@@ -17,7 +18,7 @@ import scipy.sparse as sp
 
 from models.features import build_item_features
 from models.interactions import IdMap, temporal_split, time_split
-from models.ranking import popularity_top_k, top_k_factors, with_bias
+from models.ranking import popularity_top_k, top_k_factors, top_k_scores, with_bias
 from models.recency import (
     RecencyPrior,
     recent_counts,
@@ -256,3 +257,53 @@ class Oracle:
         # Data that moves: the rate at the cut-off (tastes then, books out by then).
         at = history.cutoff if self.truth.timeline is not None else None
         return oracle_top_k(self.truth, users, exclusion(history, readers), k, at=at) - 1
+
+
+class KnownReaders:
+    """Between the model and the oracle (generated data): readers known, books learnt.
+
+    The planted truth's side of each reader — their taste at the cut-off and their
+    favourite authors — plus a book side learnt as any ranker must learn it, from the reads
+    before the cut-off: log(reads in the last window + ``alpha``), in the truth's own units
+    (log-rates), with the window chosen on the periods before each cut-off as the prior's
+    is. It splits the oracle's lead in two: what a better model of readers could still win,
+    and what the oracle knows of books — each one's rate at the very moment of the cut-off,
+    read off the planted release wave — that nothing fitted on the past can know.
+    """
+
+    def __init__(self, truth, windows: Sequence[int], name: str = "oracle's readers",  # noqa: ANN001 - PlantedTruth
+                 alpha: float = 0.1) -> None:
+        self.truth = truth
+        self.windows = list(windows)
+        self.name = name
+        self.alpha = alpha
+        self.window = self.windows[0]
+        self.totals = np.zeros(len(self.windows))
+        self.chosen = ""
+        self.books: dict[int, np.ndarray] = {}
+
+    def fit(self, history: History) -> None:
+        if not np.array_equal(history.ids.book_ids, np.arange(1, self.truth.n_books + 1)):
+            raise ValueError("the oracle's readers need the generated catalogue (book ids 1..n)")
+        self.books = {w: np.log(recent_counts(history.cols, history.times, history.cutoff, w,
+                                              history.ids.n_books) + self.alpha)
+                      for w in self.windows}
+
+    def _ranked(self, window: int, history: History, readers: np.ndarray, k: int
+                ) -> np.ndarray:
+        users = history.ids.user_ids[readers]
+        at = history.cutoff if self.truth.timeline is not None else None
+        book_side = self.books[window]
+        return top_k_scores(
+            lambda rows: self.truth.reader_scores(users[rows], at=at) + book_side,
+            np.arange(len(readers)), k, exclusion(history, readers))
+
+    def top_k(self, history: History, readers: np.ndarray, k: int) -> np.ndarray:
+        return self._ranked(self.window, history, readers, k)
+
+    def choose(self, period: Period, score: Callable[[np.ndarray], np.ndarray]) -> None:
+        """Add this period's scores of every window; keep the best so far for the next."""
+        self.totals += [float(score(self._ranked(w, period.history, period.readers, K)).sum())
+                        for w in self.windows]
+        self.window = self.windows[int(np.argmax(self.totals))]
+        self.chosen = f"window {self.window}"

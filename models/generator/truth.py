@@ -73,6 +73,22 @@ class PlantedTruth:
             out += np.float32(AUTHOR_STRENGTH) * self.favourite_books[users][:, books].toarray()
         return out
 
+    def reader_scores(self, user_ids: np.ndarray, at: float | None = None) -> np.ndarray:
+        """The reader's side of the true log-weights, float32 [len(user_ids), n_books]:
+        beta · taste(at) · genre mix, plus the favourite authors' books.
+
+        What ``scores`` adds to it — each book's popularity, quality and share of its
+        readers at ``at`` — is the book's side, the same for every reader: a ranker that
+        knows readers perfectly still has to learn it from the reads it has seen.
+        """
+        users = _index_of(user_ids, self.n_users, "user_id")
+        timed = at is not None and self.timeline is not None
+        taste = self.timeline.taste_at(users, at) if timed else self.taste[users]
+        out = (np.float32(self.beta) * taste) @ self.genre_mix.T
+        if self.favourite_books is not None:
+            out += np.float32(AUTHOR_STRENGTH) * self.favourite_books[users].toarray()
+        return out
+
 
 def _index_of(ids: np.ndarray, n: int, name: str) -> np.ndarray:
     """Turn 1-based dataset ids into 0-based row indices, rejecting ids outside 1..n."""

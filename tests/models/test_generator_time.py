@@ -17,6 +17,8 @@ from models.generator.timeline import (
     book_releases,
     reader_windows,
 )
+from models.rankers import KnownReaders, Oracle, Popularity
+from models.replay import Log, periods, replay
 from models.schema import RATINGS_FILE
 
 N_USERS, N_BOOKS = 3000, 500
@@ -124,6 +126,48 @@ def test_the_oracle_knows_the_time(moving: Path) -> None:
     assert (top_early != top_late).any(axis=1).mean() > 0.5
     # Without a moment, the static ranking (what the reader's whole window averages).
     assert oracle_top_k(truth, users, None, 10).shape == (200, 10)
+
+
+def test_the_truth_splits_into_a_reader_side_and_a_book_side(moving: Path) -> None:
+    truth = load_truth(moving)
+    users = np.arange(1, 101)
+    at = LOG_END - 400 * DAY
+    whole = truth.scores(users, at=at).astype(np.float64)
+    readers = truth.reader_scores(users, at=at).astype(np.float64)
+    # What is left is each book's popularity, quality and rate at that moment: the same
+    # for every reader, computed here by hand.
+    books = np.arange(N_BOOKS)
+    book_side = (truth.popularity.astype(np.float64) + truth.quality
+                 + truth.timeline.log_density(books, at))
+    np.testing.assert_allclose(whole - readers, np.broadcast_to(book_side, whole.shape),
+                               atol=1e-4)
+
+
+def test_the_oracle_s_readers_rank_by_their_side_plus_each_book_s_recent_reads(
+        moving: Path, ratings: pd.DataFrame) -> None:
+    truth = load_truth(moving)
+    log = Log.from_frame(ratings, np.arange(1, N_BOOKS + 1))
+    window = 91 * DAY
+    last = periods(log, 13 * 7 * DAY, 2)[-1]
+    history, readers = last.history, last.readers
+    ranker = KnownReaders(truth, [window])
+    ranker.fit(history)
+    top = ranker.top_k(history, readers, 10)
+    # By hand: log(reads in the window before the cut-off + 0.1) beside the reader's side.
+    recent = (history.times >= history.cutoff - window) & (history.times < history.cutoff)
+    counts = np.bincount(history.cols[recent], minlength=N_BOOKS)
+    users = history.ids.user_ids[readers]
+    scores = (truth.reader_scores(users, at=history.cutoff).astype(np.float64)
+              + np.log(counts + 0.1))
+    scores[history.seen[readers].nonzero()] = -np.inf
+    expected = np.argsort(-scores, axis=1, kind="stable")[:, :10]
+    assert (top == expected).mean() > 0.99  # float32 ties aside
+    # Knowing readers beats any popularity list; knowing books' rates too beats it again.
+    rankers = [Popularity(window, "popularity"), KnownReaders(truth, [7 * DAY, window]),
+               Oracle(truth)]
+    result = replay(log, rankers, 13 * 7 * DAY, 2).summary()
+    assert (result["popularity"]["ndcg"] < result["oracle's readers"]["ndcg"]
+            < result["oracle"]["ndcg"])
 
 
 def test_static_mode_has_no_time(tmp_path: Path) -> None:
