@@ -268,7 +268,7 @@ class KnownReaders:
     (log-rates), with the window chosen on the periods before each cut-off as the prior's
     is. It splits the oracle's lead in two: what a better model of readers could still win,
     and what the oracle knows of books — each one's rate at the very moment of the cut-off,
-    read off the planted release wave — that nothing fitted on the past can know.
+    read off the planted release wave — that a book side learnt from recent reads does not.
     """
 
     def __init__(self, truth, windows: Sequence[int], name: str = "oracle's readers",  # noqa: ANN001 - PlantedTruth
