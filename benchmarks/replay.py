@@ -72,6 +72,7 @@ FROZEN = "model fitted once"
 PRIOR = "model + recency prior"
 BESIDE = "model + prior beside the learned bias"
 INSTEAD = "model + prior in place of the learned bias"
+KNOWN = "oracle's readers"
 
 
 def load(args: argparse.Namespace):  # noqa: ANN201 - (name, Log, books or None, truth or None)
@@ -121,12 +122,13 @@ def main() -> None:
                              "0.5 ** (age / half-life), e.g. 365d (and with the prior)")
     parser.add_argument("--without-model", action="store_true",
                         help="replay the baselines, the oracle and the oracle's readers only "
-                             "(no fit of the model: minutes at full size, not an hour; the "
-                             "'x frozen' column is then against the best popularity)")
+                             "(no fit of the model: minutes at full size, not an hour)")
     parser.add_argument("--stop-on", choices=("reader", "time"), default="reader",
                         help="stop the model's epochs on each reader's latest interactions "
                              "(the per-reader split) or on the last period before the cut-off")
     args = parser.parse_args()
+    if args.without_model and args.half_life:
+        parser.error("--half-life weighs the model's fit: it has no meaning with --without-model")
 
     name, log, books, truth, ratings = load(args)
     # Taste a person can see (a catalogue with titles and authors): the share of listed
@@ -161,7 +163,7 @@ def main() -> None:
                                      keep_bias=(True,)),
                         RecencyAware(cache, weights, [span for _, span in windows], INSTEAD,
                                      keep_bias=(False,))]
-        if args.half_life and not args.without_model:
+        if args.half_life:
             decayed = FitCache(params=params, seed=seed, threads=args.threads, books=books,
                                half_life=parse_span(args.half_life, log.timed),
                                stop_on_span=stop)
@@ -169,7 +171,7 @@ def main() -> None:
                         RecencyAware(decayed, weights, [span for _, span in windows],
                                      f"{PRIOR} (half-life {args.half_life})")]
         if truth is not None:
-            rankers += [Oracle(truth), KnownReaders(truth, [span for _, span in windows])]
+            rankers += [Oracle(truth), KnownReaders(truth, [span for _, span in windows], KNOWN)]
         t0 = time.perf_counter()
         shared: dict[str, list[float]] = {}
 
@@ -195,13 +197,14 @@ def main() -> None:
                        key=lambda n: summary[n]["ndcg"])
         with_model = FROZEN in result.rankers
         per_seed.append({"summary": result.summary(best_pop, seed=seed),
-                         "frozen": result.summary(FROZEN if with_model else best_pop,
-                                                  seed=seed),
+                         "frozen": result.summary(FROZEN, seed=seed) if with_model else None,
                          "oracle": result.summary("oracle", seed=seed)
                          if "oracle" in result.rankers else None,
                          "best_popularity": best_pop, "seconds": time.perf_counter() - t0,
                          "reader_periods": result.reader_periods, "periods": result.periods,
                          "prior_choices": result.rankers[PRIOR].notes if with_model else [],
+                         "known_readers_choices": result.rankers[KNOWN].notes
+                         if KNOWN in result.rankers else [],
                          "shared_author_or_series": {r: v[0] / v[1] for r, v in shared.items()}})
         print(f"seed {seed}: {per_seed[-1]['seconds']:.0f} s, {result.reader_periods:,} "
               f"reader-periods; best popularity: {best_pop}")
@@ -210,21 +213,24 @@ def main() -> None:
     names = list(per_seed[0]["summary"])
     print(f"\n{name}: medians over {args.seeds} seed(s), "
           f"{per_seed[0]['reader_periods']:,} reader-periods each")
+    with_frozen = per_seed[0]["frozen"] is not None
     print(f"  {'ranker':<30} {'NDCG@10 (±95%)':>18} {'hit@10':>8} {'x best pop [95%]':>20} "
-          f"{'x frozen [95%]':>20}")
+          + (f"{'x frozen [95%]':>20}" if with_frozen else ""))
     table = {}
     for ranker in names:
         def med(key: str, which: str = "summary", r: str = ranker) -> float:
             return statistics.median(s[which][r][key] for s in per_seed)
         row = {k: med(k) for k in ("ndcg", "ndcg_ci", "hit", "ndcg_ratio", "ndcg_ratio_low",
                                    "ndcg_ratio_high")}
-        row |= {f"frozen_{k}": med(k, "frozen") for k in ("ndcg_ratio", "ndcg_ratio_low",
-                                                           "ndcg_ratio_high")}
+        if with_frozen:
+            row |= {f"frozen_{k}": med(k, "frozen") for k in ("ndcg_ratio", "ndcg_ratio_low",
+                                                               "ndcg_ratio_high")}
         table[ranker] = row
         print(f"  {ranker:<30} {row['ndcg']:>9.4f} ± {row['ndcg_ci']:.4f} {row['hit']:>8.3f} "
               f"{row['ndcg_ratio']:>7.3f} [{row['ndcg_ratio_low']:.2f}, "
-              f"{row['ndcg_ratio_high']:.2f}] {row['frozen_ndcg_ratio']:>7.3f} "
-              f"[{row['frozen_ndcg_ratio_low']:.2f}, {row['frozen_ndcg_ratio_high']:.2f}]")
+              f"{row['ndcg_ratio_high']:.2f}]" + (
+                  f" {row['frozen_ndcg_ratio']:>7.3f} [{row['frozen_ndcg_ratio_low']:.2f}, "
+                  f"{row['frozen_ndcg_ratio_high']:.2f}]" if with_frozen else ""))
     if per_seed[0]["oracle"] is not None:
         print("  x oracle [95%] (median over seeds):")
         for ranker in names:

@@ -264,36 +264,37 @@ class KnownReaders:
 
     The planted truth's side of each reader — their taste at the cut-off and their
     favourite authors — plus a book side learnt as any ranker must learn it, from the reads
-    before the cut-off: log(reads in the last window + ``alpha``), in the truth's own units
-    (log-rates), with the window chosen on the periods before each cut-off as the prior's
-    is. It splits the oracle's lead in two: what a better model of readers could still win,
+    before the cut-off: log(reads in the last window + ``smoothing``), in the truth's own
+    units (log-rates), with the window chosen on the periods before each cut-off as the
+    prior's is. It splits the oracle's lead in two: what a better model of readers could still win,
     and what the oracle knows of books — each one's rate at the very moment of the cut-off,
     read off the planted release wave — that a book side learnt from recent reads does not.
     """
 
     def __init__(self, truth, windows: Sequence[int], name: str = "oracle's readers",  # noqa: ANN001 - PlantedTruth
-                 alpha: float = 0.1) -> None:
+                 smoothing: float = 0.1) -> None:
         self.truth = truth
         self.windows = list(windows)
         self.name = name
-        self.alpha = alpha
+        self.smoothing = smoothing
         self.window = self.windows[0]
         self.totals = np.zeros(len(self.windows))
         self.chosen = ""
-        self.books: dict[int, np.ndarray] = {}
+        self.book_sides: dict[int, np.ndarray] = {}
 
     def fit(self, history: History) -> None:
         if not np.array_equal(history.ids.book_ids, np.arange(1, self.truth.n_books + 1)):
             raise ValueError("the oracle's readers need the generated catalogue (book ids 1..n)")
-        self.books = {w: np.log(recent_counts(history.cols, history.times, history.cutoff, w,
-                                              history.ids.n_books) + self.alpha)
-                      for w in self.windows}
+        self.book_sides = {
+            w: np.log(recent_counts(history.cols, history.times, history.cutoff, w,
+                                    history.ids.n_books) + self.smoothing)
+            for w in self.windows}
 
     def _ranked(self, window: int, history: History, readers: np.ndarray, k: int
                 ) -> np.ndarray:
         users = history.ids.user_ids[readers]
         at = history.cutoff if self.truth.timeline is not None else None
-        book_side = self.books[window]
+        book_side = self.book_sides[window]
         return top_k_scores(
             lambda rows: self.truth.reader_scores(users[rows], at=at) + book_side,
             np.arange(len(readers)), k, exclusion(history, readers))

@@ -19,6 +19,7 @@ from models.generator.timeline import (
 )
 from models.rankers import KnownReaders, Oracle, Popularity
 from models.replay import Log, periods, replay
+from models.replay import reader_scores as ndcg_of
 from models.schema import RATINGS_FILE
 
 N_USERS, N_BOOKS = 3000, 500
@@ -130,6 +131,7 @@ def test_the_oracle_knows_the_time(moving: Path) -> None:
 
 def test_the_truth_splits_into_a_reader_side_and_a_book_side(moving: Path) -> None:
     truth = load_truth(moving)
+    assert truth.favourite_books.nnz > 0  # the reader side holds favourite authors too
     users = np.arange(1, 101)
     at = LOG_END - 400 * DAY
     whole = truth.scores(users, at=at).astype(np.float64)
@@ -141,6 +143,10 @@ def test_the_truth_splits_into_a_reader_side_and_a_book_side(moving: Path) -> No
                  + truth.timeline.log_density(books, at))
     np.testing.assert_allclose(whole - readers, np.broadcast_to(book_side, whole.shape),
                                atol=1e-4)
+    # Without a moment, the static split: the book side is popularity and quality alone.
+    static = truth.scores(users).astype(np.float64) - truth.reader_scores(users)
+    np.testing.assert_allclose(static, np.broadcast_to(
+        truth.popularity.astype(np.float64) + truth.quality, static.shape), atol=1e-4)
 
 
 def test_the_oracle_s_readers_rank_by_their_side_plus_each_book_s_recent_reads(
@@ -163,11 +169,24 @@ def test_the_oracle_s_readers_rank_by_their_side_plus_each_book_s_recent_reads(
     expected = np.argsort(-scores, axis=1, kind="stable")[:, :10]
     assert (top == expected).mean() > 0.99  # float32 ties aside
     # Knowing readers beats any popularity list; knowing books' rates too beats it again.
-    rankers = [Popularity(window, "popularity"), KnownReaders(truth, [7 * DAY, window]),
-               Oracle(truth)]
-    result = replay(log, rankers, 13 * 7 * DAY, 2).summary()
-    assert (result["popularity"]["ndcg"] < result["oracle's readers"]["ndcg"]
-            < result["oracle"]["ndcg"])
+    windows = [7 * DAY, window]
+    rankers = [Popularity(window, "popularity"), KnownReaders(truth, windows), Oracle(truth)]
+    result = replay(log, rankers, 13 * 7 * DAY, 2)
+    summary = result.summary()
+    assert (summary["popularity"]["ndcg"] < summary["oracle's readers"]["ndcg"]
+            < summary["oracle"]["ndcg"])
+    # Each window is chosen by its NDCG pooled over the periods already past (the
+    # validation period first), computed here window by window.
+    pooled = np.zeros(len(windows))
+    expected_choices = []
+    for each in periods(log, 13 * 7 * DAY, 2):
+        for i, w in enumerate(windows):
+            alone = KnownReaders(truth, [w])
+            alone.fit(each.history)
+            pooled[i] += ndcg_of(alone.top_k(each.history, each.readers, 10),
+                                 each.relevant)[0].sum()
+        expected_choices.append(f"window {windows[int(np.argmax(pooled))]}")
+    assert result.rankers["oracle's readers"].notes == expected_choices
 
 
 def test_static_mode_has_no_time(tmp_path: Path) -> None:
