@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -226,7 +227,10 @@ def main() -> None:
         print(f"\n{args.ml} not found: the real-log figure is skipped")
     out = REPO / "benchmarks" / "results" / f"full_fit-{args.only}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
+    # Paths relative to the project, so the summary names no machine's directories.
+    settings = {k: os.path.relpath(v, REPO) if isinstance(v, Path) else str(v)
+                for k, v in vars(args).items()}
+    out.write_text(json.dumps({"args": settings,
                                "results": results}, indent=2))
     print(f"\nwritten to {out}")
 

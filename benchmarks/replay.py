@@ -140,6 +140,7 @@ def main() -> None:
     five = ratings.loc[stars >= 5, [USER_ID, BOOK_ID]].assign(t=when[stars >= 5])
     period = parse_span(args.period, log.timed)
     windows = [(w, parse_span(w, log.timed)) for w in args.windows.split(",") if w]
+    spans = [span for _, span in windows]
     weights = [float(w) for w in args.weights.split(",") if w]
     print(f"{name}: {len(log):,} interactions, {'timed' if log.timed else 'row order'}; "
           f"{args.periods} periods of {args.period} after a validation period")
@@ -157,21 +158,21 @@ def main() -> None:
         if not args.without_model:
             rankers += [Model(cache, MODEL),
                         Frozen(cache, FROZEN),
-                        RecencyAware(cache, weights, [span for _, span in windows], PRIOR),
+                        RecencyAware(cache, weights, spans, PRIOR),
                         # The two halves of the default's choice, to show what each brings.
-                        RecencyAware(cache, weights, [span for _, span in windows], BESIDE,
+                        RecencyAware(cache, weights, spans, BESIDE,
                                      keep_bias=(True,)),
-                        RecencyAware(cache, weights, [span for _, span in windows], INSTEAD,
+                        RecencyAware(cache, weights, spans, INSTEAD,
                                      keep_bias=(False,))]
         if args.half_life:
             decayed = FitCache(params=params, seed=seed, threads=args.threads, books=books,
                                half_life=parse_span(args.half_life, log.timed),
                                stop_on_span=stop)
             rankers += [Model(decayed, f"{MODEL} (half-life {args.half_life})"),
-                        RecencyAware(decayed, weights, [span for _, span in windows],
+                        RecencyAware(decayed, weights, spans,
                                      f"{PRIOR} (half-life {args.half_life})")]
         if truth is not None:
-            rankers += [Oracle(truth), KnownReaders(truth, [span for _, span in windows], KNOWN)]
+            rankers += [Oracle(truth), KnownReaders(truth, spans, KNOWN)]
         t0 = time.perf_counter()
         shared: dict[str, list[float]] = {}
 

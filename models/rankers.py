@@ -250,9 +250,7 @@ class Oracle:
     def top_k(self, history: History, readers: np.ndarray, k: int) -> np.ndarray:
         from models.generator import oracle_top_k  # the generator owns its truth
 
-        n_books = self.truth.n_books
-        if not np.array_equal(history.ids.book_ids, np.arange(1, n_books + 1)):
-            raise ValueError("the oracle needs the generated catalogue (book ids 1..n)")
+        _require_generated_catalogue(history, self.truth.n_books, self.name)
         users = history.ids.user_ids[readers]
         # Data that moves: the rate at the cut-off (tastes then, books out by then).
         at = history.cutoff if self.truth.timeline is not None else None
@@ -266,9 +264,10 @@ class KnownReaders:
     favourite authors — plus a book side learnt as any ranker must learn it, from the reads
     before the cut-off: log(reads in the last window + ``smoothing``), in the truth's own
     units (log-rates), with the window chosen on the periods before each cut-off as the
-    prior's is. It splits the oracle's lead in two: what a better model of readers could still win,
-    and what the oracle knows of books — each one's rate at the very moment of the cut-off,
-    read off the planted release wave — that a book side learnt from recent reads does not.
+    prior's is. It splits the oracle's lead in two: what a better model of readers could
+    still win, and what the oracle knows of books — each one's rate at the very moment of
+    the cut-off, read off the planted release wave — that a book side learnt from recent
+    reads does not.
     """
 
     def __init__(self, truth, windows: Sequence[int], name: str = "oracle's readers",  # noqa: ANN001 - PlantedTruth
@@ -283,28 +282,41 @@ class KnownReaders:
         self.book_sides: dict[int, np.ndarray] = {}
 
     def fit(self, history: History) -> None:
-        if not np.array_equal(history.ids.book_ids, np.arange(1, self.truth.n_books + 1)):
-            raise ValueError("the oracle's readers need the generated catalogue (book ids 1..n)")
+        _require_generated_catalogue(history, self.truth.n_books, self.name)
         self.book_sides = {
             w: np.log(recent_counts(history.cols, history.times, history.cutoff, w,
                                     history.ids.n_books) + self.smoothing)
             for w in self.windows}
 
-    def _ranked(self, window: int, history: History, readers: np.ndarray, k: int
-                ) -> np.ndarray:
+    def _ranked(self, windows: Sequence[int], history: History, readers: np.ndarray, k: int,
+                chunk: int = 2048) -> list[np.ndarray]:
+        """The top-k of each window; the readers' side is computed once for all of them."""
         users = history.ids.user_ids[readers]
         at = history.cutoff if self.truth.timeline is not None else None
-        book_side = self.book_sides[window]
-        return top_k_scores(
-            lambda rows: self.truth.reader_scores(users[rows], at=at) + book_side,
-            np.arange(len(readers)), k, exclusion(history, readers))
+        seen = exclusion(history, readers)
+        parts: list[list[np.ndarray]] = [[] for _ in windows]
+        for start in range(0, len(readers), chunk):
+            rows = np.arange(start, min(start + chunk, len(readers)))
+            side = self.truth.reader_scores(users[rows], at=at)
+            for part, window in zip(parts, windows, strict=True):
+                book_side = self.book_sides[window]
+                part.append(top_k_scores(lambda r, s=side, b=book_side: s[r] + b,
+                                         np.arange(len(rows)), k, seen[rows], chunk))
+        return [np.vstack(p) if p else np.empty((0, k), dtype=np.int64) for p in parts]
 
     def top_k(self, history: History, readers: np.ndarray, k: int) -> np.ndarray:
-        return self._ranked(self.window, history, readers, k)
+        return self._ranked([self.window], history, readers, k)[0]
 
     def choose(self, period: Period, score: Callable[[np.ndarray], np.ndarray]) -> None:
         """Add this period's scores of every window; keep the best so far for the next."""
-        self.totals += [float(score(self._ranked(w, period.history, period.readers, K)).sum())
-                        for w in self.windows]
+        self.totals += [float(score(top).sum())
+                        for top in self._ranked(self.windows, period.history, period.readers, K)]
         self.window = self.windows[int(np.argmax(self.totals))]
         self.chosen = f"window {self.window}"
+
+
+def _require_generated_catalogue(history: History, n_books: int, who: str) -> None:
+    """The planted truth indexes books 1..n: refuse any other catalogue."""
+    if not np.array_equal(history.ids.book_ids, np.arange(1, n_books + 1)):
+        raise ValueError(f"{who}: the planted truth needs the generated catalogue "
+                         "(book ids 1..n)")

@@ -63,9 +63,8 @@ class PlantedTruth:
             mix, offset = self.genre_mix, self.popularity + self.quality
         else:
             mix, offset = self.genre_mix[books], (self.popularity + self.quality)[books]
-        taste = self.timeline.taste_at(users, at) if timed else self.taste[users]
         # Same float32 operations, in the same order, as the sampler.
-        out = (np.float32(self.beta) * taste) @ mix.T
+        out = (np.float32(self.beta) * self._taste(users, at)) @ mix.T
         out += offset
         if timed:
             out += self.timeline.log_density(books, float(at))
@@ -82,12 +81,16 @@ class PlantedTruth:
         knows readers perfectly still has to learn it from the reads it has seen.
         """
         users = _index_of(user_ids, self.n_users, "user_id")
-        timed = at is not None and self.timeline is not None
-        taste = self.timeline.taste_at(users, at) if timed else self.taste[users]
-        out = (np.float32(self.beta) * taste) @ self.genre_mix.T
+        out = (np.float32(self.beta) * self._taste(users, at)) @ self.genre_mix.T
         if self.favourite_books is not None:
             out += np.float32(AUTHOR_STRENGTH) * self.favourite_books[users].toarray()
         return out
+
+    def _taste(self, users: np.ndarray, at: float | None) -> np.ndarray:
+        """Each reader's taste at ``at`` (data with a timeline), else their one taste."""
+        if at is not None and self.timeline is not None:
+            return self.timeline.taste_at(users, at)
+        return self.taste[users]
 
 
 def _index_of(ids: np.ndarray, n: int, name: str) -> np.ndarray:
