@@ -22,7 +22,12 @@ scored on what that reader does there. Rankers, all in the same run:
 - **oracle** (generated data): the planted truth;
 - **oracle's readers** (generated data): the truth's side of each reader with each book's
   side learnt from the reads before the cut-off (models/rankers.py, KnownReaders): how much
-  of the oracle's lead a better model of readers could still win.
+  of the oracle's lead a better model of readers could still win;
+- **learnt readers, known structure** (generated data): the same with each reader's taste
+  learnt from their reads, everything else of the truth given (LearntReaders): what
+  learning readers from their reads costs even to a ranker handed the generator's model;
+  and **learnt taste, favourite authors known**: the same, handed each reader's favourite
+  authors too.
 
 Without ``--data`` the data is generated: static (row order is time: give periods in
 rows) or, with ``--moving``, data that moves (timestamps, releases that rise and fade,
@@ -57,6 +62,7 @@ from models.rankers import (  # noqa: E402
     FitCache,
     Frozen,
     KnownReaders,
+    LearntReaders,
     Model,
     Oracle,
     Popularity,
@@ -73,6 +79,8 @@ PRIOR = "model + recency prior"
 BESIDE = "model + prior beside the learned bias"
 INSTEAD = "model + prior in place of the learned bias"
 KNOWN = "oracle's readers"
+LEARNT = "learnt readers, known structure"
+LEARNT_TASTE = "learnt taste, favourite authors known"
 
 
 def load(args: argparse.Namespace):  # noqa: ANN201 - (name, Log, books or None, truth or None)
@@ -121,7 +129,8 @@ def main() -> None:
                         help="also replay the model fitted with interactions weighed by "
                              "0.5 ** (age / half-life), e.g. 365d (and with the prior)")
     parser.add_argument("--without-model", action="store_true",
-                        help="replay the baselines, the oracle and the oracle's readers only "
+                        help="replay the baselines, the oracle and the oracle's readers "
+                             "(known and learnt) only "
                              "(no fit of the model: minutes at full size, not an hour)")
     parser.add_argument("--stop-on", choices=("reader", "time"), default="reader",
                         help="stop the model's epochs on each reader's latest interactions "
@@ -172,7 +181,9 @@ def main() -> None:
                         RecencyAware(decayed, weights, spans,
                                      f"{PRIOR} (half-life {args.half_life})")]
         if truth is not None:
-            rankers += [Oracle(truth), KnownReaders(truth, spans, KNOWN)]
+            rankers += [Oracle(truth), KnownReaders(truth, spans, KNOWN),
+                        LearntReaders(truth, spans, LEARNT),
+                        LearntReaders(truth, spans, LEARNT_TASTE, favourites_known=True)]
         t0 = time.perf_counter()
         shared: dict[str, list[float]] = {}
 
@@ -206,6 +217,8 @@ def main() -> None:
                          "prior_choices": result.rankers[PRIOR].notes if with_model else [],
                          "known_readers_choices": result.rankers[KNOWN].notes
                          if KNOWN in result.rankers else [],
+                         "learnt_readers_choices": result.rankers[LEARNT].notes
+                         if LEARNT in result.rankers else [],
                          "shared_author_or_series": {r: v[0] / v[1] for r, v in shared.items()}})
         print(f"seed {seed}: {per_seed[-1]['seconds']:.0f} s, {result.reader_periods:,} "
               f"reader-periods; best popularity: {best_pop}")

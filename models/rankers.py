@@ -1,5 +1,5 @@
 """The rankers a replay compares: popularity (recent and all-time), the project's model, and
-on generated data the oracle and the oracle's readers.
+on generated data the oracle, the oracle's readers and the same with readers learnt.
 
 The model is fitted as the nightly flow fits what it publishes: early stopping on the
 per-reader split of the history chooses the epoch count, then the same parameters are
@@ -291,18 +291,22 @@ class KnownReaders:
     def _ranked(self, windows: Sequence[int], history: History, readers: np.ndarray, k: int,
                 chunk: int = 2048) -> list[np.ndarray]:
         """The top-k of each window; the readers' side is computed once for all of them."""
-        users = history.ids.user_ids[readers]
-        at = history.cutoff if self.truth.timeline is not None else None
         seen = exclusion(history, readers)
         parts: list[list[np.ndarray]] = [[] for _ in windows]
         for start in range(0, len(readers), chunk):
             rows = np.arange(start, min(start + chunk, len(readers)))
-            side = self.truth.reader_scores(users[rows], at=at)
+            side = self._reader_side(history, readers[rows], seen[rows])
             for part, window in zip(parts, windows, strict=True):
                 book_side = self.book_sides[window]
                 part.append(top_k_scores(lambda r, s=side, b=book_side: s[r] + b,
                                          np.arange(len(rows)), k, seen[rows], chunk))
         return [np.vstack(p) if p else np.empty((0, k), dtype=np.int64) for p in parts]
+
+    def _reader_side(self, history: History, readers: np.ndarray, reads: sp.csr_matrix
+                     ) -> np.ndarray:
+        """The truth's side of each reader at the cut-off (``reads``: theirs before it)."""
+        at = history.cutoff if self.truth.timeline is not None else None
+        return self.truth.reader_scores(history.ids.user_ids[readers], at=at)
 
     def top_k(self, history: History, readers: np.ndarray, k: int) -> np.ndarray:
         return self._ranked([self.window], history, readers, k)[0]
@@ -313,6 +317,46 @@ class KnownReaders:
                         for top in self._ranked(self.windows, period.history, period.readers, K)]
         self.window = self.windows[int(np.argmax(self.totals))]
         self.chosen = f"window {self.window}"
+
+
+class LearntReaders(KnownReaders):
+    """The oracle's readers with each reader's taste learnt from their reads, not known.
+
+    Everything else of the truth is given — every book's genre mix, popularity and
+    quality, beta — and the book side is learnt from recent reads as the oracle's readers
+    learn it. Each reader's taste is the one that makes their reads before the cut-off
+    most likely under the truth's own draw (PlantedTruth.learnt_taste). Favourite authors
+    are left out (a Bayes estimate from each reader's author counts added nothing
+    measurable), unless ``favourites_known``: then the truth's are added as the oracle's
+    readers add them, and only the taste is learnt. No fitted model is handed this much,
+    so its distance from the oracle's readers is what learning readers from their reads
+    costs even with the structure known, and its distance from the model what the model
+    loses besides.
+    """
+
+    def __init__(self, truth, windows: Sequence[int],  # noqa: ANN001 - PlantedTruth
+                 name: str = "learnt readers, known structure", smoothing: float = 0.1,
+                 favourites_known: bool = False) -> None:
+        super().__init__(truth, windows, name, smoothing)
+        self.favourites_known = favourites_known
+        # Each reader's learnt taste at the current cut-off (NaN: not learnt yet): the
+        # lists and the window choice of one period share it.
+        self.cutoff: int | None = None
+        self.tastes = np.empty((0, len(truth.genres)))
+
+    def _reader_side(self, history: History, readers: np.ndarray, reads: sp.csr_matrix
+                     ) -> np.ndarray:
+        if self.cutoff != history.cutoff:
+            self.cutoff = history.cutoff
+            self.tastes = np.full((history.ids.n_users, len(self.truth.genres)), np.nan)
+        new = np.isnan(self.tastes[readers, 0])
+        if new.any():
+            at = history.cutoff if self.truth.timeline is not None else None
+            self.tastes[readers[new]] = self.truth.learnt_taste(reads[new], at=at)
+        side = self.truth.beta * self.tastes[readers] @ self.truth.genre_mix.T.astype(np.float64)
+        if self.favourites_known:
+            side += self.truth.favourite_scores(history.ids.user_ids[readers])
+        return side
 
 
 def _require_generated_catalogue(history: History, n_books: int, who: str) -> None:

@@ -81,10 +81,69 @@ class PlantedTruth:
         knows readers perfectly still has to learn it from the reads it has seen.
         """
         users = _index_of(user_ids, self.n_users, "user_id")
-        out = (np.float32(self.beta) * self._taste(users, at)) @ self.genre_mix.T
-        if self.favourite_books is not None:
-            out += np.float32(AUTHOR_STRENGTH) * self.favourite_books[users].toarray()
-        return out
+        return (np.float32(self.beta) * self._taste(users, at)) @ self.genre_mix.T \
+            + self.favourite_scores(user_ids)
+
+    def favourite_scores(self, user_ids: np.ndarray) -> np.ndarray:
+        """What each reader's favourite authors add to their books' log-weights, float32
+        [len(user_ids), n_books] (zeros on data without favourites)."""
+        users = _index_of(user_ids, self.n_users, "user_id")
+        if self.favourite_books is None:
+            return np.zeros((len(users), self.n_books), dtype=np.float32)
+        return np.float32(AUTHOR_STRENGTH) * self.favourite_books[users].toarray()
+
+    def learnt_taste(self, reads: sp.csr_matrix, at: float | None = None,
+                     iterations: int = 40) -> np.ndarray:
+        """Each reader's taste as their reads reveal it, the rest of the truth known,
+        float64 [reads.shape[0], n_genres], rows on the simplex.
+
+        ``reads`` holds one row per reader and one column per book (any positive entry is
+        a read). The estimate is the maximum-likelihood taste under the truth's own draw:
+        each read picks a book with probability proportional to
+        exp(popularity + quality + beta · taste · genre mix) among the books out by ``at``
+        (every book without it). Favourite authors, each reader's window and the drift
+        within it are not estimated. Exponentiated-gradient ascent on the simplex (the
+        log-likelihood is concave in the taste), started from the uniform taste; a reader
+        without reads keeps it.
+        """
+        reads = sp.csr_matrix(reads, dtype=np.float64)
+        if reads.shape[1] != self.n_books:
+            raise ValueError(f"reads must have one column per book ({self.n_books}); "
+                             f"got {reads.shape[1]}")
+        reads.data = (reads.data > 0).astype(np.float64)
+        mix = self.genre_mix.astype(np.float64)
+        offset = (self.popularity + self.quality).astype(np.float64)
+        if at is not None and self.timeline is not None:
+            offset = np.where(self.timeline.release < at, offset, -np.inf)
+        count = np.asarray(reads.sum(axis=1)).ravel()
+        observed = np.asarray(reads @ mix)  # summed genre mix of each reader's reads
+
+        def likelihood(taste: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            """Each reader's log-likelihood (up to a constant) and its gradient."""
+            logits = offset + self.beta * taste @ mix.T
+            top = logits.max(axis=1, keepdims=True)
+            chance = np.exp(logits - top)
+            total = chance.sum(axis=1, keepdims=True)
+            value = (self.beta * (observed * taste).sum(axis=1)
+                     - count * (top + np.log(total)).ravel())
+            return value, self.beta * (observed - count[:, None] * (chance / total) @ mix)
+
+        taste = np.full((reads.shape[0], mix.shape[1]), 1.0 / mix.shape[1])
+        value, gradient = likelihood(taste)
+        # The gradient is beta n times a difference of genre means; each reader's step
+        # starts at 4 / (beta n), halves when it would lower their likelihood (the step
+        # is undone) and grows by half again when it raises it.
+        step = 4.0 / (self.beta * np.maximum(count, 1.0))[:, None]
+        for _ in range(iterations):
+            trial = taste * np.exp(np.clip(step * gradient, -5.0, 5.0))
+            np.maximum(trial, 1e-12, out=trial)
+            trial /= trial.sum(axis=1, keepdims=True)
+            trial_value, trial_gradient = likelihood(trial)
+            better = trial_value >= value
+            taste[better], gradient[better] = trial[better], trial_gradient[better]
+            value = np.where(better, trial_value, value)
+            step *= np.where(better, 1.5, 0.5)[:, None]
+        return taste
 
     def _taste(self, users: np.ndarray, at: float | None) -> np.ndarray:
         """Each reader's taste at ``at`` (data with a timeline), else their one taste."""

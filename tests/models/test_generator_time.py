@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.sparse as sp
 
-from models.generator import generate_goodbooks, load_truth, oracle_top_k
+from models.generator import PlantedTruth, generate_goodbooks, load_truth, oracle_top_k
 from models.generator.timeline import (
     DAY,
     LOG_END,
@@ -17,7 +18,7 @@ from models.generator.timeline import (
     book_releases,
     reader_windows,
 )
-from models.rankers import KnownReaders, Oracle, Popularity
+from models.rankers import KnownReaders, LearntReaders, Oracle, Popularity
 from models.replay import Log, periods, replay
 from models.replay import reader_scores as ndcg_of
 from models.schema import RATINGS_FILE
@@ -187,6 +188,88 @@ def test_the_oracle_s_readers_rank_by_their_side_plus_each_book_s_recent_reads(
                                  each.relevant)[0].sum()
         expected_choices.append(f"window {windows[int(np.argmax(pooled))]}")
     assert result.rankers["oracle's readers"].notes == expected_choices
+
+
+def pure_genre_truth(n_genres: int, books_per_genre: int, beta: float = 12.0,
+                     timeline: Timeline | None = None) -> PlantedTruth:
+    """Books of one genre each, books_per_genre of every genre, all alike otherwise."""
+    n_books = n_genres * books_per_genre
+    mix = np.repeat(np.eye(n_genres, dtype=np.float32), books_per_genre, axis=0)
+    zeros = np.zeros(n_books, np.float32)
+    return PlantedTruth(genres=tuple(f"g{i}" for i in range(n_genres)),
+                        taste=np.full((1, n_genres), 1 / n_genres, np.float32), genre_mix=mix,
+                        popularity=zeros, quality=zeros, author=np.arange(n_books, dtype=np.int32),
+                        beta=beta, timeline=timeline)
+
+
+def test_a_reader_s_taste_is_learnt_as_the_one_that_makes_their_reads_most_likely() -> None:
+    # Two genres of ten books alike but for their genre: a draw picks genre 0 with chance
+    # e^(beta t0) / (e^(beta t0) + e^(beta t1)). Three reads in genre 0 and one in genre 1
+    # are likeliest when that chance is 3/4: beta (t0 - t1) = ln 3, t0 + t1 = 1.
+    truth = pure_genre_truth(2, 10)
+    reads = sp.csr_matrix(np.array([[1, 1, 1] + [0] * 7 + [1] + [0] * 9,
+                                    [0] * 20]))  # and a reader with no reads
+    taste = truth.learnt_taste(reads)
+    expected = (1 + np.log(3) / 12.0) / 2
+    np.testing.assert_allclose(taste[0], [expected, 1 - expected], atol=1e-4)
+    np.testing.assert_allclose(taste[1], [0.5, 0.5])  # nothing read: nothing learnt
+    # Half the reads in each of two genres out of three: the third gets no taste at all.
+    truth = pure_genre_truth(3, 10)
+    reads = sp.csr_matrix(np.r_[np.ones(4), np.zeros(6), np.ones(4), np.zeros(16)][None, :])
+    np.testing.assert_allclose(truth.learnt_taste(reads)[0], [0.5, 0.5, 0.0], atol=1e-3)
+    with pytest.raises(ValueError, match="one column per book"):
+        truth.learnt_taste(sp.csr_matrix((1, 7)))
+
+
+def test_a_genre_with_nothing_out_yet_tells_nothing_of_a_reader_s_taste() -> None:
+    # Genre 1's books come out after the moment: reading only genre 0 then was no choice
+    # between the two, and the taste stays even; at a later moment it was one.
+    later = LOG_START + 1000 * DAY
+    release = np.r_[np.full(10, LOG_START - DAY), np.full(10, later)]
+    timeline = Timeline(start=np.array([LOG_START]), end=np.array([LOG_END]),
+                        taste_start=np.zeros((1, 2), np.float32),
+                        taste_end=np.zeros((1, 2), np.float32), release=release,
+                        tau=np.full(20, 30 * DAY))
+    truth = pure_genre_truth(2, 10, timeline=timeline)
+    reads = sp.csr_matrix(np.r_[np.ones(5), np.zeros(15)][None, :])
+    np.testing.assert_allclose(truth.learnt_taste(reads, at=later - DAY)[0], [0.5, 0.5])
+    assert truth.learnt_taste(reads, at=later + DAY)[0, 0] > 0.9
+
+
+def test_readers_learnt_from_their_reads_sit_between_popularity_and_readers_known(
+        moving: Path, ratings: pd.DataFrame) -> None:
+    truth = load_truth(moving)
+    log = Log.from_frame(ratings, np.arange(1, N_BOOKS + 1))
+    last = periods(log, 13 * 7 * DAY, 2)[-1]
+    history, readers = last.history, last.readers
+    # The learnt taste finds each reader's planted favourite genre far above chance.
+    users = history.ids.user_ids[readers]
+    learnt = truth.learnt_taste(history.seen[readers], at=history.cutoff)
+    planted = truth.timeline.taste_at(users - 1, history.cutoff)
+    assert (learnt.argmax(axis=1) == planted.argmax(axis=1)).mean() > 0.6  # chance: 1/20
+    # Ranked by hand: the learnt side, beside the book side the oracle's readers use.
+    window = 91 * DAY
+    ranker = LearntReaders(truth, [window])
+    ranker.fit(history)
+    top = ranker.top_k(history, readers, 10)
+    recent = (history.times >= history.cutoff - window) & (history.times < history.cutoff)
+    scores = (truth.beta * learnt @ truth.genre_mix.T.astype(np.float64)
+              + np.log(np.bincount(history.cols[recent], minlength=N_BOOKS) + 0.1))
+    scores[history.seen[readers].nonzero()] = -np.inf
+    assert (top == np.argsort(-scores, axis=1, kind="stable")[:, :10]).mean() > 0.99
+    # Handed the favourite authors too: the truth's 2.0 on their books, added by hand.
+    told = LearntReaders(truth, [window], favourites_known=True)
+    told.fit(history)
+    favourites = 2.0 * truth.favourite_books[users - 1].toarray()
+    assert favourites.any()
+    expected = np.argsort(-(scores + favourites), axis=1, kind="stable")[:, :10]
+    assert (told.top_k(history, readers, 10) == expected).mean() > 0.99
+    # Knowing readers beats learning them, which beats knowing nothing of them.
+    rankers = [Popularity(window, "popularity"), LearntReaders(truth, [window]),
+               KnownReaders(truth, [window])]
+    summary = replay(log, rankers, 13 * 7 * DAY, 2).summary()
+    assert (summary["popularity"]["ndcg"] < summary["learnt readers, known structure"]["ndcg"]
+            < summary["oracle's readers"]["ndcg"])
 
 
 def test_static_mode_has_no_time(tmp_path: Path) -> None:
