@@ -28,6 +28,7 @@ from serving.writer import (
     NotReplicatedError,
     RecWriter,
     ShardReceipt,
+    SwitchNotReplicatedError,
     VersionCommittedError,
     VersionNotCommittedError,
 )
@@ -42,6 +43,7 @@ __all__ = [
     "RecStore",
     "ShardReceipt",
     "StoreError",
+    "SwitchNotReplicatedError",
     "VersionCommittedError",
     "VersionNotCommittedError",
     "decode_items",

@@ -17,7 +17,10 @@ added: a master acknowledges a write before its replica has it, and a replica pr
 after a crash lacks what it had not received, so ``commit_version`` first waits until every
 master's online replicas have confirmed the writes (``wait_replicated``, WAIT). Without that, a
 failover right after a publish could leave a committed manifest over lists that are gone,
-and readers of that master would get the popular fallback from a "complete" version.
+and readers of that master would get the popular fallback from a "complete" version. An
+alias switch waits the same way after it is made (``SwitchNotReplicatedError`` when the
+replicas do not confirm it): a failover before they have it would quietly put the alias
+back on the version before.
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ __all__ = [
     "NotReplicatedError",
     "RecWriter",
     "ShardReceipt",
+    "SwitchNotReplicatedError",
     "VersionCommittedError",
     "VersionNotCommittedError",
 ]
@@ -109,6 +113,20 @@ class NoRollbackTargetError(StoreError):
 
 class AliasChangedError(StoreError):
     """The alias moved while a rollback was computed; nothing was changed."""
+
+
+class SwitchNotReplicatedError(NotReplicatedError):
+    """An alias was switched on its cluster master and is served, but the master's replicas
+    did not confirm the switch in time: a failover before they do puts it back."""
+
+    def __init__(self, alias: str, version: str, previous: str | None, detail: str) -> None:
+        self.alias, self.version, self.previous = alias, version, previous
+        super().__init__(
+            f"alias {alias!r} now points at {version} and is served from it, but {detail}: "
+            f"a failover before the replicas catch up puts it back on "
+            f"{previous or 'nothing (unset)'}, the version before the switch. Check the "
+            "replicas' links (INFO replication); wait_replicated() confirms the switch once "
+            "they are back")
 
 
 @dataclass(frozen=True)
@@ -208,7 +226,13 @@ class RecWriter(RecReader):
         checksum = 0
         for receipt in totals.values():
             checksum ^= receipt.digest
-        self.wait_replicated(replication_timeout_s)
+        try:
+            self.wait_replicated(replication_timeout_s)
+        except NotReplicatedError as exc:
+            raise NotReplicatedError(
+                f"{exc}; version {version} was not committed (a failover now would lose "
+                "lists): check the replicas' links (INFO replication) and publish again"
+            ) from None
         now = datetime.now(UTC)
         manifest = Manifest(
             version=version,
@@ -241,22 +265,31 @@ class RecWriter(RecReader):
                 ) from None
         return manifest
 
-    def wait_replicated(self, timeout_s: float = 10.0) -> None:
+    def wait_replicated(self, timeout_s: float = 10.0, control_only: bool = False) -> None:
         """On a cluster, wait until each master's online replicas hold every write it had
-        acknowledged when called (``serving.replication``); a no-op on a single server."""
+        acknowledged when called (``serving.replication``); a no-op on a single server.
+        ``control_only``: only the master of the control keys (aliases, manifests, pins)."""
         if self._cluster:
-            wait_replicated(self._client, self._prefix, timeout_s)  # type: ignore[arg-type]
+            wait_replicated(self._client, self._prefix, timeout_s,  # type: ignore[arg-type]
+                            keys=[self.versions_key] if control_only else None)
 
     # --- cutover and rollback ----------------------------------------------------------
     def set_alias(self, alias: str, version: str, expected: str | None = None,
-                  expect_unset: bool = False) -> str | None:
+                  expect_unset: bool = False, replication_timeout_s: float | None = 10.0
+                  ) -> str | None:
         """Point ``alias`` at a committed version with one atomic SET; return the previous one.
 
         Compare-and-set: with ``expected`` (or ``expect_unset``) the switch happens only if
         the alias still points there, else AliasChangedError and nothing changes — so a
         slower or older run cannot overwrite a newer switch.
+
+        On a cluster the call returns once the master's replicas hold the switch (at most
+        ``replication_timeout_s``; SwitchNotReplicatedError else, the switch made and
+        served). None: no wait, for a caller that switches several aliases and confirms
+        them together with ``wait_replicated``.
         """
-        return self._switch(alias, version, expected="-" if expect_unset else expected)
+        return self._switch(alias, version, expected="-" if expect_unset else expected,
+                            replication_timeout_s=replication_timeout_s)
 
     def previous_version(self, alias: str, current: str | None = None) -> str | None:
         """The newest committed version the alias served before ``current`` (default: the
@@ -267,8 +300,11 @@ class RecWriter(RecReader):
                    and v < current]
         return max(earlier) if earlier else None
 
-    def rollback(self, alias: str, to_version: str | None = None) -> str:
-        """Re-point ``alias`` to an earlier version it served (default: the previous one)."""
+    def rollback(self, alias: str, to_version: str | None = None,
+                 replication_timeout_s: float | None = 10.0) -> str:
+        """Re-point ``alias`` to an earlier version it served (default: the previous one).
+
+        On a cluster it waits for the replicas as ``set_alias`` does."""
         check_name(alias, "alias")
         current = self.get_alias(alias)
         if current is None:
@@ -298,7 +334,8 @@ class RecWriter(RecReader):
                     f"{[v for v in served if v in committed][:5]}"
                 )
             target = to_version
-        self._switch(alias, target, expected=current)
+        self._switch(alias, target, expected=current,
+                     replication_timeout_s=replication_timeout_s)
         return target
 
     # --- retention -----------------------------------------------------------------------
@@ -410,7 +447,8 @@ class RecWriter(RecReader):
                 "build it with encode_items()"
             )
 
-    def _switch(self, alias: str, version: str, expected: str | None) -> str | None:
+    def _switch(self, alias: str, version: str, expected: str | None,
+                replication_timeout_s: float | None = 10.0) -> str | None:
         check_name(alias, "alias")
         check_name(version, "version")
         status, previous = self._switch_alias(
@@ -428,7 +466,13 @@ class RecWriter(RecReader):
                 f"{None if previous is None else as_text(previous)} meanwhile; nothing changed, "
                 "look again and retry"
             )
-        return None if previous is None else as_text(previous)
+        before = None if previous is None else as_text(previous)
+        if replication_timeout_s is not None:
+            try:
+                self.wait_replicated(replication_timeout_s, control_only=True)
+            except NotReplicatedError as exc:
+                raise SwitchNotReplicatedError(alias, version, before, str(exc)) from None
+        return before
 
     def _served(self, alias: str) -> list[str]:
         """The alias's history; for data from before histories, the versions published for it."""

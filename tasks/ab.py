@@ -29,6 +29,7 @@ from serving.pins import Pin
 from serving.store import RecStore
 from tasks.aliases import (
     Steps,
+    confirm_replicated,
     experiment_pins,
     fail,
     mlflow_alias,
@@ -196,7 +197,8 @@ def promote(
     ``previous`` -> the old champion, ``challenger`` removed. Redis: the same three aliases
     moved the same way, each switch compare-and-set. If a step fails every step already done
     is undone (each tried, even when one fails) and PromotionError says what, if anything,
-    could not be undone.
+    could not be undone. On a cluster, once every step is made, it waits until the replica
+    holds the switches: AliasError if it does not in time (the promotion stays made).
     """
     client = MlflowClient(tracking_uri)
     if tested is not None:
@@ -230,7 +232,7 @@ def promote(
         if value is None:
             store.client.delete(store.alias_key(alias))
         else:
-            store.set_alias(alias, value, expected=now)
+            store.set_alias(alias, value, expected=now, replication_timeout_s=None)
 
     try:
         if old_model is not None:
@@ -245,18 +247,25 @@ def promote(
                    lambda: mlflow_back(challenger, old_challenger))
         if old_batch is not None:
             store.set_alias(previous, old_batch, expected=old_batch_previous,
-                            expect_unset=old_batch_previous is None)
+                            expect_unset=old_batch_previous is None, replication_timeout_s=None)
             steps.done(f"Redis {previous} back to {old_batch_previous}",
                        lambda: redis_back(previous, old_batch_previous, old_batch))
-        store.set_alias(champion, new_batch, expected=old_batch, expect_unset=old_batch is None)
+        store.set_alias(champion, new_batch, expected=old_batch, expect_unset=old_batch is None,
+                        replication_timeout_s=None)
         steps.done(f"Redis {champion} back to {old_batch}",
                    lambda: redis_back(champion, old_batch, new_batch))
         store.client.delete(store.alias_key(challenger))
         steps.done(f"Redis {challenger} back to {old_challenger_batch}",
                    lambda: old_challenger_batch is not None and store.set_alias(
-                       challenger, old_challenger_batch, expect_unset=True))
+                       challenger, old_challenger_batch, expect_unset=True,
+                       replication_timeout_s=None))
     except Exception as exc:
         raise PromotionError(str(fail("promotion failed", steps, exc))) from exc
+    # One wait for every switch above, once all are made (a wait per switch could fail
+    # between two of them and leave MLflow and Redis apart).
+    # (AliasError, not PromotionError: the promotion is made.)
+    confirm_replicated(store, f"model version {new_model} was promoted to {champion} "
+                              f"(batch {new_batch})")
     return PromotionResult(str(new_model), old_model, new_batch, old_batch)
 
 

@@ -34,7 +34,7 @@ from serving.pins import (
     record_registry_alias,
     unpin_alias,
 )
-from serving.store import RecStore
+from serving.store import NotReplicatedError, RecStore
 
 if TYPE_CHECKING:
     from tasks.publish import RedisTarget
@@ -88,6 +88,17 @@ class Steps:
             except Exception as exc:  # noqa: BLE001 - every undo is tried, each failure named
                 failed.append(f"{what}: {exc}")
         return failed
+
+
+def confirm_replicated(store: RecStore, done: str, timeout_s: float = 10.0) -> None:
+    """On a cluster, wait until the replicas hold the switches just made. They stay made
+    either way: AliasError saying so when the replicas do not confirm them in time."""
+    try:
+        store.wait_replicated(timeout_s, control_only=True)
+    except NotReplicatedError as exc:
+        raise AliasError(f"{done} and is served, but {exc}: a failover before the replicas "
+                         "catch up undoes it; check the replicas' links (INFO replication) "
+                         "and `goodbooks status`") from None
 
 
 def fail(message: str, steps: Steps, exc: BaseException) -> AliasError:
@@ -198,7 +209,9 @@ def rollback(client: MlflowClient, model_name: str, store: RecStore, alias: str,
     """Roll ``alias`` back in both registries and pin it there until ``goodbooks unpin``.
 
     The target is the previous batch this alias served (or ``to_version``); MLflow's alias
-    moves to the model version that batch was scored from. All or nothing.
+    moves to the model version that batch was scored from. All or nothing. On a cluster,
+    once both are moved, it waits until the replica holds the switch: AliasError if it
+    does not in time (the rollback stays made).
     """
     current = store.get_alias(alias)
     if current is None:
@@ -223,13 +236,15 @@ def rollback(client: MlflowClient, model_name: str, store: RecStore, alias: str,
         move_mlflow_alias(client, model_name, store, alias, model_version)
         steps.done(f"MLflow {alias} back to {old_model}",
                    lambda: move_mlflow_alias(client, model_name, store, alias, old_model))
-        store.rollback(alias, target)
+        store.rollback(alias, target, replication_timeout_s=None)
         steps.done(f"Redis {alias} back to {current}",
-                   lambda: store.set_alias(alias, current, expected=target))
+                   lambda: store.set_alias(alias, current, expected=target,
+                                           replication_timeout_s=None))
         pin_alias(store, alias, ROLLBACK, f"rolled back from batch {current} (model version "
                   f"{old_model})", model_version, target, replace=True)
     except Exception as exc:
         raise fail(f"rollback of {alias} failed", steps, exc) from exc
+    confirm_replicated(store, f"{alias} was rolled back to batch {target}")
     return RollbackResult(alias, target, current, model_version, old_model)
 
 

@@ -21,6 +21,7 @@ from serving.store import (
     AliasChangedError,
     RecStore,
     ShardReceipt,
+    SwitchNotReplicatedError,
     VersionCommittedError,
     decode_items,
     encode_items,
@@ -172,6 +173,10 @@ def commit_and_switch(
     """Manifest last, a sample read back, then the alias switched compare-and-set, then
     old versions pruned.
 
+    On a cluster the switch counts as done once the replicas hold it; if they do not
+    confirm it in time, the version stays live and the task fails saying so (nothing is
+    pruned).
+
     The switch succeeds only if the alias still points at ``started_from`` (what it held
     when this run began): a slower or older run fails loudly instead of overwriting a newer
     switch. With ``registry`` (tracking URI, model name) the registry's alias must still name
@@ -199,6 +204,12 @@ def commit_and_switch(
                         expect_unset=started_from is None)
     except AliasChangedError as exc:
         raise PublishError(f"not switched: {exc} (another run published {alias} meanwhile)"
+                           ) from None
+    except SwitchNotReplicatedError as exc:
+        # Switched and served, so the run is not undone; but it fails, so that someone
+        # looks at the replicas before a failover quietly puts the alias back.
+        store.release_lease(version)
+        raise PublishError(f"published {version} as {alias}, but not confirmed: {exc}"
                            ) from None
     store.release_lease(version)
     removed = store.prune(retention + 1)

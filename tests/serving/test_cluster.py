@@ -21,7 +21,7 @@ from redis.cluster import RedisCluster
 from serving.connection import cluster_nodes, connect_redis, describe_redis, is_cluster
 from serving.handler import RecommendationService
 from serving.keys import InvalidNameError
-from serving.store import NotReplicatedError, RecStore, encode_items
+from serving.store import NotReplicatedError, RecStore, SwitchNotReplicatedError, encode_items
 from tests.redis_cluster import LocalCluster, delete_prefix
 
 # The existing tests, collected again in this module so that they use its `store` fixture.
@@ -240,6 +240,85 @@ def test_a_commit_is_refused_while_a_replica_lags(
     assert cluster_store.verify_version(version)
 
 
+def on_replicas(redis_cluster: LocalCluster, key: str) -> list[str | None]:
+    """``key`` as each replica holds it now (READONLY: a replica answers for its master)."""
+    values = []
+    for port in redis_cluster.replica_ports():
+        with redis_cluster.node(port).client().pipeline(transaction=False) as pipe:
+            pipe.execute_command("READONLY")
+            pipe.get(key)
+            try:
+                values.append(pipe.execute()[1])
+            except redis.ResponseError:  # MOVED: another master's slot
+                continue
+    return values
+
+
+def test_a_switch_returns_once_the_replicas_hold_it(
+    cluster_store: RecStore, redis_cluster: LocalCluster
+) -> None:
+    old = publish_readers(cluster_store)
+    cluster_store.set_alias("champion", old)
+    new = publish_readers(cluster_store, first_book=1000)
+    assert cluster_store.set_alias("champion", new, expected=old) == old
+    # Read at once, straight from the replica: a replica promoted now serves the new one.
+    assert on_replicas(redis_cluster, cluster_store.alias_key("champion")) == [new]
+
+
+def test_a_switch_the_replicas_do_not_confirm_is_made_and_said(
+    cluster_store: RecStore, redis_cluster: LocalCluster
+) -> None:
+    old = publish_readers(cluster_store)
+    cluster_store.set_alias("champion", old)
+    new = publish_readers(cluster_store, first_book=1000)
+    owner = cluster_store.client.get_node_from_key(cluster_store.alias_key("champion"))
+    replica = next(port for port in redis_cluster.replica_ports()
+                   if redis_cluster.node(port).client().info("replication")["master_port"]
+                   == owner.port)
+    redis_cluster.pause(replica)  # shorter than the node timeout: no one marks it failed
+    try:
+        with pytest.raises(SwitchNotReplicatedError,
+                           match=f"now points at {new} .* puts it back on {old}") as caught:
+            cluster_store.set_alias("champion", new, expected=old, replication_timeout_s=0.3)
+        assert (caught.value.alias, caught.value.version, caught.value.previous) == (
+            "champion", new, old)
+        # Made, and served: readers get the new version while the replica catches up.
+        assert cluster_store.get_alias("champion") == new
+        with pytest.raises(SwitchNotReplicatedError, match="nothing \\(unset\\)"):
+            cluster_store.set_alias("challenger", new, replication_timeout_s=0.3)
+    finally:
+        redis_cluster.resume(replica)
+    cluster_store.wait_replicated()  # back: the switch is confirmed
+    assert on_replicas(redis_cluster, cluster_store.alias_key("champion")) == [new]
+
+
+def test_a_rollback_or_promotion_the_replicas_do_not_confirm_says_it_is_made(
+    cluster_store: RecStore, redis_cluster: LocalCluster
+) -> None:
+    from tasks.aliases import AliasError, confirm_replicated
+
+    old = publish_readers(cluster_store)
+    cluster_store.set_alias("champion", old)
+    new = publish_readers(cluster_store, first_book=1000)
+    cluster_store.set_alias("champion", new, expected=old)
+    owner = cluster_store.client.get_node_from_key(cluster_store.alias_key("champion"))
+    replica = next(port for port in redis_cluster.replica_ports()
+                   if redis_cluster.node(port).client().info("replication")["master_port"]
+                   == owner.port)
+    redis_cluster.pause(replica)
+    try:
+        # The tasks switch without waiting, then confirm every switch at once.
+        assert cluster_store.rollback("champion", replication_timeout_s=None) == old
+        with pytest.raises(AliasError, match="champion was rolled back to batch .* and is "
+                                             "served, but only 0 of the 1 replicas"):
+            confirm_replicated(cluster_store, f"champion was rolled back to batch {old}",
+                               timeout_s=0.3)
+        assert cluster_store.get_alias("champion") == old
+    finally:
+        redis_cluster.resume(replica)
+    confirm_replicated(cluster_store, "champion was rolled back")  # back: confirmed
+
+
 def test_readiness_names_the_master_that_holds_the_event_stream(cluster_store: RecStore) -> None:
     version = publish_readers(cluster_store)
     cluster_store.set_alias("champion", version)
@@ -274,9 +353,11 @@ def test_the_alias_switch_is_one_set_on_one_key_of_one_master(cluster_store: Rec
         if address == f"{owner.host}:{owner.port}":
             # One script: it reads the manifest's existence and the alias, SETs the alias
             # (the cutover) and records it in the history: the only write to serving state.
-            assert counts.pop("set") == 1
+            # Then one marker SET and one WAIT for its replica (REPLCONF: the replica's ack).
+            assert counts.pop("set") == 2
+            assert counts.pop("wait") == 1
             assert counts.pop("evalsha", 0) + counts.pop("eval", 0) == 1
-            assert set(counts) <= {"exists", "get", "lpush", "ltrim"}
+            assert set(counts) <= {"exists", "get", "lpush", "ltrim", "replconf"}
         else:
             assert counts == {}  # no other master takes part in the switch
     assert cluster_store.get_alias("champion") == new
