@@ -19,6 +19,7 @@ from tasks.ab import (
     promote_challenger,
     report_evaluation,
 )
+from tasks.aliases import SwitchUnconfirmedError
 
 
 @flow(name="ab-evaluate", log_prints=True)
@@ -71,6 +72,10 @@ def ab_evaluate_flow(
     if act and decision.action in ("promote", "stop"):
         close_experiment(target, stored, s.tracking_uri, s.model_name,
                          promoted=promotion is not None)
+    if promotion is not None and promotion["unconfirmed"]:
+        # Promoted and closed, but a cluster failover now would undo the switches: the
+        # run fails so that someone looks.
+        raise SwitchUnconfirmedError(str(promotion["unconfirmed"]))
     return {
         "experiment": name, "action": decision.action, "reason": decision.reason,
         "effect": decision.test.effect, "p_value": decision.test.p_value,

@@ -31,6 +31,7 @@ from serving.writer import (
     SwitchNotReplicatedError,
     VersionCommittedError,
     VersionNotCommittedError,
+    unconfirmed_switch,
 )
 
 __all__ = [
@@ -48,6 +49,7 @@ __all__ = [
     "VersionNotCommittedError",
     "decode_items",
     "encode_items",
+    "unconfirmed_switch",
 ]
 
 

@@ -60,6 +60,7 @@ __all__ = [
     "SwitchNotReplicatedError",
     "VersionCommittedError",
     "VersionNotCommittedError",
+    "unconfirmed_switch",
 ]
 
 _UNLINK_BATCH = 1000
@@ -115,18 +116,22 @@ class AliasChangedError(StoreError):
     """The alias moved while a rollback was computed; nothing was changed."""
 
 
+def unconfirmed_switch(done: str, detail: str, undone: str = "undoes it") -> str:
+    """What to tell when a switch is made and served but its replica has not confirmed it."""
+    return (f"{done}, and is served, but {detail}: a failover before the replica catches "
+            f"up {undone}. Check the replica's link (INFO replication on the control slot's "
+            "master) and `goodbooks status`")
+
+
 class SwitchNotReplicatedError(NotReplicatedError):
     """An alias was switched on its cluster master and is served, but the master's replicas
     did not confirm the switch in time: a failover before they do puts it back."""
 
     def __init__(self, alias: str, version: str, previous: str | None, detail: str) -> None:
         self.alias, self.version, self.previous = alias, version, previous
-        super().__init__(
-            f"alias {alias!r} now points at {version} and is served from it, but {detail}: "
-            f"a failover before the replicas catch up puts it back on "
-            f"{previous or 'nothing (unset)'}, the version before the switch. Check the "
-            "replicas' links (INFO replication); wait_replicated() confirms the switch once "
-            "they are back")
+        super().__init__(unconfirmed_switch(
+            f"alias {alias!r} now points at {version}", detail,
+            f"puts it back on {previous or 'nothing (unset)'}, the version before"))
 
 
 @dataclass(frozen=True)

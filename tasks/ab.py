@@ -29,6 +29,7 @@ from serving.pins import Pin
 from serving.store import RecStore
 from tasks.aliases import (
     Steps,
+    SwitchUnconfirmedError,
     confirm_replicated,
     experiment_pins,
     fail,
@@ -57,6 +58,9 @@ class PromotionResult:
     previous_model_version: str | None
     redis_version: str
     previous_redis_version: str | None
+    # On a cluster: why the promotion, made and served, is not yet confirmed by the control
+    # slot's replica (None: confirmed, or a single server).
+    unconfirmed: str | None = None
 
 
 def load_design(
@@ -188,6 +192,7 @@ def measure_experiment(
 def promote(
     tracking_uri: str, model_name: str, store: RecStore, tested: Pin | None = None,
     challenger: str = "challenger", champion: str = "champion", previous: str = "previous",
+    replication_timeout_s: float = 10.0,
 ) -> PromotionResult:
     """Make the tested challenger the champion in MLflow and Redis together: both or neither.
 
@@ -197,8 +202,9 @@ def promote(
     ``previous`` -> the old champion, ``challenger`` removed. Redis: the same three aliases
     moved the same way, each switch compare-and-set. If a step fails every step already done
     is undone (each tried, even when one fails) and PromotionError says what, if anything,
-    could not be undone. On a cluster, once every step is made, it waits until the replica
-    holds the switches: AliasError if it does not in time (the promotion stays made).
+    could not be undone. On a cluster, once every step is made, it waits until the control
+    slot's replica holds the switches; if it does not in time, the promotion stays made and
+    the result's ``unconfirmed`` says why (the caller still closes the experiment).
     """
     client = MlflowClient(tracking_uri)
     if tested is not None:
@@ -260,13 +266,16 @@ def promote(
                        challenger, old_challenger_batch, expect_unset=True,
                        replication_timeout_s=None))
     except Exception as exc:
-        raise PromotionError(str(fail("promotion failed", steps, exc))) from exc
+        raise PromotionError(str(fail("promotion failed", steps, exc, store))) from exc
     # One wait for every switch above, once all are made (a wait per switch could fail
     # between two of them and leave MLflow and Redis apart).
-    # (AliasError, not PromotionError: the promotion is made.)
-    confirm_replicated(store, f"model version {new_model} was promoted to {champion} "
-                              f"(batch {new_batch})")
-    return PromotionResult(str(new_model), old_model, new_batch, old_batch)
+    unconfirmed = None
+    try:
+        confirm_replicated(store, f"model version {new_model} was promoted to {champion} "
+                                  f"(batch {new_batch})", replication_timeout_s)
+    except SwitchUnconfirmedError as exc:
+        unconfirmed = str(exc)
+    return PromotionResult(str(new_model), old_model, new_batch, old_batch, unconfirmed)
 
 
 @task(cache_policy=NO_CACHE)
@@ -288,6 +297,8 @@ def promote_challenger(
         result.model_version, result.previous_model_version, result.redis_version,
         result.previous_redis_version,
     )
+    if result.unconfirmed:
+        get_run_logger().error("%s", result.unconfirmed)
     return result.__dict__.copy()
 
 

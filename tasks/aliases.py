@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
 import mlflow
+import redis
 from mlflow import MlflowClient
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
@@ -34,7 +35,7 @@ from serving.pins import (
     record_registry_alias,
     unpin_alias,
 )
-from serving.store import NotReplicatedError, RecStore
+from serving.store import NotReplicatedError, RecStore, unconfirmed_switch
 
 if TYPE_CHECKING:
     from tasks.publish import RedisTarget
@@ -45,6 +46,11 @@ ROLLBACK = "rollback"
 
 class AliasError(RuntimeError):
     """An alias operation that could not be done; what was undone (or not) is in the message."""
+
+
+class SwitchUnconfirmedError(AliasError):
+    """The operation is done and served, but the cluster replica of the control slot did not
+    confirm its switches in time: a failover before it does would undo them."""
 
 
 def experiment_owner(name: str) -> str:
@@ -91,22 +97,32 @@ class Steps:
 
 
 def confirm_replicated(store: RecStore, done: str, timeout_s: float = 10.0) -> None:
-    """On a cluster, wait until the replicas hold the switches just made. They stay made
-    either way: AliasError saying so when the replicas do not confirm them in time."""
+    """On a cluster, wait until the control slot's replica holds the switches just made
+    (a no-op on a single server). They stay made either way: SwitchUnconfirmedError saying
+    so when the replica does not confirm them in time."""
     try:
         store.wait_replicated(timeout_s, control_only=True)
     except NotReplicatedError as exc:
-        raise AliasError(f"{done} and is served, but {exc}: a failover before the replicas "
-                         "catch up undoes it; check the replicas' links (INFO replication) "
-                         "and `goodbooks status`") from None
+        raise SwitchUnconfirmedError(unconfirmed_switch(done, str(exc))) from None
 
 
-def fail(message: str, steps: Steps, exc: BaseException) -> AliasError:
-    """An AliasError naming the cause and what could not be undone."""
+def fail(message: str, steps: Steps, exc: BaseException, store: RecStore | None = None
+         ) -> AliasError:
+    """An AliasError naming the cause and what could not be undone.
+
+    With ``store`` (on a cluster), the undone switches are then confirmed on the replica
+    as the switches were, and the message says if they were not."""
     failed = steps.undo()
     if failed:
         return AliasError(f"{message} ({exc}); and these steps could NOT be undone, so MLflow "
                           f"and Redis may disagree (`goodbooks status`): {'; '.join(failed)}")
+    if store is not None:
+        try:
+            store.wait_replicated(control_only=True)
+        except (NotReplicatedError, redis.RedisError) as unconfirmed:
+            return AliasError(f"{message} ({exc}); every step was undone, but the replica "
+                              f"has not confirmed the undo ({unconfirmed}): check `goodbooks "
+                              "status` after a failover")
     return AliasError(f"{message} ({exc}); every step was undone")
 
 
@@ -205,13 +221,14 @@ class RollbackResult:
 
 
 def rollback(client: MlflowClient, model_name: str, store: RecStore, alias: str,
-             to_version: str | None = None) -> RollbackResult:
+             to_version: str | None = None, replication_timeout_s: float = 10.0
+             ) -> RollbackResult:
     """Roll ``alias`` back in both registries and pin it there until ``goodbooks unpin``.
 
     The target is the previous batch this alias served (or ``to_version``); MLflow's alias
     moves to the model version that batch was scored from. All or nothing. On a cluster,
-    once both are moved, it waits until the replica holds the switch: AliasError if it
-    does not in time (the rollback stays made).
+    once both are moved, it waits until the replica holds the switch:
+    SwitchUnconfirmedError if it does not in time (the rollback stays made).
     """
     current = store.get_alias(alias)
     if current is None:
@@ -243,8 +260,9 @@ def rollback(client: MlflowClient, model_name: str, store: RecStore, alias: str,
         pin_alias(store, alias, ROLLBACK, f"rolled back from batch {current} (model version "
                   f"{old_model})", model_version, target, replace=True)
     except Exception as exc:
-        raise fail(f"rollback of {alias} failed", steps, exc) from exc
-    confirm_replicated(store, f"{alias} was rolled back to batch {target}")
+        raise fail(f"rollback of {alias} failed", steps, exc, store) from exc
+    confirm_replicated(store, f"{alias} was rolled back to batch {target} (model version "
+                              f"{model_version}) and pinned", replication_timeout_s)
     return RollbackResult(alias, target, current, model_version, old_model)
 
 

@@ -199,19 +199,7 @@ def commit_and_switch(
                 f"not switched: the registry's {alias} moved to model version {now} while "
                 f"this run scored version {fields.get('model_version')}; the next run "
                 "publishes the new one")
-    try:
-        store.set_alias(alias, version, expected=started_from,
-                        expect_unset=started_from is None)
-    except AliasChangedError as exc:
-        raise PublishError(f"not switched: {exc} (another run published {alias} meanwhile)"
-                           ) from None
-    except SwitchNotReplicatedError as exc:
-        # Switched and served, so the run is not undone; but it fails, so that someone
-        # looks at the replicas before a failover quietly puts the alias back.
-        store.release_lease(version)
-        raise PublishError(f"published {version} as {alias}, but not confirmed: {exc}"
-                           ) from None
-    store.release_lease(version)
+    switch_to(store, alias, version, started_from)
     removed = store.prune(retention + 1)
     logger = get_run_logger()
     logger.info("published version %s as %s", version, alias)
@@ -219,6 +207,29 @@ def commit_and_switch(
         logger.info("pruned versions: %s", ", ".join(removed))
     return {"version": version, "alias": alias, "pruned": removed,
             "manifest": manifest.to_hash()}
+
+
+def switch_to(store: RecStore, alias: str, version: str, started_from: str | None,
+              replication_timeout_s: float = 10.0) -> None:
+    """Switch ``alias`` to the committed ``version`` if it still holds ``started_from``, and
+    let the version's writer lease go.
+
+    PublishError when another run switched it meanwhile (nothing changed), and when, on a
+    cluster, the control slot's replica does not confirm the switch in time: the version
+    is then live and served, and the run fails so that someone looks at the replica before
+    a failover quietly puts the alias back.
+    """
+    try:
+        store.set_alias(alias, version, expected=started_from,
+                        expect_unset=started_from is None,
+                        replication_timeout_s=replication_timeout_s)
+    except AliasChangedError as exc:
+        raise PublishError(f"not switched: {exc} (another run published {alias} meanwhile)"
+                           ) from None
+    except SwitchNotReplicatedError as exc:
+        store.release_lease(version)
+        raise PublishError(str(exc)) from None
+    store.release_lease(version)
 
 
 def read_back(store: RecStore, version: str, n: int, readers: int,

@@ -12,16 +12,25 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import redis
+from mlflow import MlflowClient
 from redis.cluster import RedisCluster
 
 from serving.connection import cluster_nodes, connect_redis, describe_redis, is_cluster
 from serving.handler import RecommendationService
 from serving.keys import InvalidNameError
+from serving.pins import get_pin
 from serving.store import NotReplicatedError, RecStore, SwitchNotReplicatedError, encode_items
+from tasks.ab import promote
+from tasks.aliases import SwitchUnconfirmedError, rollback
+from tasks.publish import PublishError, switch_to
+from tests.flows.test_ab_evaluate import aliases as mlflow_aliases
+from tests.flows.test_ab_evaluate import publish as ab_publish
+from tests.flows.test_ab_evaluate import registry, tracking_uri  # noqa: F401
 from tests.redis_cluster import LocalCluster, delete_prefix
 
 # The existing tests, collected again in this module so that they use its `store` fixture.
@@ -271,14 +280,9 @@ def test_a_switch_the_replicas_do_not_confirm_is_made_and_said(
     old = publish_readers(cluster_store)
     cluster_store.set_alias("champion", old)
     new = publish_readers(cluster_store, first_book=1000)
-    owner = cluster_store.client.get_node_from_key(cluster_store.alias_key("champion"))
-    replica = next(port for port in redis_cluster.replica_ports()
-                   if redis_cluster.node(port).client().info("replication")["master_port"]
-                   == owner.port)
-    redis_cluster.pause(replica)  # shorter than the node timeout: no one marks it failed
-    try:
+    with control_replica_paused(cluster_store, redis_cluster):
         with pytest.raises(SwitchNotReplicatedError,
-                           match=f"now points at {new} .* puts it back on {old}") as caught:
+                           match=f"now points at {new}, .* puts it back on {old}") as caught:
             cluster_store.set_alias("champion", new, expected=old, replication_timeout_s=0.3)
         assert (caught.value.alias, caught.value.version, caught.value.previous) == (
             "champion", new, old)
@@ -286,37 +290,67 @@ def test_a_switch_the_replicas_do_not_confirm_is_made_and_said(
         assert cluster_store.get_alias("champion") == new
         with pytest.raises(SwitchNotReplicatedError, match="nothing \\(unset\\)"):
             cluster_store.set_alias("challenger", new, replication_timeout_s=0.3)
-    finally:
-        redis_cluster.resume(replica)
     cluster_store.wait_replicated()  # back: the switch is confirmed
     assert on_replicas(redis_cluster, cluster_store.alias_key("champion")) == [new]
 
 
-def test_a_rollback_or_promotion_the_replicas_do_not_confirm_says_it_is_made(
+@contextmanager
+def control_replica_paused(store: RecStore, cluster: LocalCluster) -> Iterator[None]:
+    """SIGSTOP the replica of the master that holds the control keys (aliases, manifests),
+    for less than the node timeout: no one marks it failed, it just does not answer."""
+    owner = store.client.get_node_from_key(store.alias_key("champion"))
+    replica = next(port for port in cluster.replica_ports()
+                   if cluster.node(port).client().info("replication")["master_port"]
+                   == owner.port)
+    cluster.pause(replica)
+    try:
+        yield
+    finally:
+        cluster.resume(replica)
+
+
+def test_a_publish_the_replica_does_not_confirm_is_live_and_fails_saying_so(
     cluster_store: RecStore, redis_cluster: LocalCluster
 ) -> None:
-    from tasks.aliases import AliasError, confirm_replicated
-
     old = publish_readers(cluster_store)
     cluster_store.set_alias("champion", old)
     new = publish_readers(cluster_store, first_book=1000)
-    cluster_store.set_alias("champion", new, expected=old)
-    owner = cluster_store.client.get_node_from_key(cluster_store.alias_key("champion"))
-    replica = next(port for port in redis_cluster.replica_ports()
-                   if redis_cluster.node(port).client().info("replication")["master_port"]
-                   == owner.port)
-    redis_cluster.pause(replica)
-    try:
-        # The tasks switch without waiting, then confirm every switch at once.
-        assert cluster_store.rollback("champion", replication_timeout_s=None) == old
-        with pytest.raises(AliasError, match="champion was rolled back to batch .* and is "
-                                             "served, but only 0 of the 1 replicas"):
-            confirm_replicated(cluster_store, f"champion was rolled back to batch {old}",
-                               timeout_s=0.3)
-        assert cluster_store.get_alias("champion") == old
-    finally:
-        redis_cluster.resume(replica)
-    confirm_replicated(cluster_store, "champion was rolled back")  # back: confirmed
+    lease = cluster_store.lease_key(new)
+    cluster_store.client.set(lease, "1")
+    with control_replica_paused(cluster_store, redis_cluster), pytest.raises(
+            PublishError, match=f"'champion' now points at {new}, and is served, but only 0 "
+                                f"of the 1 replicas .* puts it back on {old}"):
+        switch_to(cluster_store, "champion", new, started_from=old, replication_timeout_s=0.3)
+    assert cluster_store.get_alias("champion") == new
+    assert not cluster_store.client.exists(lease)  # the writer is done with it
+
+
+def test_a_rollback_or_promotion_the_replica_does_not_confirm_is_made_and_said(
+    cluster_store: RecStore, redis_cluster: LocalCluster,
+    registry: tuple[str, str, MlflowClient],  # noqa: F811 - the fixture imported above
+) -> None:
+    uri, model, registry_client = registry
+    store = cluster_store
+    old = ab_publish(store, "champion", "1")
+    challenger = ab_publish(store, "challenger", "2")
+    with control_replica_paused(store, redis_cluster):
+        result = promote(uri, model, store, replication_timeout_s=0.3)
+    # Made and served in both registries, and said: the caller closes the experiment.
+    assert mlflow_aliases(registry_client, model) == {"champion": "2", "previous": "1"}
+    assert store.aliases() == {"champion": challenger, "previous": old}
+    assert result.unconfirmed is not None
+    assert f"model version 2 was promoted to champion (batch {challenger}), and is " \
+        "served, but only 0 of the 1 replicas" in result.unconfirmed
+
+    with control_replica_paused(store, redis_cluster), pytest.raises(
+            SwitchUnconfirmedError, match=f"champion was rolled back to batch {old} .* and "
+                                          "is served, but only 0 of the 1 replicas"):
+        rollback(registry_client, model, store, "champion", replication_timeout_s=0.3)
+    assert mlflow_aliases(registry_client, model)["champion"] == "1"
+    assert store.get_alias("champion") == old  # made, pinned, and served
+    assert get_pin(store, "champion") is not None
+    store.wait_replicated(control_only=True)  # back: confirmed
+    assert on_replicas(redis_cluster, store.alias_key("champion")) == [old]
 
 
 def test_readiness_names_the_master_that_holds_the_event_stream(cluster_store: RecStore) -> None:
