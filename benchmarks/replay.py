@@ -63,6 +63,7 @@ from models.rankers import (  # noqa: E402
     Frozen,
     KnownReaders,
     LearntReaders,
+    LearntTastes,
     Model,
     Oracle,
     Popularity,
@@ -130,8 +131,8 @@ def main() -> None:
                              "0.5 ** (age / half-life), e.g. 365d (and with the prior)")
     parser.add_argument("--without-model", action="store_true",
                         help="replay the baselines, the oracle and the oracle's readers "
-                             "(known and learnt) only "
-                             "(no fit of the model: minutes at full size, not an hour)")
+                             "(known and learnt) only (no fit of the model: 15 minutes at "
+                             "full size, not an hour)")
     parser.add_argument("--stop-on", choices=("reader", "time"), default="reader",
                         help="stop the model's epochs on each reader's latest interactions "
                              "(the per-reader split) or on the last period before the cut-off")
@@ -181,9 +182,11 @@ def main() -> None:
                         RecencyAware(decayed, weights, spans,
                                      f"{PRIOR} (half-life {args.half_life})")]
         if truth is not None:
+            tastes = LearntTastes(truth)  # learnt once for both rankers below
             rankers += [Oracle(truth), KnownReaders(truth, spans, KNOWN),
-                        LearntReaders(truth, spans, LEARNT),
-                        LearntReaders(truth, spans, LEARNT_TASTE, favourites_known=True)]
+                        LearntReaders(truth, spans, LEARNT, tastes=tastes),
+                        LearntReaders(truth, spans, LEARNT_TASTE, favourites_known=True,
+                                      tastes=tastes)]
         t0 = time.perf_counter()
         shared: dict[str, list[float]] = {}
 
@@ -217,8 +220,9 @@ def main() -> None:
                          "prior_choices": result.rankers[PRIOR].notes if with_model else [],
                          "known_readers_choices": result.rankers[KNOWN].notes
                          if KNOWN in result.rankers else [],
-                         "learnt_readers_choices": result.rankers[LEARNT].notes
-                         if LEARNT in result.rankers else [],
+                         "learnt_readers_choices": {
+                             r: result.rankers[r].notes for r in (LEARNT, LEARNT_TASTE)
+                             if r in result.rankers},
                          "shared_author_or_series": {r: v[0] / v[1] for r, v in shared.items()}})
         print(f"seed {seed}: {per_seed[-1]['seconds']:.0f} s, {result.reader_periods:,} "
               f"reader-periods; best popularity: {best_pop}")

@@ -319,41 +319,54 @@ class KnownReaders:
         self.chosen = f"window {self.window}"
 
 
+class LearntTastes:
+    """Each reader's taste learnt from their reads before one cut-off (PlantedTruth.
+    learnt_taste), kept for the rankers that share it until the cut-off moves on."""
+
+    def __init__(self, truth) -> None:  # noqa: ANN001 - PlantedTruth
+        self.truth = truth
+        self.history: History | None = None
+        self.tastes = np.empty((0, len(truth.genres)))  # NaN rows: not learnt yet
+
+    def of(self, history: History, readers: np.ndarray, reads: sp.csr_matrix) -> np.ndarray:
+        """The tastes of ``readers`` (their reads before the cut-off: ``reads``)."""
+        if self.history is not history:
+            self.history = history
+            self.tastes = np.full((history.ids.n_users, len(self.truth.genres)), np.nan)
+        new = np.isnan(self.tastes[readers, 0])
+        if new.any():
+            at = history.cutoff if self.truth.timeline is not None else None
+            self.tastes[readers[new]] = self.truth.learnt_taste(reads[new], at=at)
+        return self.tastes[readers]
+
+
 class LearntReaders(KnownReaders):
     """The oracle's readers with each reader's taste learnt from their reads, not known.
 
     Everything else of the truth is given — every book's genre mix, popularity and
     quality, beta — and the book side is learnt from recent reads as the oracle's readers
     learn it. Each reader's taste is the one that makes their reads before the cut-off
-    most likely under the truth's own draw (PlantedTruth.learnt_taste). Favourite authors
-    are left out (a Bayes estimate from each reader's author counts added nothing
-    measurable), unless ``favourites_known``: then the truth's are added as the oracle's
-    readers add them, and only the taste is learnt. No fitted model is handed this much,
-    so its distance from the oracle's readers is what learning readers from their reads
-    costs even with the structure known, and its distance from the model what the model
-    loses besides.
+    likeliest under a simplified draw of the truth's (PlantedTruth.learnt_taste).
+    Favourite authors are left out (a Bayes estimate from each reader's author counts
+    added nothing measurable), unless ``favourites_known``: then the truth's are added as
+    the oracle's readers add them, beside the same learnt taste (pass both rankers one
+    ``tastes`` to learn it once). No fitted model is handed this much, so its distance from
+    the oracle's readers is what learning readers from their reads costs even with the
+    structure known, and its distance from the model what the model loses besides.
     """
 
     def __init__(self, truth, windows: Sequence[int],  # noqa: ANN001 - PlantedTruth
                  name: str = "learnt readers, known structure", smoothing: float = 0.1,
-                 favourites_known: bool = False) -> None:
+                 favourites_known: bool = False, tastes: LearntTastes | None = None) -> None:
         super().__init__(truth, windows, name, smoothing)
         self.favourites_known = favourites_known
-        # Each reader's learnt taste at the current cut-off (NaN: not learnt yet): the
-        # lists and the window choice of one period share it.
-        self.cutoff: int | None = None
-        self.tastes = np.empty((0, len(truth.genres)))
+        # The lists and the window choice of one period share each reader's taste.
+        self.tastes = tastes or LearntTastes(truth)
 
     def _reader_side(self, history: History, readers: np.ndarray, reads: sp.csr_matrix
                      ) -> np.ndarray:
-        if self.cutoff != history.cutoff:
-            self.cutoff = history.cutoff
-            self.tastes = np.full((history.ids.n_users, len(self.truth.genres)), np.nan)
-        new = np.isnan(self.tastes[readers, 0])
-        if new.any():
-            at = history.cutoff if self.truth.timeline is not None else None
-            self.tastes[readers[new]] = self.truth.learnt_taste(reads[new], at=at)
-        side = self.truth.beta * self.tastes[readers] @ self.truth.genre_mix.T.astype(np.float64)
+        taste = self.tastes.of(history, readers, reads)
+        side = self.truth.beta * taste @ self.truth.genre_mix.T.astype(np.float64)
         if self.favourites_known:
             side += self.truth.favourite_scores(history.ids.user_ids[readers])
         return side

@@ -81,8 +81,10 @@ class PlantedTruth:
         knows readers perfectly still has to learn it from the reads it has seen.
         """
         users = _index_of(user_ids, self.n_users, "user_id")
-        return (np.float32(self.beta) * self._taste(users, at)) @ self.genre_mix.T \
-            + self.favourite_scores(user_ids)
+        out = (np.float32(self.beta) * self._taste(users, at)) @ self.genre_mix.T
+        if self.favourite_books is not None:
+            out += self.favourite_scores(user_ids)
+        return out
 
     def favourite_scores(self, user_ids: np.ndarray) -> np.ndarray:
         """What each reader's favourite authors add to their books' log-weights, float32
@@ -98,15 +100,16 @@ class PlantedTruth:
         float64 [reads.shape[0], n_genres], rows on the simplex.
 
         ``reads`` holds one row per reader and one column per book (any positive entry is
-        a read). The estimate is the maximum-likelihood taste under the truth's own draw:
-        each read picks a book with probability proportional to
-        exp(popularity + quality + beta · taste · genre mix) among the books out by ``at``
-        (every book without it). Favourite authors, each reader's window and the drift
-        within it are not estimated. Exponentiated-gradient ascent on the simplex (the
-        log-likelihood is concave in the taste), started from the uniform taste; a reader
-        without reads keeps it.
+        a read). The estimate is the maximum-likelihood taste under a simplified draw of
+        the truth's: each read picks a book independently, with probability proportional
+        to exp(popularity + quality + beta · taste · genre mix), among the books out by
+        ``at`` (every book without it). The truth draws a set without replacement and adds
+        each reader's window and favourite authors; those are not estimated.
+        Exponentiated-gradient ascent on the simplex (the log-likelihood is concave in the
+        taste), started from the uniform taste; a reader without reads keeps it.
         """
-        reads = sp.csr_matrix(reads, dtype=np.float64)
+        reads = sp.csr_matrix(reads, dtype=np.float64, copy=True)
+        reads.sum_duplicates()
         if reads.shape[1] != self.n_books:
             raise ValueError(f"reads must have one column per book ({self.n_books}); "
                              f"got {reads.shape[1]}")

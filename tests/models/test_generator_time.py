@@ -213,6 +213,10 @@ def test_a_reader_s_taste_is_learnt_as_the_one_that_makes_their_reads_most_likel
     expected = (1 + np.log(3) / 12.0) / 2
     np.testing.assert_allclose(taste[0], [expected, 1 - expected], atol=1e-4)
     np.testing.assert_allclose(taste[1], [0.5, 0.5])  # nothing read: nothing learnt
+    # A read given twice (duplicate entries) is still one read.
+    twice = sp.csr_matrix((np.ones(5), [0, 1, 2, 10, 10], [0, 5]), shape=(1, 20))
+    assert twice.nnz == 5
+    np.testing.assert_allclose(truth.learnt_taste(twice)[0], taste[0], atol=1e-6)
     # Half the reads in each of two genres out of three: the third gets no taste at all.
     truth = pure_genre_truth(3, 10)
     reads = sp.csr_matrix(np.r_[np.ones(4), np.zeros(6), np.ones(4), np.zeros(16)][None, :])
