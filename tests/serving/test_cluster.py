@@ -263,12 +263,17 @@ def on_replicas(redis_cluster: LocalCluster, key: str) -> list[str | None]:
     return values
 
 
+def champion_and_next(store: RecStore) -> tuple[str, str]:
+    """Two committed versions, the alias champion on the first."""
+    old = publish_readers(store)
+    store.set_alias("champion", old)
+    return old, publish_readers(store, first_book=1000)
+
+
 def test_a_switch_returns_once_the_replicas_hold_it(
     cluster_store: RecStore, redis_cluster: LocalCluster
 ) -> None:
-    old = publish_readers(cluster_store)
-    cluster_store.set_alias("champion", old)
-    new = publish_readers(cluster_store, first_book=1000)
+    old, new = champion_and_next(cluster_store)
     assert cluster_store.set_alias("champion", new, expected=old) == old
     # Read at once, straight from the replica: a replica promoted now serves the new one.
     assert on_replicas(redis_cluster, cluster_store.alias_key("champion")) == [new]
@@ -277,9 +282,7 @@ def test_a_switch_returns_once_the_replicas_hold_it(
 def test_a_switch_the_replicas_do_not_confirm_is_made_and_said(
     cluster_store: RecStore, redis_cluster: LocalCluster
 ) -> None:
-    old = publish_readers(cluster_store)
-    cluster_store.set_alias("champion", old)
-    new = publish_readers(cluster_store, first_book=1000)
+    old, new = champion_and_next(cluster_store)
     with control_replica_paused(cluster_store, redis_cluster):
         with pytest.raises(SwitchNotReplicatedError,
                            match=f"now points at {new}, .* puts it back on {old}") as caught:
@@ -312,9 +315,7 @@ def control_replica_paused(store: RecStore, cluster: LocalCluster) -> Iterator[N
 def test_a_publish_the_replica_does_not_confirm_is_live_and_fails_saying_so(
     cluster_store: RecStore, redis_cluster: LocalCluster
 ) -> None:
-    old = publish_readers(cluster_store)
-    cluster_store.set_alias("champion", old)
-    new = publish_readers(cluster_store, first_book=1000)
+    old, new = champion_and_next(cluster_store)
     lease = cluster_store.lease_key(new)
     cluster_store.client.set(lease, "1")
     with control_replica_paused(cluster_store, redis_cluster), pytest.raises(
@@ -370,9 +371,7 @@ def test_readiness_names_the_master_that_holds_the_event_stream(cluster_store: R
 
 
 def test_the_alias_switch_is_one_set_on_one_key_of_one_master(cluster_store: RecStore) -> None:
-    old = publish_readers(cluster_store)
-    cluster_store.set_alias("champion", old)
-    new = publish_readers(cluster_store, first_book=1000)
+    old, new = champion_and_next(cluster_store)
     nodes = master_clients(cluster_store.client)
     for node in nodes.values():
         node.config_resetstat()
