@@ -271,15 +271,22 @@ class KnownReaders:
     """
 
     def __init__(self, truth, windows: Sequence[int], name: str = "oracle's readers",  # noqa: ANN001 - PlantedTruth
-                 smoothing: float = 0.1) -> None:
+                 smoothing: float = 0.1, strengths: Sequence[float] = (1.0,)) -> None:
         self.truth = truth
         self.windows = list(windows)
         self.name = name
         self.smoothing = smoothing
-        self.window = self.windows[0]
-        self.totals = np.zeros(len(self.windows))
+        # Each setting: the readers' side scaled by a strength (only 1 here: the truth's
+        # side is exact), beside the book side of one window.
+        self.grid = [(strength, w) for strength in strengths for w in self.windows]
+        self.setting = self.grid[0]
+        self.totals = np.zeros(len(self.grid))
         self.chosen = ""
         self.book_sides: dict[int, np.ndarray] = {}
+
+    @property
+    def window(self) -> int:
+        return self.setting[1]
 
     def fit(self, history: History) -> None:
         _require_generated_catalogue(history, self.truth.n_books, self.name)
@@ -288,56 +295,64 @@ class KnownReaders:
                                     history.ids.n_books) + self.smoothing)
             for w in self.windows}
 
-    def _ranked(self, windows: Sequence[int], history: History, readers: np.ndarray, k: int,
-                chunk: int = 2048) -> list[np.ndarray]:
-        """The top-k of each window; the readers' side is computed once for all of them."""
+    def _ranked(self, settings: Sequence[tuple[float, int]], history: History,
+                readers: np.ndarray, k: int, chunk: int = 2048) -> list[np.ndarray]:
+        """The top-k of each setting; each strength's readers' side is computed once."""
         seen = exclusion(history, readers)
-        parts: list[list[np.ndarray]] = [[] for _ in windows]
+        parts: list[list[np.ndarray]] = [[] for _ in settings]
         for start in range(0, len(readers), chunk):
             rows = np.arange(start, min(start + chunk, len(readers)))
-            side = self._reader_side(history, readers[rows], seen[rows])
-            for part, window in zip(parts, windows, strict=True):
-                book_side = self.book_sides[window]
+            sides = {strength: self._reader_side(history, readers[rows], seen[rows], strength)
+                     for strength in dict.fromkeys(strength for strength, _ in settings)}
+            for part, (strength, window) in zip(parts, settings, strict=True):
+                side, book_side = sides[strength], self.book_sides[window]
                 part.append(top_k_scores(lambda r, s=side, b=book_side: s[r] + b,
                                          np.arange(len(rows)), k, seen[rows], chunk))
         return [np.vstack(p) if p else np.empty((0, k), dtype=np.int64) for p in parts]
 
-    def _reader_side(self, history: History, readers: np.ndarray, reads: sp.csr_matrix
-                     ) -> np.ndarray:
+    def _reader_side(self, history: History, readers: np.ndarray, reads: sp.csr_matrix,
+                     strength: float) -> np.ndarray:
         """The truth's side of each reader at the cut-off (``reads``: theirs before it)."""
         at = history.cutoff if self.truth.timeline is not None else None
-        return self.truth.reader_scores(history.ids.user_ids[readers], at=at)
+        return strength * self.truth.reader_scores(history.ids.user_ids[readers], at=at)
 
     def top_k(self, history: History, readers: np.ndarray, k: int) -> np.ndarray:
-        return self._ranked([self.window], history, readers, k)[0]
+        return self._ranked([self.setting], history, readers, k)[0]
 
     def choose(self, period: Period, score: Callable[[np.ndarray], np.ndarray]) -> None:
-        """Add this period's scores of every window; keep the best so far for the next."""
+        """Add this period's scores of every setting; keep the best so far for the next."""
         self.totals += [float(score(top).sum())
-                        for top in self._ranked(self.windows, period.history, period.readers, K)]
-        self.window = self.windows[int(np.argmax(self.totals))]
-        self.chosen = f"window {self.window}"
+                        for top in self._ranked(self.grid, period.history, period.readers, K)]
+        self.setting = self.grid[int(np.argmax(self.totals))]
+        strength, window = self.setting
+        self.chosen = f"window {window}" + ("" if len(self.grid) == len(self.windows)
+                                            else f", strength {strength:g}")
 
 
 class LearntTastes:
     """Each reader's taste learnt from their reads before one cut-off (PlantedTruth.
-    learnt_taste), kept for the rankers that share it until the cut-off moves on."""
+    learnt_taste), per strength, kept for the rankers that share it until the cut-off
+    moves on."""
 
     def __init__(self, truth) -> None:  # noqa: ANN001 - PlantedTruth
         self.truth = truth
         self.history: History | None = None
-        self.tastes = np.empty((0, len(truth.genres)))  # NaN rows: not learnt yet
+        self.tastes: dict[float, np.ndarray] = {}  # NaN rows: not learnt yet
 
-    def of(self, history: History, readers: np.ndarray, reads: sp.csr_matrix) -> np.ndarray:
-        """The tastes of ``readers`` (their reads before the cut-off: ``reads``)."""
+    def of(self, history: History, readers: np.ndarray, reads: sp.csr_matrix,
+           strength: float = 1.0) -> np.ndarray:
+        """The tastes of ``readers`` (their reads before the cut-off: ``reads``), learnt
+        with beta scaled by ``strength``."""
         if self.history is not history:
-            self.history = history
-            self.tastes = np.full((history.ids.n_users, len(self.truth.genres)), np.nan)
-        new = np.isnan(self.tastes[readers, 0])
+            self.history, self.tastes = history, {}
+        tastes = self.tastes.setdefault(
+            strength, np.full((history.ids.n_users, len(self.truth.genres)), np.nan))
+        new = np.isnan(tastes[readers, 0])
         if new.any():
             at = history.cutoff if self.truth.timeline is not None else None
-            self.tastes[readers[new]] = self.truth.learnt_taste(reads[new], at=at)
-        return self.tastes[readers]
+            tastes[readers[new]] = self.truth.learnt_taste(
+                reads[new], at=at, beta=strength * self.truth.beta)
+        return tastes[readers]
 
 
 class LearntReaders(KnownReaders):
@@ -346,27 +361,30 @@ class LearntReaders(KnownReaders):
     Everything else of the truth is given — every book's genre mix, popularity and
     quality, beta — and the book side is learnt from recent reads as the oracle's readers
     learn it. Each reader's taste is the one that makes their reads before the cut-off
-    likeliest under a simplified draw of the truth's (PlantedTruth.learnt_taste).
-    Favourite authors are left out (a Bayes estimate from each reader's author counts
+    likeliest under a simplified draw of the truth's (PlantedTruth.learnt_taste), with
+    beta scaled by a strength chosen with the window on the periods before each cut-off
+    (below 1, the learnt tastes are held towards even: they are noisy where reads are
+    few). Favourite authors are left out (a Bayes estimate from each reader's author counts
     added nothing measurable), unless ``favourites_known``: then the truth's are added as
     the oracle's readers add them, beside the same learnt taste (pass both rankers one
-    ``tastes`` to learn it once). No fitted model is handed this much, so its distance from
-    the oracle's readers is what learning readers from their reads costs even with the
-    structure known, and its distance from the model what the model loses besides.
+    ``tastes`` to learn it once). It is one estimator, not a bound: its distance from the
+    oracle's readers is what learning readers from their reads costs it, with the
+    structure known; its distance from the model, what the model loses besides.
     """
 
     def __init__(self, truth, windows: Sequence[int],  # noqa: ANN001 - PlantedTruth
                  name: str = "learnt readers, known structure", smoothing: float = 0.1,
-                 favourites_known: bool = False, tastes: LearntTastes | None = None) -> None:
-        super().__init__(truth, windows, name, smoothing)
+                 favourites_known: bool = False, tastes: LearntTastes | None = None,
+                 strengths: Sequence[float] = (1.0, 0.7, 0.5, 0.35, 0.25)) -> None:
+        super().__init__(truth, windows, name, smoothing, strengths)
         self.favourites_known = favourites_known
         # The lists and the window choice of one period share each reader's taste.
         self.tastes = tastes or LearntTastes(truth)
 
-    def _reader_side(self, history: History, readers: np.ndarray, reads: sp.csr_matrix
-                     ) -> np.ndarray:
-        taste = self.tastes.of(history, readers, reads)
-        side = self.truth.beta * taste @ self.truth.genre_mix.T.astype(np.float64)
+    def _reader_side(self, history: History, readers: np.ndarray, reads: sp.csr_matrix,
+                     strength: float) -> np.ndarray:
+        taste = self.tastes.of(history, readers, reads, strength)
+        side = strength * self.truth.beta * taste @ self.truth.genre_mix.T.astype(np.float64)
         if self.favourites_known:
             side += self.truth.favourite_scores(history.ids.user_ids[readers])
         return side

@@ -95,7 +95,7 @@ class PlantedTruth:
         return np.float32(AUTHOR_STRENGTH) * self.favourite_books[users].toarray()
 
     def learnt_taste(self, reads: sp.csr_matrix, at: float | None = None,
-                     iterations: int = 40) -> np.ndarray:
+                     iterations: int = 40, beta: float | None = None) -> np.ndarray:
         """Each reader's taste as their reads reveal it, the rest of the truth known,
         float64 [reads.shape[0], n_genres], rows on the simplex.
 
@@ -107,7 +107,9 @@ class PlantedTruth:
         each reader's window and favourite authors; those are not estimated.
         Exponentiated-gradient ascent on the simplex (the log-likelihood is concave in the
         taste), started from the uniform taste; a reader without reads keeps it.
+        ``beta`` replaces the truth's (a smaller one holds the tastes towards even).
         """
+        beta = self.beta if beta is None else float(beta)
         reads = sp.csr_matrix(reads, dtype=np.float64, copy=True)
         reads.sum_duplicates()
         if reads.shape[1] != self.n_books:
@@ -123,20 +125,20 @@ class PlantedTruth:
 
         def likelihood(taste: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             """Each reader's log-likelihood (up to a constant) and its gradient."""
-            logits = offset + self.beta * taste @ mix.T
+            logits = offset + beta * taste @ mix.T
             top = logits.max(axis=1, keepdims=True)
             chance = np.exp(logits - top)
             total = chance.sum(axis=1, keepdims=True)
-            value = (self.beta * (observed * taste).sum(axis=1)
+            value = (beta * (observed * taste).sum(axis=1)
                      - count * (top + np.log(total)).ravel())
-            return value, self.beta * (observed - count[:, None] * (chance / total) @ mix)
+            return value, beta * (observed - count[:, None] * (chance / total) @ mix)
 
         taste = np.full((reads.shape[0], mix.shape[1]), 1.0 / mix.shape[1])
         value, gradient = likelihood(taste)
         # The gradient is beta n times a difference of genre means; each reader's step
         # starts at 4 / (beta n), halves when it would lower their likelihood (the step
         # is undone) and grows by half again when it raises it.
-        step = 4.0 / (self.beta * np.maximum(count, 1.0))[:, None]
+        step = 4.0 / (beta * np.maximum(count, 1.0))[:, None]
         for _ in range(iterations):
             trial = taste * np.exp(np.clip(step * gradient, -5.0, 5.0))
             np.maximum(trial, 1e-12, out=trial)

@@ -213,6 +213,9 @@ def test_a_reader_s_taste_is_learnt_as_the_one_that_makes_their_reads_most_likel
     expected = (1 + np.log(3) / 12.0) / 2
     np.testing.assert_allclose(taste[0], [expected, 1 - expected], atol=1e-4)
     np.testing.assert_allclose(taste[1], [0.5, 0.5])  # nothing read: nothing learnt
+    # With beta 6 instead of 12 the same odds need twice the difference in taste.
+    np.testing.assert_allclose(truth.learnt_taste(reads, beta=6.0)[0, 0],
+                               (1 + np.log(3) / 6.0) / 2, atol=1e-4)
     # A read given twice (duplicate entries) is still one read.
     twice = sp.csr_matrix((np.ones(5), [0, 1, 2, 10, 10], [0, 5]), shape=(1, 20))
     assert twice.nnz == 5
