@@ -131,8 +131,8 @@ def main() -> None:
                              "0.5 ** (age / half-life), e.g. 365d (and with the prior)")
     parser.add_argument("--without-model", action="store_true",
                         help="replay the baselines, the oracle and the oracle's readers "
-                             "(known and learnt) only (no fit of the model: 15 minutes at "
-                             "full size, not an hour)")
+                             "(known and learnt) only (no fit of the model: 40 minutes at "
+                             "full size, most of it learning the readers' tastes)")
     parser.add_argument("--stop-on", choices=("reader", "time"), default="reader",
                         help="stop the model's epochs on each reader's latest interactions "
                              "(the per-reader split) or on the last period before the cut-off")

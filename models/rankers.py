@@ -284,10 +284,6 @@ class KnownReaders:
         self.chosen = ""
         self.book_sides: dict[int, np.ndarray] = {}
 
-    @property
-    def window(self) -> int:
-        return self.setting[1]
-
     def fit(self, history: History) -> None:
         _require_generated_catalogue(history, self.truth.n_books, self.name)
         self.book_sides = {
