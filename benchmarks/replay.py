@@ -21,11 +21,11 @@ scored on what that reader does there. Rankers, all in the same run:
   its weight and window chosen on the periods before each cut-off only;
 - **oracle** (generated data): the planted truth;
 - **oracle's readers** (generated data): the truth's side of each reader with each book's
-  side learnt from the reads before the cut-off (models/rankers.py, KnownReaders): how much
-  of the oracle's lead a better model of readers could still win;
+  side learnt from the reads before the cut-off (models/rankers.py, KnownReaders): what
+  knowing readers exactly brings (not a bound);
 - **learnt readers, known structure** (generated data): the same with each reader's taste
-  learnt from their reads, everything else of the truth given (LearntReaders): what
-  learning readers from their reads costs even to a ranker handed the generator's model;
+  learnt from their reads and its strength chosen, everything else of the truth given
+  (LearntReaders): what an estimator of the generator's form learns of readers;
   and **learnt taste, favourite authors known**: the same, handed each reader's favourite
   authors too.
 

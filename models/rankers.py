@@ -264,10 +264,12 @@ class KnownReaders:
     favourite authors — plus a book side learnt as any ranker must learn it, from the reads
     before the cut-off: log(reads in the last window + ``smoothing``), in the truth's own
     units (log-rates), with the window chosen on the periods before each cut-off as the
-    prior's is. It splits the oracle's lead in two: what a better model of readers could
-    still win, and what the oracle knows of books — each one's rate at the very moment of
-    the cut-off, read off the planted release wave — that a book side learnt from recent
-    reads does not.
+    prior's is (and, given several ``strengths``, the scale of the readers' side with it;
+    here only 1: the truth's side as it is). It splits the oracle's lead in two: what
+    knowing readers exactly brings, and what the oracle knows of books — each one's rate at
+    the very moment of the cut-off, read off the planted release wave — that a book side
+    learnt from recent reads does not. Not a bound: a held-back reader side can rank
+    better beside the counted book side (LearntReaders).
     """
 
     def __init__(self, truth, windows: Sequence[int], name: str = "oracle's readers",  # noqa: ANN001 - PlantedTruth
@@ -359,8 +361,10 @@ class LearntReaders(KnownReaders):
     learn it. Each reader's taste is the one that makes their reads before the cut-off
     likeliest under a simplified draw of the truth's (PlantedTruth.learnt_taste), with
     beta scaled by a strength chosen with the window on the periods before each cut-off
-    (below 1, the learnt tastes are held towards even: they are noisy where reads are
-    few). Favourite authors are left out (a Bayes estimate from each reader's author counts
+    (below 1, the reader's side is capped where few reads put the taste at the edge of the
+    simplex; with enough reads strength × beta × taste comes out about the same). Unlike
+    the oracle's readers' strength, it does not scale the favourite authors. Favourite
+    authors are left out (a Bayes estimate from each reader's author counts
     added nothing measurable), unless ``favourites_known``: then the truth's are added as
     the oracle's readers add them, beside the same learnt taste (pass both rankers one
     ``tastes`` to learn it once). It is one estimator, not a bound: its distance from the

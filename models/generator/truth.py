@@ -107,7 +107,8 @@ class PlantedTruth:
         each reader's window and favourite authors; those are not estimated.
         Exponentiated-gradient ascent on the simplex (the log-likelihood is concave in the
         taste), started from the uniform taste; a reader without reads keeps it.
-        ``beta`` replaces the truth's (a smaller one holds the tastes towards even).
+        ``beta`` replaces the truth's (a smaller one caps the reader's side beta · taste
+        where few reads put the taste at the edge of the simplex).
         """
         beta = self.beta if beta is None else float(beta)
         reads = sp.csr_matrix(reads, dtype=np.float64, copy=True)
