@@ -123,8 +123,9 @@ def test_redis_stopping_degrades_answers_and_restarting_restores_them(
         stopped_at = time.monotonic()
         redis_process.stop()
         time.sleep(1.2)
+        restarting_at = time.monotonic()
+        redis_process.start()  # returns once the server answers (loading takes a while)
         restarted_at = time.monotonic()
-        redis_process.start()
         time.sleep(1.6)
         ended_at = time.monotonic()
 
@@ -134,10 +135,11 @@ def test_redis_stopping_degrades_answers_and_restarting_restores_them(
     before = load.between(0, stopped_at)
     assert {a.source for a in before} == {"personalised", "popular-fallback"}
     # Past the pointer TTL every answer is degraded, and quick (no timeouts piling up).
-    during = load.between(stopped_at + 0.3, restarted_at)
+    during = load.between(stopped_at + 0.3, restarting_at)
     assert during and {a.source for a in during} == {"degraded"}, load.timeline(stopped_at)
     assert max(a.seconds for a in during) < 0.5
-    # Past the outage backoff, live again, without restarting the API.
+    # Past the outage backoff after the server answers again, live again, without
+    # restarting the API.
     after = load.between(restarted_at + 0.8, ended_at)
     assert after, load.timeline(restarted_at)
     assert {a.source for a in after} == {"personalised", "popular-fallback"}
