@@ -312,7 +312,8 @@ class KnownReaders:
                      strength: float) -> np.ndarray:
         """The truth's side of each reader at the cut-off (``reads``: theirs before it)."""
         at = history.cutoff if self.truth.timeline is not None else None
-        return strength * self.truth.reader_scores(history.ids.user_ids[readers], at=at)
+        side = self.truth.reader_scores(history.ids.user_ids[readers], at=at)
+        return side if strength == 1.0 else strength * side
 
     def top_k(self, history: History, readers: np.ndarray, k: int) -> np.ndarray:
         return self._ranked([self.setting], history, readers, k)[0]
@@ -380,11 +381,12 @@ class LearntReaders(KnownReaders):
         self.favourites_known = favourites_known
         # The lists and the window choice of one period share each reader's taste.
         self.tastes = tastes or LearntTastes(truth)
+        self.mix_t = np.ascontiguousarray(truth.genre_mix.T, dtype=np.float64)
 
     def _reader_side(self, history: History, readers: np.ndarray, reads: sp.csr_matrix,
                      strength: float) -> np.ndarray:
         taste = self.tastes.of(history, readers, reads, strength)
-        side = strength * self.truth.beta * taste @ self.truth.genre_mix.T.astype(np.float64)
+        side = strength * self.truth.beta * taste @ self.mix_t
         if self.favourites_known:
             side += self.truth.favourite_scores(history.ids.user_ids[readers])
         return side
