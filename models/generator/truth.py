@@ -13,6 +13,7 @@ import scipy.sparse as sp
 
 from models.generator.constants import AUTHOR_STRENGTH, CHUNK_READERS, TRUTH_FILE
 from models.generator.timeline import Timeline
+from models.genres import fit_tastes
 from models.schema import (
     DatasetError,
 )
@@ -111,45 +112,13 @@ class PlantedTruth:
         where few reads put the taste at the edge of the simplex).
         """
         beta = self.beta if beta is None else float(beta)
-        reads = sp.csr_matrix(reads, dtype=np.float64, copy=True)
-        reads.sum_duplicates()
         if reads.shape[1] != self.n_books:
             raise ValueError(f"reads must have one column per book ({self.n_books}); "
                              f"got {reads.shape[1]}")
-        reads.data = (reads.data > 0).astype(np.float64)
-        mix = self.genre_mix.astype(np.float64)
         offset = (self.popularity + self.quality).astype(np.float64)
         if at is not None and self.timeline is not None:
             offset = np.where(self.timeline.release < at, offset, -np.inf)
-        count = np.asarray(reads.sum(axis=1)).ravel()
-        observed = np.asarray(reads @ mix)  # summed genre mix of each reader's reads
-
-        def likelihood(taste: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            """Each reader's log-likelihood (up to a constant) and its gradient."""
-            logits = offset + beta * taste @ mix.T
-            top = logits.max(axis=1, keepdims=True)
-            chance = np.exp(logits - top)
-            total = chance.sum(axis=1, keepdims=True)
-            value = (beta * (observed * taste).sum(axis=1)
-                     - count * (top + np.log(total)).ravel())
-            return value, beta * (observed - count[:, None] * (chance / total) @ mix)
-
-        taste = np.full((reads.shape[0], mix.shape[1]), 1.0 / mix.shape[1])
-        value, gradient = likelihood(taste)
-        # The gradient is beta n times a difference of genre means; each reader's step
-        # starts at 4 / (beta n), halves when it would lower their likelihood (the step
-        # is undone) and grows by half again when it raises it.
-        step = 4.0 / (beta * np.maximum(count, 1.0))[:, None]
-        for _ in range(iterations):
-            trial = taste * np.exp(np.clip(step * gradient, -5.0, 5.0))
-            np.maximum(trial, 1e-12, out=trial)
-            trial /= trial.sum(axis=1, keepdims=True)
-            trial_value, trial_gradient = likelihood(trial)
-            better = trial_value >= value
-            taste[better], gradient[better] = trial[better], trial_gradient[better]
-            value = np.where(better, trial_value, value)
-            step *= np.where(better, 1.5, 0.5)[:, None]
-        return taste
+        return fit_tastes(reads, self.genre_mix, offset, beta, iterations)
 
     def _taste(self, users: np.ndarray, at: float | None) -> np.ndarray:
         """Each reader's taste at ``at`` (data with a timeline), else their one taste."""
