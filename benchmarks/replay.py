@@ -58,6 +58,7 @@ sys.path.insert(0, str(REPO))
 
 from models.datasets import SourceLayout, locate_dataset, read_dataset_table  # noqa: E402
 from models.generator import generate_goodbooks, load_truth  # noqa: E402
+from models.genres import FIT_BETA, genre_mix  # noqa: E402
 from models.rankers import (  # noqa: E402
     FitCache,
     Frozen,
@@ -68,15 +69,28 @@ from models.rankers import (  # noqa: E402
     Oracle,
     Popularity,
     RecencyAware,
+    TasteCache,
+    served_choice,
 )
 from models.replay import Log, parse_span, replay  # noqa: E402
-from models.schema import BOOK_ID, BOOKS_FILE, RATINGS_FILE, TIMESTAMP, USER_ID  # noqa: E402
+from models.schema import (  # noqa: E402
+    BOOK_ID,
+    BOOK_TAGS_FILE,
+    BOOKS_FILE,
+    RATINGS_FILE,
+    TAGS_FILE,
+    TIMESTAMP,
+    USER_ID,
+)
 from models.taste import book_marks, shared_share  # noqa: E402
 from models.tuning import KNOWN_GOOD  # noqa: E402
 
 MODEL = "model"
 FROZEN = "model fitted once"
 PRIOR = "model + recency prior"
+UNTASTED = "model + recency prior, no taste side"
+TASTE_BESIDE = "model + genre taste + recency prior"
+TASTE = "genre taste + recency prior"
 BESIDE = "model + prior beside the learned bias"
 INSTEAD = "model + prior in place of the learned bias"
 KNOWN = "oracle's readers"
@@ -106,7 +120,11 @@ def load(args: argparse.Namespace):  # noqa: ANN201 - (name, Log, books or None,
     log = Log.from_frame(ratings, books["book_id"].to_numpy())
     # Item features where the catalogue has goodbooks metadata; identity features otherwise.
     with_metadata = "authors" in books.columns
-    return name, log, books if with_metadata else None, truth, ratings
+    genres = genre_mix(log.catalogue, books, read_dataset_table(files, BOOK_TAGS_FILE),
+                       read_dataset_table(files, TAGS_FILE))
+    if genres is not None:
+        print(f"genres: {len(genres.names)}, {genres.covered:.1%} of the books have one")
+    return name, log, books if with_metadata else None, truth, ratings, genres
 
 
 def main() -> None:
@@ -129,6 +147,8 @@ def main() -> None:
     parser.add_argument("--half-life", default="",
                         help="also replay the model fitted with interactions weighed by "
                              "0.5 ** (age / half-life), e.g. 365d (and with the prior)")
+    parser.add_argument("--taste-beta", type=float, default=FIT_BETA,
+                        help="the softmax's sharpness in the genre-taste fit")
     parser.add_argument("--without-model", action="store_true",
                         help="replay the baselines, the oracle and the oracle's readers "
                              "(known and learnt) only (no fit of the model: 40 minutes at "
@@ -140,7 +160,7 @@ def main() -> None:
     if args.without_model and args.half_life:
         parser.error("--half-life weighs the model's fit: it has no meaning with --without-model")
 
-    name, log, books, truth, ratings = load(args)
+    name, log, books, truth, ratings, genres = load(args)
     # Taste a person can see (a catalogue with titles and authors): the share of listed
     # books sharing an author or series with the reader's five-star books before the cut-off.
     marks = book_marks(books) if books is not None and "title" in books.columns else None
@@ -165,10 +185,16 @@ def main() -> None:
                          stop_on_span=stop)
         popular = [Popularity(span, f"popularity (last {text})") for text, span in windows]
         rankers = [*popular, Popularity(None, "popularity (all time)")]
+        tastes = TasteCache(genres, args.taste_beta) if genres is not None else None
+        if tastes is not None:
+            rankers.append(RecencyAware(None, weights, spans, TASTE, tastes=tastes))
         if not args.without_model:
             rankers += [Model(cache, MODEL),
                         Frozen(cache, FROZEN),
-                        RecencyAware(cache, weights, spans, PRIOR),
+                        served_choice(cache, weights, spans, tastes, PRIOR),
+                        *([RecencyAware(cache, weights, spans, UNTASTED),
+                           RecencyAware(cache, weights, spans, TASTE_BESIDE, tastes=tastes,
+                                        keep_model=(True,))] if tastes else []),
                         # The two halves of the default's choice, to show what each brings.
                         RecencyAware(cache, weights, spans, BESIDE,
                                      keep_bias=(True,)),
@@ -218,6 +244,9 @@ def main() -> None:
                          "best_popularity": best_pop, "seconds": time.perf_counter() - t0,
                          "reader_periods": result.reader_periods, "periods": result.periods,
                          "prior_choices": result.rankers[PRIOR].notes if with_model else [],
+                         "taste_choices": {r: result.rankers[r].notes
+                                           for r in (TASTE, TASTE_BESIDE, UNTASTED)
+                                           if r in result.rankers},
                          "known_readers_choices": result.rankers[KNOWN].notes
                          if KNOWN in result.rankers else [],
                          "learnt_readers_choices": {

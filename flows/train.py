@@ -9,14 +9,15 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from flows.score import redis_target
+from models.backtest import SERVED
 from models.gate import BacktestScore, decide_alias
 from models.interactions import Split
-from models.recency import RecencyPrior
 from models.recommender import FitResult
 from models.snapshot import latest_snapshot, open_snapshot
+from models.terms import ScoreTerms
 from models.tuning import Candidate, candidate_from_params, full_fit_epochs
 from settings import get_settings
-from tasks.backtest import backtest_configuration, served_with_prior
+from tasks.backtest import backtest_configuration, served_with_terms
 from tasks.monitor import save_reference_stats
 from tasks.registry import (
     WarmStart,
@@ -143,20 +144,21 @@ def train_flow(
     backtest = None
     if s.backtest_period:
         # What serving faces: the configuration fitted before the last period, judged on
-        # what readers did in it beside recent popularity; it chooses the recency prior.
+        # what readers did in it beside recent popularity; it chooses the served terms
+        # (the recency prior, and where the catalogue names genres the taste side).
         backtest = backtest_configuration(
             snapshot_path, catalogue, found["best_params"], full_fit_epochs(fit.best_epoch),
             s.backtest_period, list(s.backtest_windows), s.tracking_uri, parent, s.eval_k,
             s.num_threads, s.seed, s.backtest_min_readers)
-    prior = backtest.prior if backtest is not None else None
+    terms = backtest.terms if backtest is not None else None
     registered, full_fit = register_fit_on_everything(
-        split, catalogue, candidate, fit, table, parent, lineage, prior)
+        split, catalogue, candidate, fit, table, parent, lineage, terms)
 
     ndcg = {str(row["ranker"]): float(row[f"ndcg_at_{s.eval_k}"]) for row in table}
     score = None
     if backtest is not None:
         name, value = backtest.best_popularity
-        score = BacktestScore(backtest.ndcg["lightfm + recency prior"], name, value)
+        score = BacktestScore(backtest.ndcg[SERVED], name, value)
     decision = decide_alias(ndcg["lightfm"], ndcg["popularity"], ndcg.get("champion"), margin,
                             refresh=same, backtest=score)
     refreshed = None
@@ -165,7 +167,7 @@ def train_flow(
         # nowhere), while the champion's own configuration is refitted on today's data, so
         # the readers it serves get tonight's lists all the same.
         refreshed = refresh_champion(split, catalogue, champion, champion_fit, table, parent,
-                                     lineage, ndcg["popularity"], prior)
+                                     lineage, ndcg["popularity"], terms)
     given = record_gate(s.tracking_uri, parent, s.model_name, registered["version"],
                         decision.alias, decision.reason, redis_target())
 
@@ -193,28 +195,27 @@ def train_flow(
             "champion_refresh": refreshed,
             "backtest": None if backtest is None else {
                 "period": backtest.period, "readers": backtest.readers,
-                "ndcg": backtest.ndcg, "hit": backtest.hit,
-                "prior": {"weight": backtest.prior.weight, "window": backtest.prior.window,
-                          "keep_bias": backtest.prior.keep_bias}}}
+                "ndcg": backtest.ndcg, "hit": backtest.hit, "served": backtest.served,
+                "terms": backtest.terms.as_params()}}
 
 
 def register_fit_on_everything(
     split: Split, catalogue: Catalogue, candidate: Candidate, fit: FitResult,
     table: list[dict[str, object]], run_id: str, lineage: dict[str, str | None],
-    prior: RecencyPrior | None = None,
+    terms: ScoreTerms | None = None,
 ) -> tuple[dict[str, str], dict[str, object]]:
-    """Fit a configuration on every interaction, add the recency prior, bundle and register
-    it from run_id."""
+    """Fit a configuration on every interaction, add the backtest's terms (the recency
+    prior, the genre taste side), bundle and register it from run_id."""
     s = get_settings()
     served, full_fit = fit_on_everything(split, catalogue, candidate, fit.best_epoch,
                                          s.num_threads, s.seed)
-    served = served_with_prior(served, split.ids, str(lineage["snapshot_path"]), prior)
-    recency = {"recency_weight": prior.weight, "recency_window": prior.window,
-               "recency_keep_bias": prior.keep_bias} if prior else {}
+    served = served_with_terms(served, split.ids, str(lineage["snapshot_path"]), catalogue,
+                               terms)
+    served_terms = terms.as_params() if terms else {}
     bundle_dir = build_bundle(split, served, {
         "snapshot": lineage["snapshot_id"], "log_watermark": lineage["log_watermark"],
         "fit": "everything", "epochs": full_fit["epochs"], "best_epoch": fit.best_epoch,
-        **recency})
+        **served_terms})
     try:
         save_reference_stats(str(lineage["snapshot_path"]), bundle_dir, s.eval_k,
                              s.num_threads)
@@ -231,7 +232,7 @@ def register_fit_on_everything(
 def refresh_champion(
     split: Split, catalogue: Catalogue, champion: WarmStart, champion_fit: FitResult,
     table: list[dict[str, object]], parent: str, lineage: dict[str, str | None],
-    popularity_ndcg: float, prior: RecencyPrior | None = None,
+    popularity_ndcg: float, terms: ScoreTerms | None = None,
 ) -> dict[str, object] | None:
     """Register the champion's configuration fitted on everything as the new champion."""
     s = get_settings()
@@ -247,7 +248,7 @@ def refresh_champion(
     own = [{**r, "ranker": "lightfm"} if r["ranker"] == "champion" else r for r in table
            if r["ranker"] != "lightfm"]
     registered, full_fit = register_fit_on_everything(
-        split, catalogue, candidate, champion_fit, own, child, lineage, prior)
+        split, catalogue, candidate, champion_fit, own, child, lineage, terms)
     reason = (f"the champion's configuration (version {champion.version}) on newer data")
     record_gate(s.tracking_uri, child, s.model_name, registered["version"], "champion", reason,
                 redis_target())

@@ -1,10 +1,14 @@
 """The one-period backtest of a training run: the replay's last period before the data's end.
 
 The train flow fits the chosen configuration at the cut-off one period before the
-snapshot's end (and one period earlier, to choose the recency prior on), publishes a
+snapshot's end (and one period earlier, to choose the served terms on), publishes a
 top-k for the period's returning readers and scores it on what they did there, beside
-recent and all-time popularity. The prior's setting for the served model is then chosen
-on both periods — all of it before the data's end.
+recent and all-time popularity. The served model's terms (models/terms.py: the recency
+prior and, where the catalogue names genres, the genre taste side) are then chosen on
+both periods — all of it before the data's end. Where a taste side is possible, the
+family (the model and the prior; the same with the taste side beside; the taste side and
+the prior in place of the model) is the one that did best on the last period with the
+setting it had chosen on the period before (models/rankers.py, FamilyChoice).
 """
 
 from __future__ import annotations
@@ -15,12 +19,13 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from models.rankers import FitCache, Model, Popularity, RecencyAware
-from models.recency import RecencyPrior
+from models.genres import genre_mix
+from models.rankers import FitCache, Model, Popularity, TasteCache, served_choice
 from models.replay import K, Log, ReplayError, parse_span, periods, replay
+from models.terms import ScoreTerms
 
 MODEL = "lightfm"
-SERVED = "lightfm + recency prior"
+SERVED = "served model"
 ALL_TIME = "popularity (all time)"
 # A snapshot without timestamps is cut by rows: this share of its interactions per period.
 UNTIMED_SHARE = 0.05
@@ -29,7 +34,7 @@ DEFAULT_WEIGHTS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
 
 @dataclass(frozen=True)
 class Backtest:
-    """What each ranker scored on the last period, and the prior chosen for serving."""
+    """What each ranker scored on the last period, and the terms chosen for serving."""
 
     period: str  # the span as asked ("7d", "50000rows")
     start: int
@@ -37,8 +42,9 @@ class Backtest:
     readers: int
     ndcg: dict[str, float]
     hit: dict[str, float]
-    prior: RecencyPrior
+    terms: ScoreTerms
     timed: bool
+    served: str = ""  # the served family and its setting, in words
 
     @property
     def best_popularity(self) -> tuple[str, float]:
@@ -87,10 +93,12 @@ def run_backtest(ratings: pd.DataFrame, catalogue: np.ndarray, params: dict[str,
     spans = [parse_span(w, log.timed) for w in windows] if log.timed else [span, 4 * span]
     cache = FitCache(params=params, seed=seed, threads=threads, books=books,
                      book_tags=book_tags, tags=tags, epochs=epochs)
-    prior = RecencyAware(cache, weights, spans, SERVED)
+    genres = genre_mix(log.catalogue, books, book_tags, tags)
+    served = served_choice(cache, weights, spans,
+                           TasteCache(genres) if genres is not None else None, SERVED)
     rankers = [*(Popularity(w, f"popularity (last {t})") for w, t in zip(
         spans, windows if log.timed else (f"{span}rows", f"{4 * span}rows"), strict=True)),
-        Popularity(None, ALL_TIME), Model(cache, MODEL), prior]
+        Popularity(None, ALL_TIME), Model(cache, MODEL), served]
     result = replay(log, rankers, span, 1, k, end=end)
     if not result.periods or result.periods[0]["readers"] == 0:
         raise ReplayError(f"no reader of the last {text} returns: nothing to backtest on")
@@ -99,4 +107,4 @@ def run_backtest(ratings: pd.DataFrame, catalogue: np.ndarray, params: dict[str,
                     end=result.periods[0]["end"], readers=result.periods[0]["readers"],
                     ndcg={n: v["ndcg"] for n, v in summary.items()},
                     hit={n: v["hit"] for n, v in summary.items()},
-                    prior=prior.setting, timed=log.timed)
+                    terms=served.setting, timed=log.timed, served=served.chosen)

@@ -17,18 +17,24 @@ import pandas as pd
 import scipy.sparse as sp
 
 from models.features import build_item_features
+from models.genres import (
+    FIT_BETA,
+    GenreMix,
+    TasteSide,
+    fit_tastes,
+    popularity_offset,
+    taste_spread,
+)
 from models.interactions import IdMap, temporal_split, time_split
 from models.ranking import popularity_top_k, top_k_factors, top_k_scores, with_bias
-from models.recency import (
-    RecencyPrior,
-    recent_counts,
-    score_spread,
-    standardised_log,
-    with_prior,
-)
+from models.recency import RecencyPrior, recent_counts, score_spread, standardised_log
 from models.recommender import FactorModel
 from models.replay import History, K, Period, exclusion
+from models.terms import ScoreTerms, with_terms
 from models.tuning import candidate_from_params, fit_candidate, fit_everything
+
+# The taste side's weights tried, in score deviations of the model (as the prior's are).
+TASTE_WEIGHTS = (0.5, 1.0, 2.0, 4.0)
 
 
 class Popularity:
@@ -178,10 +184,49 @@ class Frozen:
         return top
 
 
+class TasteCache:
+    """Readers' genre tastes learnt from their reads before one cut-off (models/genres.py),
+    each reader's when first asked, kept for the rankers that share them until the cut-off
+    moves on. The side's unit (its score deviation) is set by the first readers asked."""
+
+    def __init__(self, genres: GenreMix, beta: float = FIT_BETA) -> None:
+        self.genres = genres
+        self.beta = beta
+        self.cutoff: int | None = None
+        self.seen = sp.csr_matrix((0, 0))
+        self.offset = np.empty(0)
+        self.tastes = np.empty((0, 0))  # NaN rows: not learnt yet
+        self.spread = 1.0
+
+    def of(self, history: History, readers: np.ndarray) -> TasteSide:
+        """The taste side of ``readers`` (rows in the order given)."""
+        if len(self.genres.mix) != history.ids.n_books:
+            raise ValueError(f"the genre mix covers {len(self.genres.mix)} books, the "
+                             f"history {history.ids.n_books}")
+        first = self.cutoff != history.cutoff
+        if first:
+            self.cutoff, self.seen = history.cutoff, history.seen
+            self.offset = popularity_offset(self.seen)
+            self.tastes = np.full((history.ids.n_users, len(self.genres.names)), np.nan)
+        new = np.isnan(self.tastes[readers, 0])
+        if new.any():
+            self.tastes[readers[new]] = fit_tastes(self.seen[readers[new]], self.genres.mix,
+                                                   self.offset, self.beta)
+        tastes = self.tastes[readers]
+        if first:
+            self.spread = taste_spread(tastes, self.genres.mix)
+        return TasteSide(tastes=tastes.astype(np.float32), mix=self.genres.mix,
+                         spread=self.spread)
+
+
 class RecencyAware:
-    """The model plus a recent-popularity prior, its weight, its window and whether it
-    replaces the learned item bias chosen on what came before each cut-off (weight 0 — the
-    plain model — is always a choice).
+    """The model plus a recent-popularity prior and, where the catalogue names genres, a
+    genre taste side: the prior's weight, window and whether it replaces the learned item
+    bias, and the taste side's weight and whether it replaces the fitted model, chosen
+    on what came before each cut-off (the plain model is always a choice).
+
+    Without a model (``cache`` None) it is the taste side alone, with the prior as every
+    book's side: the genre-taste ranker.
 
     Each setting's NDCG on every period already past (the validation period first) is
     pooled over its reader-periods; the best pooled setting ranks the next period. One
@@ -189,14 +234,20 @@ class RecencyAware:
     its noise.
     """
 
-    def __init__(self, cache: FitCache, weights: Sequence[float], windows: Sequence[int],
+    def __init__(self, cache: FitCache | None, weights: Sequence[float], windows: Sequence[int],
                  name: str = "model + recency prior",
-                 keep_bias: Sequence[bool] = (True, False)) -> None:
+                 keep_bias: Sequence[bool] = (True, False), tastes: TasteCache | None = None,
+                 taste_weights: Sequence[float] = TASTE_WEIGHTS,
+                 keep_model: Sequence[bool] = (True, False)) -> None:
+        if cache is None and tastes is None:
+            raise ValueError("a ranker needs a model or a taste side")
         self.cache = cache
+        self.tastes = tastes
         self.name = name
-        self.grid = [RecencyPrior(0.0, windows[0])] + [
-            RecencyPrior(w, n, keep) for w in weights if w > 0 for n in windows
-            for keep in keep_bias]
+        self.threads = cache.threads if cache is not None else 2
+        self.grid = terms_grid(weights, windows, keep_bias if cache is not None else (True,),
+                               taste_weights if tastes is not None else (),
+                               keep_model if cache is not None else (False,))
         self.setting = self.grid[0]
         self.totals = np.zeros(len(self.grid))
         self.readers = 0
@@ -207,7 +258,8 @@ class RecencyAware:
         self.priors: dict[tuple[int, int], np.ndarray] = {}
 
     def fit(self, history: History) -> None:
-        self.fitted = self.cache.at(history)
+        self.fitted = (self.cache.at(history) if self.cache is not None
+                       else _without_model(history))
 
     def _prior(self, history: History, window: int) -> np.ndarray:
         key = (history.cutoff, window)
@@ -217,12 +269,18 @@ class RecencyAware:
                 history.cols, history.times, history.cutoff, window, history.ids.n_books))
         return self.priors[key]
 
-    def _ranked(self, setting: RecencyPrior, history: History, readers: np.ndarray,
+    def _ranked(self, setting: ScoreTerms, history: History, readers: np.ndarray,
                 k: int) -> np.ndarray:
-        prior = self._prior(history, setting.window)
-        model = with_prior(self.fitted.model, prior, setting.weight, self.fitted.spread,
-                           setting.keep_bias)
-        return _top_k(model, readers, history, readers, k, self.cache.threads)
+        fitted = self.fitted
+        # The readers' rows only: a taste side is learnt for the readers a list is for.
+        model = FactorModel(user_factors=fitted.model.user_factors[readers],
+                            user_bias=fitted.model.user_bias[readers],
+                            item_factors=fitted.model.item_factors,
+                            item_bias=fitted.model.item_bias)
+        model = with_terms(model, setting, self._prior(history, setting.prior.window),
+                           self.tastes.of(history, readers) if setting.tasted else None,
+                           fitted.spread)
+        return _top_k(model, np.arange(len(readers)), history, readers, k, self.threads)
 
     def top_k(self, history: History, readers: np.ndarray, k: int) -> np.ndarray:
         return self._ranked(self.setting, history, readers, k)
@@ -233,8 +291,101 @@ class RecencyAware:
                         for s in self.grid]
         self.readers += len(period.readers)
         self.setting = self.grid[int(np.argmax(self.totals))]
-        self.chosen = (f"weight {self.setting.weight:g}, window {self.setting.window}"
-                       + ("" if self.setting.keep_bias else ", in place of the learned bias"))
+        self.chosen = self.setting.describe()
+
+
+class FamilyChoice:
+    """One of several families of settings (RecencyAware rankers, each choosing its own
+    setting on the past), chosen by how well each did where its setting had been chosen
+    before the period it was judged on.
+
+    A family with more settings has a better best-in-hindsight score on the periods it was
+    tuned on by chance alone; judging each family on the periods after its choice (its
+    prequential score) does not reward that. Until a family has been judged so (the first
+    scored cut-off), the best in hindsight chooses.
+    """
+
+    def __init__(self, families: Sequence[RecencyAware], name: str) -> None:
+        if not families:
+            raise ValueError("a choice needs at least one family")
+        self.families = list(families)
+        self.name = name
+        self.after = np.zeros(len(self.families))  # prequential totals
+        self.judged = 0  # reader-periods judged after a choice
+        self.current = self.families[0]
+        self.chosen = ""
+
+    @property
+    def setting(self) -> ScoreTerms:
+        """The chosen family's chosen terms."""
+        return self.current.setting
+
+    def fit(self, history: History) -> None:
+        for family in self.families:
+            family.fit(history)
+
+    def top_k(self, history: History, readers: np.ndarray, k: int) -> np.ndarray:
+        return self.current.top_k(history, readers, k)
+
+    def choose(self, period: Period, score: Callable[[np.ndarray], np.ndarray]) -> None:
+        """Judge each family's lists of this period (their settings chosen before it), let
+        each choose again, then keep the family judged best so far."""
+        if period.scored:
+            self.after += [float(score(f.top_k(period.history, period.readers, K)).sum())
+                           for f in self.families]
+            self.judged += len(period.readers)
+        for family in self.families:
+            family.choose(period, score)
+        if self.judged:
+            self.current = self.families[int(np.argmax(self.after))]
+        else:
+            self.current = self.families[int(np.argmax([f.totals.max() for f in self.families]))]
+        self.chosen = f"{self.current.name}: {self.current.chosen}"
+
+
+def terms_grid(weights: Sequence[float], windows: Sequence[int], keep_bias: Sequence[bool],
+               taste_weights: Sequence[float], keep_model: Sequence[bool] = (True, False)
+               ) -> list[ScoreTerms]:
+    """Every setting a choice of terms tries: the model with no taste side (the plain model
+    first) when ``keep_model`` allows it, then each taste weight beside the model or in its
+    place."""
+    priors = [RecencyPrior(0.0, windows[0])] + [
+        RecencyPrior(w, n, keep) for w in weights if w > 0 for n in windows
+        for keep in keep_bias]
+    grid = [ScoreTerms(prior) for prior in priors] if True in keep_model else []
+    for taste in (t for t in taste_weights if t > 0):
+        for keep in keep_model:
+            grid += [ScoreTerms(prior, taste, keep) for prior in priors]
+    return grid
+
+
+# The families the served model is chosen among (FamilyChoice; served_choice).
+PRIOR_FAMILY = "model + recency prior"
+TASTE_BESIDE_FAMILY = "model + genre taste + recency prior"
+TASTE_FAMILY = "genre taste + recency prior"
+
+
+def served_choice(cache: FitCache, weights: Sequence[float], windows: Sequence[int],
+                  tastes: TasteCache | None, name: str = PRIOR_FAMILY
+                  ) -> RecencyAware | FamilyChoice:
+    """What the train flow serves: the model with the recency prior and, where the
+    catalogue names genres, the choice between that, the same with a genre taste side
+    beside the model, and the taste side in its place."""
+    if tastes is None:
+        return RecencyAware(cache, weights, windows, name)
+    return FamilyChoice([
+        RecencyAware(cache, weights, windows, PRIOR_FAMILY),
+        RecencyAware(cache, weights, windows, TASTE_BESIDE_FAMILY, tastes=tastes,
+                     keep_model=(True,)),
+        RecencyAware(None, weights, windows, TASTE_FAMILY, tastes=tastes),
+    ], name)
+
+
+def _without_model(history: History) -> Fitted:
+    """No model (no factors, no bias) for a taste side to rank alone, its unit 1."""
+    return Fitted(cutoff=history.cutoff, ids=history.ids,
+                  model=FactorModel.empty(history.ids.n_users, history.ids.n_books), epochs=0,
+                  spread=1.0)
 
 
 class Oracle:

@@ -53,6 +53,14 @@ class FactorModel:
     item_factors: np.ndarray  # float32 [n_books, d]
     item_bias: np.ndarray  # float32 [n_books]
 
+    @classmethod
+    def empty(cls, n_users: int, n_books: int) -> FactorModel:
+        """No factors and no biases: every score 0, a base for terms to rank alone."""
+        return cls(user_factors=np.zeros((n_users, 0), np.float32),
+                   user_bias=np.zeros(n_users, np.float32),
+                   item_factors=np.zeros((n_books, 0), np.float32),
+                   item_bias=np.zeros(n_books, np.float32))
+
     def scores(self, user_rows: np.ndarray) -> np.ndarray:
         """Dense scores [len(user_rows), n_books] (for tests and small samples)."""
         u = self.user_factors[user_rows]

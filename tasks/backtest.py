@@ -1,5 +1,5 @@
 """Tasks of the train flow's backtest: the last period before the data's end, and the
-recency prior it chooses for the served model."""
+terms it chooses for the served model (the recency prior, the genre taste side)."""
 
 from __future__ import annotations
 
@@ -12,12 +12,14 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from models.backtest import Backtest, run_backtest
-from models.interactions import IdMap
-from models.recency import RecencyPrior, recent_counts, standardised_log, with_prior
+from models.genres import genre_mix, taste_side
+from models.interactions import IdMap, to_matrix
+from models.recency import recent_counts, score_spread, standardised_log
 from models.recommender import FactorModel
 from models.replay import ReplayError
-from models.schema import BOOK_ID, TIMESTAMP, USER_ID
+from models.schema import BOOK_ID, TIMESTAMP, USER_ID, TrainingError
 from models.snapshot import open_snapshot
+from models.terms import ScoreTerms, with_terms
 from tasks.train import Catalogue
 
 
@@ -36,7 +38,7 @@ def backtest_configuration(
 ) -> Backtest | None:
     """Fit the configuration one period before the snapshot's end and score the period.
 
-    Logs ``backtest.<ranker>.ndcg_at_k`` / ``hit_rate_at_k`` and the chosen prior on the
+    Logs ``backtest.<ranker>.ndcg_at_k`` / ``hit_rate_at_k`` and the chosen terms on the
     run and leaves a table artifact. None (with a warning) when the snapshot is too short
     or fewer than ``min_readers`` return in its last period or the one before.
     """
@@ -56,16 +58,18 @@ def backtest_configuration(
     client = mlflow.MlflowClient(tracking_uri)
     for name, value in metrics.items():
         client.log_metric(run_id, name, value)
+    terms = result.terms
     for name, value in {"backtest.period": result.period, "backtest.readers": result.readers,
-                        "recency.weight": result.prior.weight,
-                        "recency.window": result.prior.window,
-                        "recency.keep_bias": result.prior.keep_bias}.items():
+                        "recency.weight": terms.prior.weight,
+                        "recency.window": terms.prior.window,
+                        "recency.keep_bias": terms.prior.keep_bias,
+                        "taste.weight": terms.taste_weight,
+                        "taste.keep_model": terms.keep_model}.items():
         client.log_param(run_id, name, value)
     create_table_artifact(key="backtest", table=result.rows(k), description=(
         f"The last {result.period} before the snapshot's end: {result.readers} returning "
-        f"readers; recency prior chosen: weight {result.prior.weight:g}, window "
-        f"{result.prior.window}"
-        + ("" if result.prior.keep_bias else ", in place of the learned item bias")))
+        f"readers; served: {result.served}"))
+    log.info("served: %s", result.served)
     for name in result.ndcg:
         log.info("backtest %-32s ndcg@%d %.4f  hit %.4f", name, k, result.ndcg[name],
                  result.hit[name])
@@ -73,18 +77,27 @@ def backtest_configuration(
 
 
 @task(cache_policy=NO_CACHE)
-def served_with_prior(model: FactorModel, ids: IdMap, snapshot_path: str,
-                      prior: RecencyPrior | None) -> FactorModel:
-    """The served model with the recency prior at the snapshot's end (unchanged without)."""
-    if prior is None or not prior.active:
+def served_with_terms(model: FactorModel, ids: IdMap, snapshot_path: str, catalogue: Catalogue,
+                      terms: ScoreTerms | None) -> FactorModel:
+    """The served model with its terms at the snapshot's end (unchanged without): the
+    recency prior of the last window, and every reader's genre taste from all their reads."""
+    if terms is None or not (terms.prior.active or terms.tasted):
         return model
-    get_run_logger().info("recency prior: weight %g score deviations, window %d, %s",
-                          prior.weight, prior.window,
-                          "beside the learned item bias" if prior.keep_bias
-                          else "in place of the learned item bias")
+    get_run_logger().info("served: %s", terms.describe())
     ratings = _ratings(snapshot_path)
-    times = (ratings[TIMESTAMP].to_numpy(dtype=np.int64) if TIMESTAMP in ratings.columns
-             else np.arange(len(ratings), dtype=np.int64))
     books = ids.book_index(ratings[BOOK_ID].to_numpy(dtype=np.int64))
-    counts = recent_counts(books, times, int(times.max()) + 1, prior.window, ids.n_books)
-    return with_prior(model, standardised_log(counts), prior.weight, keep_bias=prior.keep_bias)
+    prior = None
+    if terms.prior.active:
+        times = (ratings[TIMESTAMP].to_numpy(dtype=np.int64) if TIMESTAMP in ratings.columns
+                 else np.arange(len(ratings), dtype=np.int64))
+        prior = standardised_log(recent_counts(books, times, int(times.max()) + 1,
+                                               terms.prior.window, ids.n_books))
+    side = None
+    if terms.tasted:
+        genres = genre_mix(ids.book_ids, catalogue.books, catalogue.book_tags, catalogue.tags)
+        if genres is None:
+            raise TrainingError("the backtest chose a genre taste side, and the catalogue "
+                                "names no genre to learn it from")
+        readers = ids.user_index(ratings[USER_ID].to_numpy(dtype=np.int64))
+        side = taste_side(to_matrix(readers, books, (ids.n_users, ids.n_books)), genres)
+    return with_terms(model, terms, prior, side, score_spread(model))

@@ -45,7 +45,7 @@ def test_on_data_that_moves_the_study_stops_on_the_quarter_before_the_last() -> 
     assert split["valid"] == int(((stamps >= end - 2 * quarter) & (stamps < end - quarter)).sum())
     backtest = result["backtest"]
     assert backtest["period"] == "91d" and backtest["readers"] > 0
-    assert {"lightfm", "lightfm + recency prior", "popularity (all time)"} <= set(backtest["ndcg"])
+    assert {"lightfm", "served model", "popularity (all time)"} <= set(backtest["ndcg"])
     assert result["alias"] == "champion"  # the first model of its name
 
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import optuna
 import pytest
 from mlflow import MlflowClient
 
 from flows.train import train_flow
+from models.genres import GENRE_SHELVES
 from models.tuning import KNOWN_GOOD, create_study
 from settings import get_settings
 from tasks.registry import WarmStart, champion_parameters
@@ -170,7 +172,7 @@ def test_when_another_configuration_wins_the_champion_is_refreshed_too(
 
 
 @pytest.mark.usefixtures("own_model")
-def test_the_backtest_judges_the_last_period_and_chooses_the_served_prior(
+def test_the_backtest_judges_the_last_period_and_chooses_the_served_terms(
     first_run: dict, tmp_path: Path
 ) -> None:
     import mlflow
@@ -183,19 +185,25 @@ def test_the_backtest_judges_the_last_period_and_chooses_the_served_prior(
     backtest = result["backtest"]
     # Generated data has no timestamps: the last 5% of its interactions is the period.
     assert backtest["period"].endswith("rows") and backtest["readers"] > 0
-    assert {"lightfm", "lightfm + recency prior", "popularity (all time)"} <= set(
-        backtest["ndcg"])
+    assert {"lightfm", "served model", "popularity (all time)"} <= set(backtest["ndcg"])
     run = MlflowClient(s.tracking_uri).get_run(result["run_id"]).data
     assert run.metrics["backtest.lightfm.ndcg_at_10"] == pytest.approx(
         backtest["ndcg"]["lightfm"])
-    assert float(run.params["recency.weight"]) == backtest["prior"]["weight"]
-    assert run.params["recency.keep_bias"] == str(backtest["prior"]["keep_bias"])
+    terms = backtest["terms"]
+    assert float(run.params["recency.weight"]) == terms["recency_weight"]
+    assert run.params["recency.keep_bias"] == str(terms["recency_keep_bias"])
+    assert float(run.params["taste.weight"]) == terms["taste_weight"]
+    assert run.params["taste.keep_model"] == str(terms["taste_keep_model"])
     local = mlflow.artifacts.download_artifacts(
         artifact_uri=f"models:/{s.model_name}/{result['version']}", dst_path=str(tmp_path))
-    meta = ScoringBundle.load(Path(local) / "artifacts" / "bundle").meta
-    if backtest["prior"]["weight"] > 0:
-        assert meta["recency_weight"] == backtest["prior"]["weight"]
-        assert meta["recency_keep_bias"] == backtest["prior"]["keep_bias"]
+    bundle = ScoringBundle.load(Path(local) / "artifacts" / "bundle")
+    if terms["recency_weight"] > 0 or terms["taste_weight"] > 0:
+        assert {k: bundle.meta[k] for k in terms} == terms
+    # The taste side rides in the served factors: one column per genre of the generator,
+    # beside LightFM's or in their place.
+    width = ((result["study"]["best_params"]["no_components"] if terms["taste_keep_model"]
+              else 0) + (len(GENRE_SHELVES) if terms["taste_weight"] > 0 else 0))
+    assert bundle.factors.item_factors.shape[1] == width
     assert "last period" in result["reason"]
 
 
@@ -237,3 +245,51 @@ def test_the_study_splits_by_time_test_the_last_period_validation_the_one_before
     # Per reader, every reader keeps training history; by time, readers new in the last
     # two periods have none.
     assert (by_reader.train.getnnz(axis=1) > 0).all()
+
+
+def test_the_served_taste_side_is_every_reader_s_taste_from_all_their_reads(
+        first_run: dict) -> None:
+    # The terms a backtest may choose, applied at the snapshot's end: the taste side in
+    # place of the fitted model ranks by the prior and each reader's genre taste alone.
+    from prefect.logging import disable_run_logger
+
+    from models.genres import genre_mix, taste_side
+    from models.interactions import to_matrix
+    from models.recency import RecencyPrior, recent_counts, score_spread, standardised_log
+    from models.recommender import FactorModel
+    from models.snapshot import open_snapshot
+    from models.terms import ScoreTerms
+    from tasks.backtest import served_with_terms
+    from tasks.train import load_catalogue, load_split
+
+    snapshot = str(first_run["snapshot"])
+    with disable_run_logger():
+        split = load_split.fn(snapshot, ["rating"], "time", "7d")
+        catalogue = load_catalogue.fn(snapshot)
+        ids = split.ids
+        rng = np.random.default_rng(0)
+        model = FactorModel(
+            user_factors=rng.normal(size=(ids.n_users, 4)).astype(np.float32),
+            user_bias=np.zeros(ids.n_users, np.float32),
+            item_factors=rng.normal(size=(ids.n_books, 4)).astype(np.float32),
+            item_bias=rng.normal(size=ids.n_books).astype(np.float32))
+        terms = ScoreTerms(RecencyPrior(2.0, 1000), taste_weight=1.0, keep_model=False)
+        served = served_with_terms.fn(model, ids, snapshot, catalogue, terms)
+        unchanged = served_with_terms.fn(model, ids, snapshot, catalogue, ScoreTerms())
+    assert unchanged is model
+    # By hand: every rating of the snapshot; the generator's 20 genre shelves.
+    ratings = open_snapshot(Path(snapshot)).read("ratings", columns=["user_id", "book_id"])
+    readers = ids.user_index(ratings["user_id"].to_numpy())
+    books = ids.book_index(ratings["book_id"].to_numpy())
+    genres = genre_mix(ids.book_ids, catalogue.books, catalogue.book_tags, catalogue.tags)
+    assert genres is not None and len(genres.names) == len(GENRE_SHELVES)
+    side = taste_side(to_matrix(readers, books, (ids.n_users, ids.n_books)), genres)
+    # Without timestamps the window counts the last 1000 rows.
+    order = np.arange(len(ratings))
+    prior = standardised_log(recent_counts(books, order, len(ratings), 1000, ids.n_books))
+    assert served.item_factors.shape == (ids.n_books, len(GENRE_SHELVES))
+    unit = score_spread(model)
+    rows = np.arange(50)
+    expected = (2.0 * unit * prior[None, :]
+                + unit / side.spread * side.tastes[rows] @ side.mix.T)
+    np.testing.assert_allclose(served.scores(rows), expected, rtol=1e-4, atol=1e-4)

@@ -228,8 +228,10 @@ def test_the_backtest_scores_the_last_period_and_chooses_the_prior_on_it() -> No
                           windows=["100s", "400s"], books=None, threads=1, end=end_of())
     assert (result.start, result.end, result.readers) == (600, 700, 5)
     assert result.best_popularity == ("popularity (last 100s)", pytest.approx(1.0))
-    assert result.ndcg["lightfm + recency prior"] > 0.9
-    assert result.prior.weight > 0 and result.prior.window == 100
+    assert result.ndcg["served model"] > 0.9
+    # No catalogue metadata, no genres: the terms are the prior's alone.
+    assert result.terms.prior.weight > 0 and result.terms.prior.window == 100
+    assert not result.terms.tasted and result.terms.keep_model
 
 
 def test_a_backtest_without_time_takes_the_last_twentieth_of_the_rows() -> None:
