@@ -6,7 +6,7 @@
     .venv/bin/python benchmarks/replay.py --users 6000 --period 60000rows --periods 4
     .venv/bin/python benchmarks/replay.py --users 6000 --moving --period 13w --periods 8
     .venv/bin/python benchmarks/replay.py --users 53424 --moving --period 13w --periods 4 \
-        --seeds 1 --without-model
+        --seeds 1 --without-model [--without-learnt-readers]
 
 Rolling origin on global time (models/replay.py): at each cut-off every ranker is fitted on
 everything before it and publishes a top-10 for each returning reader of the next period,
@@ -17,8 +17,15 @@ scored on what that reader does there. Rankers, all in the same run:
   publishes (epochs stopped on the per-reader split of the history, then refitted on all of
   it), at every cut-off;
 - **model fitted once**: the same fit at the first cut-off, never refitted;
-- **model + recency prior**: the model with the recent-popularity prior (models/recency.py),
-  its weight and window chosen on the periods before each cut-off only;
+- **model + recency prior**: the model with the recent-popularity prior
+  (models/recency.py), its weight and window chosen on the periods before each cut-off only;
+- **model + genre taste + recency prior** and **genre taste + recency prior** (where the
+  catalogue names genres: goodreads genre shelves in book_tags.csv, or a ``genres``
+  column): a genre taste side (models/genres.py) beside the model, or with the prior alone
+  in place of the model, its weight chosen the same way;
+- **served choice (the default)**: what the train flow serves — the first of those rows
+  without genres, else the family that did best on the periods after its own choice
+  (models/rankers.py, FamilyChoice; each family's row shows its own lists);
 - **oracle** (generated data): the planted truth;
 - **oracle's readers** (generated data): the truth's side of each reader with each book's
   side learnt from the reads before the cut-off (models/rankers.py, KnownReaders): what
@@ -60,6 +67,9 @@ from models.datasets import SourceLayout, locate_dataset, read_dataset_table  # 
 from models.generator import generate_goodbooks, load_truth  # noqa: E402
 from models.genres import FIT_BETA, genre_mix  # noqa: E402
 from models.rankers import (  # noqa: E402
+    PRIOR_FAMILY,
+    TASTE_FAMILY,
+    FamilyChoice,
     FitCache,
     Frozen,
     KnownReaders,
@@ -70,7 +80,7 @@ from models.rankers import (  # noqa: E402
     Popularity,
     RecencyAware,
     TasteCache,
-    served_choice,
+    served_families,
 )
 from models.replay import Log, parse_span, replay  # noqa: E402
 from models.schema import (  # noqa: E402
@@ -87,15 +97,28 @@ from models.tuning import KNOWN_GOOD  # noqa: E402
 
 MODEL = "model"
 FROZEN = "model fitted once"
-PRIOR = "model + recency prior"
-UNTASTED = "model + recency prior, no taste side"
-TASTE_BESIDE = "model + genre taste + recency prior"
-TASTE = "genre taste + recency prior"
+DEFAULT = "served choice (the default)"
 BESIDE = "model + prior beside the learned bias"
 INSTEAD = "model + prior in place of the learned bias"
 KNOWN = "oracle's readers"
 LEARNT = "learnt readers, known structure"
 LEARNT_TASTE = "learnt taste, favourite authors known"
+
+
+class Shown:
+    """A family of the served choice as a row of its own. Listed before the choice, it
+    ranks each period with the setting the family chose before it; the choice then lets
+    every family choose again."""
+
+    def __init__(self, family: RecencyAware) -> None:
+        self.family = family
+        self.name = family.name
+
+    def fit(self, history) -> None:  # noqa: ANN001 - History
+        self.family.fit(history)
+
+    def top_k(self, history, readers: np.ndarray, k: int) -> np.ndarray:  # noqa: ANN001
+        return self.family.top_k(history, readers, k)
 
 
 def load(args: argparse.Namespace):  # noqa: ANN201 - (name, Log, books or None, truth or None)
@@ -147,6 +170,9 @@ def main() -> None:
     parser.add_argument("--half-life", default="",
                         help="also replay the model fitted with interactions weighed by "
                              "0.5 ** (age / half-life), e.g. 365d (and with the prior)")
+    parser.add_argument("--without-learnt-readers", action="store_true",
+                        help="leave out the two learnt-readers rankers (generated data), "
+                             "most of a --without-model run's time")
     parser.add_argument("--taste-beta", type=float, default=FIT_BETA,
                         help="the softmax's sharpness in the genre-taste fit")
     parser.add_argument("--without-model", action="store_true",
@@ -186,16 +212,19 @@ def main() -> None:
         popular = [Popularity(span, f"popularity (last {text})") for text, span in windows]
         rankers = [*popular, Popularity(None, "popularity (all time)")]
         tastes = TasteCache(genres, args.taste_beta) if genres is not None else None
-        if tastes is not None:
-            rankers.append(RecencyAware(None, weights, spans, TASTE, tastes=tastes))
+        if tastes is not None and args.without_model:
+            rankers.append(RecencyAware(None, weights, spans, TASTE_FAMILY, tastes=tastes,
+                                        threads=args.threads))
         if not args.without_model:
+            if tastes is None:
+                served = [RecencyAware(cache, weights, spans, DEFAULT)]
+            else:
+                families = served_families(cache, weights, spans, tastes)
+                served = [*(Shown(f) for f in families), FamilyChoice(families, DEFAULT)]
             rankers += [Model(cache, MODEL),
                         Frozen(cache, FROZEN),
-                        served_choice(cache, weights, spans, tastes, PRIOR),
-                        *([RecencyAware(cache, weights, spans, UNTASTED),
-                           RecencyAware(cache, weights, spans, TASTE_BESIDE, tastes=tastes,
-                                        keep_model=(True,))] if tastes else []),
-                        # The two halves of the default's choice, to show what each brings.
+                        *served,
+                        # The two halves of the prior's choice, to show what each brings.
                         RecencyAware(cache, weights, spans, BESIDE,
                                      keep_bias=(True,)),
                         RecencyAware(cache, weights, spans, INSTEAD,
@@ -206,13 +235,14 @@ def main() -> None:
                                stop_on_span=stop)
             rankers += [Model(decayed, f"{MODEL} (half-life {args.half_life})"),
                         RecencyAware(decayed, weights, spans,
-                                     f"{PRIOR} (half-life {args.half_life})")]
+                                     f"{PRIOR_FAMILY} (half-life {args.half_life})")]
         if truth is not None:
-            tastes = LearntTastes(truth)  # learnt once for both rankers below
-            rankers += [Oracle(truth), KnownReaders(truth, spans, KNOWN),
-                        LearntReaders(truth, spans, LEARNT, tastes=tastes),
-                        LearntReaders(truth, spans, LEARNT_TASTE, favourites_known=True,
-                                      tastes=tastes)]
+            rankers += [Oracle(truth), KnownReaders(truth, spans, KNOWN)]
+            if not args.without_learnt_readers:
+                learnt = LearntTastes(truth)  # learnt once for both rankers below
+                rankers += [LearntReaders(truth, spans, LEARNT, tastes=learnt),
+                            LearntReaders(truth, spans, LEARNT_TASTE, favourites_known=True,
+                                          tastes=learnt)]
         t0 = time.perf_counter()
         shared: dict[str, list[float]] = {}
 
@@ -243,10 +273,8 @@ def main() -> None:
                          if "oracle" in result.rankers else None,
                          "best_popularity": best_pop, "seconds": time.perf_counter() - t0,
                          "reader_periods": result.reader_periods, "periods": result.periods,
-                         "prior_choices": result.rankers[PRIOR].notes if with_model else [],
-                         "taste_choices": {r: result.rankers[r].notes
-                                           for r in (TASTE, TASTE_BESIDE, UNTASTED)
-                                           if r in result.rankers},
+                         "served_choices": result.rankers[DEFAULT].notes
+                                           if with_model else [],
                          "known_readers_choices": result.rankers[KNOWN].notes
                          if KNOWN in result.rankers else [],
                          "learnt_readers_choices": {
@@ -304,7 +332,9 @@ def main() -> None:
         f"replay-{name}-{args.period}x{args.periods}"
         + ("-stop-on-time" if args.stop_on == "time" else "")
         + (f"-half-life-{args.half_life}" if args.half_life else "")
-        + ("-without-model" if args.without_model else "") + ".json")
+        + ("-without-model" if args.without_model else "")
+        + ("-without-learnt-readers" if args.without_learnt_readers and truth is not None
+           else "") + ".json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
                                "table": table, "seeds": per_seed,

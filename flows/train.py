@@ -10,6 +10,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from flows.score import redis_target
 from models.backtest import SERVED
+from models.bundle import SIMILAR_COLUMNS
 from models.gate import BacktestScore, decide_alias
 from models.interactions import Split
 from models.recommender import FitResult
@@ -209,13 +210,14 @@ def register_fit_on_everything(
     s = get_settings()
     served, full_fit = fit_on_everything(split, catalogue, candidate, fit.best_epoch,
                                          s.num_threads, s.seed)
+    fitted_columns = served.item_factors.shape[1]
     served = served_with_terms(served, split.ids, str(lineage["snapshot_path"]), catalogue,
                                terms)
     served_terms = terms.as_params() if terms else {}
     bundle_dir = build_bundle(split, served, {
         "snapshot": lineage["snapshot_id"], "log_watermark": lineage["log_watermark"],
         "fit": "everything", "epochs": full_fit["epochs"], "best_epoch": fit.best_epoch,
-        **served_terms})
+        SIMILAR_COLUMNS: fitted_columns, **served_terms})
     try:
         save_reference_stats(str(lineage["snapshot_path"]), bundle_dir, s.eval_k,
                              s.num_threads)

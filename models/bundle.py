@@ -31,6 +31,9 @@ META_FILE = "bundle.json"
 READER_ARRAYS = ("user_ids", "user_factors", "user_bias")
 
 
+# Bundle meta: how many leading book-factor columns are the fitted model's (similar books
+# read only those; a taste side rides in the columns after them).
+SIMILAR_COLUMNS = "similar_columns"
 BOOK_ARRAYS = ("book_ids", "item_factors", "item_bias", "popular")
 
 

@@ -6,13 +6,14 @@ must learn which books belong together from who read them together; the catalogu
 says it where readers shelve books by genre (goodreads tags such as ``fantasy``) or where
 the catalogue lists them (MovieLens' ``genres``). Each reader's taste is the point of the
 simplex over genres that makes their reads likeliest, each read a draw from a softmax over
-the catalogue with each book's popularity as offset:
+the catalogue with each book's popularity, log(1 + readers), as offset:
 
     P(book i) ∝ exp(offset_i + beta · taste_u · mix_i)
 
 The log-likelihood is concave in the taste; exponentiated-gradient ascent finds it in a few
-dozen steps. The taste side is a factor model of the number of genres (readers' tastes,
-books' mixes), so it rides in the served factors: batch scoring and serving are unchanged.
+dozen steps. The taste side is a factor model as wide as the number of genres (readers'
+tastes, books' mixes), so it rides in the served factors: the code of batch scoring and
+serving is unchanged, and each dot product grows by that width.
 Whether it helps, and how much of it, is chosen by measurement (the replay and the train
 flow's backtest), never assumed.
 """
@@ -41,25 +42,24 @@ GENRE_SHELVES = (
 )
 GENRES_COLUMN = "genres"  # a catalogue's own genre list, "Adventure|Comedy" (MovieLens)
 NO_GENRE = "(no genres listed)"
-# The softmax's sharpness in the fit: the tastes' scale. How much the side weighs in a list
-# is chosen at scoring time, so this only shapes each taste (measured; benchmarks/README.md).
+# The softmax's sharpness in the fit. How much the side weighs in a list is chosen at
+# scoring time, so this only shapes each taste: 8 ranked best of 4, 8 and 16 on generated
+# data and on ml-latest-small alike (benchmarks/README.md, "Genre taste").
 FIT_BETA = 8.0
 ITERATIONS = 40
-CHUNK_READERS = 1_000  # readers per block of the fit: 1,000 × 10,000 books × 8 bytes each
+FIT_CHUNK = 1_000  # readers per block of the fit: 1,000 × 10,000 books × 8 bytes each
+SPREAD_SAMPLE = 2_000  # readers whose tastes set the side's unit
 
 
 @dataclass(frozen=True)
 class GenreMix:
-    """Each book's share of each genre, float32 [n_books, n_genres]: rows sum to 1, or to 0
-    for a book the metadata gives no genre."""
+    """Each book's share of each genre, float32 [n_books, n_genres], rows summing to 1. A
+    book the metadata gives no genre has the catalogue's mean mix: it neither gains nor
+    loses by any reader's taste more than an average book does."""
 
     names: tuple[str, ...]
     mix: np.ndarray
-
-    @property
-    def covered(self) -> float:
-        """Share of books with at least one genre."""
-        return float((self.mix.sum(axis=1) > 0).mean()) if len(self.mix) else 0.0
+    covered: float  # share of the books the metadata gives a genre
 
 
 def genre_mix(book_ids: np.ndarray, books: pd.DataFrame | None,
@@ -97,7 +97,7 @@ def _from_shelves(book_ids: np.ndarray, books: pd.DataFrame, book_tags: pd.DataF
         (linked[TAG_COUNT].to_numpy(np.float64)[keep],
          (row[keep], linked[TAG_ID].map(genre_of).to_numpy(np.int64)[keep])),
         shape=(len(book_ids), len(shelves))).toarray()  # duplicates are summed
-    return GenreMix(names=shelves, mix=_shares(counts))
+    return _shares(shelves, counts)
 
 
 def _from_column(book_ids: np.ndarray, books: pd.DataFrame) -> GenreMix | None:
@@ -111,12 +111,16 @@ def _from_column(book_ids: np.ndarray, books: pd.DataFrame) -> GenreMix | None:
     keep = row >= 0
     counts = np.zeros((len(book_ids), len(names)))
     np.add.at(counts, (row[keep], pd.Index(names).get_indexer(listed["genre"][keep])), 1.0)
-    return GenreMix(names=names, mix=_shares(counts))
+    return _shares(names, counts)
 
 
-def _shares(counts: np.ndarray) -> np.ndarray:
+def _shares(names: tuple[str, ...], counts: np.ndarray) -> GenreMix:
+    """Counts as each book's shares; books without any take the mean of the others."""
     total = counts.sum(axis=1, keepdims=True)
-    return np.divide(counts, total, out=np.zeros_like(counts), where=total > 0).astype(np.float32)
+    has = total[:, 0] > 0
+    shares = np.divide(counts, total, out=np.zeros_like(counts), where=total > 0)
+    shares[~has] = shares[has].mean(axis=0)
+    return GenreMix(names=names, mix=shares.astype(np.float32), covered=float(has.mean()))
 
 
 def fit_tastes(reads: sp.csr_matrix, mix: np.ndarray, offset: np.ndarray, beta: float = FIT_BETA,
@@ -140,8 +144,8 @@ def fit_tastes(reads: sp.csr_matrix, mix: np.ndarray, offset: np.ndarray, beta: 
         raise TrainingError(f"beta must be positive, not {beta}")
     reads.data = (reads.data > 0).astype(np.float64)
     out = np.empty((reads.shape[0], mix.shape[1]))
-    for start in range(0, reads.shape[0], CHUNK_READERS):
-        block = reads[start:start + CHUNK_READERS]
+    for start in range(0, reads.shape[0], FIT_CHUNK):
+        block = reads[start:start + FIT_CHUNK]
         out[start:start + block.shape[0]] = _ascend(block, mix, offset, beta, iterations)
     return out
 
@@ -195,29 +199,34 @@ class TasteSide:
     spread: float
 
 
-def taste_side(reads: sp.csr_matrix, genres: GenreMix, beta: float = FIT_BETA,
-               sample: int = 2_000, seed: int = 0) -> TasteSide:
+def taste_side(reads: sp.csr_matrix, genres: GenreMix, beta: float = FIT_BETA) -> TasteSide:
     """Fit every reader's taste on ``reads`` [n_users, n_books] (books in the mix's order)."""
     tastes = fit_tastes(reads, genres.mix, popularity_offset(reads), beta)
     return TasteSide(tastes=tastes.astype(np.float32), mix=genres.mix,
-                     spread=taste_spread(tastes, genres.mix, sample, seed))
+                     spread=taste_spread(tastes[spread_sample(len(tastes))], genres.mix))
 
 
-def taste_spread(tastes: np.ndarray, mix: np.ndarray, sample: int = 2_000, seed: int = 0
-                 ) -> float:
-    """Deviation of taste · mix within a reader's row, over a sample of readers (1 when
-    there is none: every reader ranks the books alike)."""
-    rows = np.random.default_rng(seed).choice(len(tastes), min(len(tastes), sample),
-                                              replace=False)
-    scores = np.asarray(tastes[rows], dtype=np.float64) @ np.asarray(mix, np.float64).T
-    spread = float(np.sqrt(np.mean(scores.var(axis=1)))) if len(rows) else 0.0
+def spread_sample(n_readers: int, size: int = SPREAD_SAMPLE, seed: int = 0) -> np.ndarray:
+    """The readers (rows, sorted) whose tastes set the side's unit: the same rule wherever a
+    side is built, so a weight chosen in the replay or the backtest means the same when
+    served."""
+    rows = np.random.default_rng(seed).choice(n_readers, min(n_readers, size), replace=False)
+    return np.sort(rows)
+
+
+def taste_spread(tastes: np.ndarray, mix: np.ndarray) -> float:
+    """Deviation of taste · mix within a reader's row, over the readers given (1 when there
+    is none, or every reader ranks the books alike)."""
+    scores = np.asarray(tastes, dtype=np.float64) @ np.asarray(mix, np.float64).T
+    spread = float(np.sqrt(np.mean(scores.var(axis=1)))) if len(scores) else 0.0
     return spread if spread > 0 else 1.0
 
 
 def with_taste(model: FactorModel, side: TasteSide, weight: float, spread: float
                ) -> FactorModel:
     """The model with ``weight`` score deviations (``spread``: the model's) of the taste
-    side beside its own factors: [p_u, w·taste_u]·[q_i, mix_i]."""
+    side beside its own factors: [p_u, c·taste_u]·[q_i, mix_i], c = weight · spread /
+    side.spread."""
     if weight == 0:
         return model
     if side.tastes.shape[0] != len(model.user_factors) or len(side.mix) != len(model.item_bias):

@@ -23,6 +23,7 @@ from models.genres import (
     TasteSide,
     fit_tastes,
     popularity_offset,
+    spread_sample,
     taste_spread,
 )
 from models.interactions import IdMap, temporal_split, time_split
@@ -35,6 +36,9 @@ from models.tuning import candidate_from_params, fit_candidate, fit_everything
 
 # The taste side's weights tried, in score deviations of the model (as the prior's are).
 TASTE_WEIGHTS = (0.5, 1.0, 2.0, 4.0)
+# Without a model the prior's weights (0.25-16) set the ratio; two taste weights carry it
+# from 1/32 to 4.
+ALONE_TASTE_WEIGHTS = (0.5, 1.0)
 
 
 class Popularity:
@@ -187,7 +191,8 @@ class Frozen:
 class TasteCache:
     """Readers' genre tastes learnt from their reads before one cut-off (models/genres.py),
     each reader's when first asked, kept for the rankers that share them until the cut-off
-    moves on. The side's unit (its score deviation) is set by the first readers asked."""
+    moves on. The side's unit (its score deviation) is set by a sample of every reader of
+    the history, by the rule the served side uses (``spread_sample``)."""
 
     def __init__(self, genres: GenreMix, beta: float = FIT_BETA) -> None:
         self.genres = genres
@@ -203,20 +208,21 @@ class TasteCache:
         if len(self.genres.mix) != history.ids.n_books:
             raise ValueError(f"the genre mix covers {len(self.genres.mix)} books, the "
                              f"history {history.ids.n_books}")
-        first = self.cutoff != history.cutoff
-        if first:
+        if self.cutoff != history.cutoff:
             self.cutoff, self.seen = history.cutoff, history.seen
             self.offset = popularity_offset(self.seen)
             self.tastes = np.full((history.ids.n_users, len(self.genres.names)), np.nan)
+            sample = spread_sample(history.ids.n_users)
+            self.spread = taste_spread(self._learnt(sample), self.genres.mix)
+        return TasteSide(tastes=self._learnt(readers).astype(np.float32), mix=self.genres.mix,
+                         spread=self.spread)
+
+    def _learnt(self, readers: np.ndarray) -> np.ndarray:
         new = np.isnan(self.tastes[readers, 0])
         if new.any():
             self.tastes[readers[new]] = fit_tastes(self.seen[readers[new]], self.genres.mix,
                                                    self.offset, self.beta)
-        tastes = self.tastes[readers]
-        if first:
-            self.spread = taste_spread(tastes, self.genres.mix)
-        return TasteSide(tastes=tastes.astype(np.float32), mix=self.genres.mix,
-                         spread=self.spread)
+        return self.tastes[readers]
 
 
 class RecencyAware:
@@ -238,16 +244,20 @@ class RecencyAware:
                  name: str = "model + recency prior",
                  keep_bias: Sequence[bool] = (True, False), tastes: TasteCache | None = None,
                  taste_weights: Sequence[float] = TASTE_WEIGHTS,
-                 keep_model: Sequence[bool] = (True, False)) -> None:
+                 keep_model: Sequence[bool] = (True, False), plain: bool = True,
+                 threads: int = 2) -> None:
         if cache is None and tastes is None:
             raise ValueError("a ranker needs a model or a taste side")
         self.cache = cache
         self.tastes = tastes
         self.name = name
-        self.threads = cache.threads if cache is not None else 2
-        self.grid = terms_grid(weights, windows, keep_bias if cache is not None else (True,),
-                               taste_weights if tastes is not None else (),
-                               keep_model if cache is not None else (False,))
+        self.threads = cache.threads if cache is not None else threads
+        if cache is None:
+            # Without a model only the ratio of the two weights orders a list.
+            keep_bias, keep_model, taste_weights = (True,), (False,), ALONE_TASTE_WEIGHTS
+        self.grid = terms_grid(weights, windows, keep_bias,
+                               taste_weights if tastes is not None else (), keep_model,
+                               plain and cache is not None)
         self.setting = self.grid[0]
         self.totals = np.zeros(len(self.grid))
         self.readers = 0
@@ -344,15 +354,14 @@ class FamilyChoice:
 
 
 def terms_grid(weights: Sequence[float], windows: Sequence[int], keep_bias: Sequence[bool],
-               taste_weights: Sequence[float], keep_model: Sequence[bool] = (True, False)
-               ) -> list[ScoreTerms]:
-    """Every setting a choice of terms tries: the model with no taste side (the plain model
-    first) when ``keep_model`` allows it, then each taste weight beside the model or in its
-    place."""
+               taste_weights: Sequence[float], keep_model: Sequence[bool] = (True, False),
+               plain: bool = True) -> list[ScoreTerms]:
+    """Every setting a choice of terms tries: with ``plain``, the model with no taste side
+    (the plain model first), then each taste weight beside the model or in its place."""
     priors = [RecencyPrior(0.0, windows[0])] + [
         RecencyPrior(w, n, keep) for w in weights if w > 0 for n in windows
         for keep in keep_bias]
-    grid = [ScoreTerms(prior) for prior in priors] if True in keep_model else []
+    grid = [ScoreTerms(prior) for prior in priors] if plain else []
     for taste in (t for t in taste_weights if t > 0):
         for keep in keep_model:
             grid += [ScoreTerms(prior, taste, keep) for prior in priors]
@@ -373,12 +382,19 @@ def served_choice(cache: FitCache, weights: Sequence[float], windows: Sequence[i
     beside the model, and the taste side in its place."""
     if tastes is None:
         return RecencyAware(cache, weights, windows, name)
-    return FamilyChoice([
+    return FamilyChoice(served_families(cache, weights, windows, tastes), name)
+
+
+def served_families(cache: FitCache, weights: Sequence[float], windows: Sequence[int],
+                    tastes: TasteCache) -> list[RecencyAware]:
+    """The three families of served terms, each choosing its own setting."""
+    return [
         RecencyAware(cache, weights, windows, PRIOR_FAMILY),
         RecencyAware(cache, weights, windows, TASTE_BESIDE_FAMILY, tastes=tastes,
-                     keep_model=(True,)),
-        RecencyAware(None, weights, windows, TASTE_FAMILY, tastes=tastes),
-    ], name)
+                     keep_model=(True,), plain=False),
+        RecencyAware(None, weights, windows, TASTE_FAMILY, tastes=tastes,
+                     threads=cache.threads),
+    ]
 
 
 def _without_model(history: History) -> Fitted:

@@ -61,6 +61,14 @@ class FactorModel:
                    item_factors=np.zeros((n_books, 0), np.float32),
                    item_bias=np.zeros(n_books, np.float32))
 
+    def books_only(self) -> FactorModel:
+        """The book factors kept (similar books read them), the readers' factors and every
+        bias zero: a base that ranks nothing by itself, for terms to rank alone."""
+        return FactorModel(user_factors=np.zeros_like(self.user_factors),
+                           user_bias=np.zeros_like(self.user_bias),
+                           item_factors=self.item_factors,
+                           item_bias=np.zeros_like(self.item_bias))
+
     def scores(self, user_rows: np.ndarray) -> np.ndarray:
         """Dense scores [len(user_rows), n_books] (for tests and small samples)."""
         u = self.user_factors[user_rows]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from models.bundle import ScoringBundle
+from models.bundle import SIMILAR_COLUMNS, ScoringBundle
 from models.ranking import top_k_factors, with_bias
 
 
@@ -36,8 +36,12 @@ def similar_books(
     """Top-n books by cosine similarity of item factors for book rows [start, stop).
 
     A book is never its own neighbour; a book with a zero vector gets no neighbours (-1s).
+    Only the fitted model's factors count (bundle meta ``similar_columns``, the leading
+    columns): a genre taste side beside them (models/genres.py) would tie every book of one
+    genre mix.
     """
-    vectors = bundle.factors.item_factors.astype(np.float32)
+    columns = int(bundle.meta.get(SIMILAR_COLUMNS, bundle.factors.item_factors.shape[1]))
+    vectors = bundle.factors.item_factors[:, :columns].astype(np.float32)
     norms = np.linalg.norm(vectors, axis=1)
     unit = np.divide(vectors, norms[:, None], out=np.zeros_like(vectors),
                      where=norms[:, None] > 0)

@@ -1,7 +1,8 @@
 """What the served model adds to the fitted one: the recency prior (models/recency.py) and
 the genre taste side (models/genres.py), each with a weight chosen by measurement.
 
-Both ride in the served factors and biases, so batch scoring and serving are unchanged.
+Both ride in the served factors and biases, so the code of batch scoring and serving is
+unchanged; the taste side widens the factors by the number of genres.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from models.schema import TrainingError
 class ScoreTerms:
     """The recency prior, and ``taste_weight`` score deviations of the taste side beside
     the fitted model or (``keep_model=False``) in its place: then the served scores are
-    the taste side and the prior alone, the fitted factors and learned biases dropped."""
+    the taste side and the prior alone (the fitted readers' factors and the learned biases
+    are zeroed; the book factors stay for similar books)."""
 
     prior: RecencyPrior = field(default_factory=RecencyPrior)
     taste_weight: float = 0.0
@@ -59,7 +61,7 @@ def with_terms(model: FactorModel, terms: ScoreTerms, prior: np.ndarray | None,
     """The model with its terms: ``prior`` the standardised recent popularity, ``side`` the
     readers' genre tastes, ``spread`` the model's score deviation (the unit of both)."""
     if not terms.keep_model:
-        model = FactorModel.empty(len(model.user_factors), len(model.item_bias))
+        model = model.books_only()
     if terms.prior.active:
         if prior is None:
             raise TrainingError("the terms ask for a recency prior and none was given")

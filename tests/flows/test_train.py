@@ -199,10 +199,12 @@ def test_the_backtest_judges_the_last_period_and_chooses_the_served_terms(
     bundle = ScoringBundle.load(Path(local) / "artifacts" / "bundle")
     if terms["recency_weight"] > 0 or terms["taste_weight"] > 0:
         assert {k: bundle.meta[k] for k in terms} == terms
-    # The taste side rides in the served factors: one column per genre of the generator,
-    # beside LightFM's or in their place.
-    width = ((result["study"]["best_params"]["no_components"] if terms["taste_keep_model"]
-              else 0) + (len(GENRE_SHELVES) if terms["taste_weight"] > 0 else 0))
+    # The taste side rides in the served factors, one column per genre of the generator,
+    # after LightFM's (which similar books read alone, even with the model's readers
+    # dropped).
+    fitted = result["study"]["best_params"]["no_components"]
+    assert bundle.meta["similar_columns"] == fitted
+    width = fitted + (len(GENRE_SHELVES) if terms["taste_weight"] > 0 else 0)
     assert bundle.factors.item_factors.shape[1] == width
     assert "last period" in result["reason"]
 
@@ -287,7 +289,9 @@ def test_the_served_taste_side_is_every_reader_s_taste_from_all_their_reads(
     # Without timestamps the window counts the last 1000 rows.
     order = np.arange(len(ratings))
     prior = standardised_log(recent_counts(books, order, len(ratings), 1000, ids.n_books))
-    assert served.item_factors.shape == (ids.n_books, len(GENRE_SHELVES))
+    # LightFM's book factors stay (similar books read them); its readers' are zero.
+    assert served.item_factors.shape == (ids.n_books, 4 + len(GENRE_SHELVES))
+    assert not served.user_factors[:, :4].any()
     unit = score_spread(model)
     rows = np.arange(50)
     expected = (2.0 * unit * prior[None, :]

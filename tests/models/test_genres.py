@@ -11,7 +11,15 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from models.genres import GenreMix, TasteSide, fit_tastes, genre_mix, taste_side, with_taste
+from models.genres import (
+    GenreMix,
+    TasteSide,
+    fit_tastes,
+    genre_mix,
+    popularity_offset,
+    taste_side,
+    with_taste,
+)
 from models.rankers import (
     FamilyChoice,
     RecencyAware,
@@ -21,7 +29,7 @@ from models.rankers import (
 )
 from models.recency import RecencyPrior
 from models.recommender import FactorModel
-from models.replay import Log, replay
+from models.replay import Log, periods, replay
 from models.schema import TrainingError
 from models.terms import ScoreTerms, with_terms
 
@@ -44,9 +52,20 @@ def test_a_book_s_genre_mix_is_its_share_of_each_genre_shelf() -> None:
     mix = genre_mix(np.array([3, 2, 1]), books, book_tags, tags, shelves=("fantasy", "romance"))
     assert mix is not None and mix.names == ("fantasy", "romance")
     # Book 1: fantasy 30 and romance 10 of its genre shelves (to-read is no genre); book 2
-    # romance alone; book 3 only to-read, so no genre. Rows follow the ids asked for.
-    np.testing.assert_allclose(mix.mix, [[0, 0], [0, 1], [0.75, 0.25]])
+    # romance alone; book 3 only to-read, so no genre: it takes the others' mean mix, and
+    # no reader's taste lifts or sinks it more than an average book. Rows follow the ids.
+    np.testing.assert_allclose(mix.mix, [[0.375, 0.625], [0, 1], [0.75, 0.25]])
     assert mix.covered == pytest.approx(2 / 3)
+
+
+def test_genre_shelves_come_before_a_genres_column() -> None:
+    books, book_tags, tags = shelves()
+    listed = books.assign(genres=["Comedy", "Comedy", "Comedy"])
+    mix = genre_mix(np.array([1, 2, 3]), listed, book_tags, tags, shelves=("fantasy",))
+    assert mix is not None and mix.names == ("fantasy",)
+    # Without a shelf of the list, the column is read instead.
+    mix = genre_mix(np.array([1, 2, 3]), listed, book_tags, tags, shelves=("horror",))
+    assert mix is not None and mix.names == ("Comedy",)
 
 
 def test_a_catalogue_s_genres_column_gives_each_listed_genre_an_equal_share() -> None:
@@ -54,7 +73,7 @@ def test_a_catalogue_s_genres_column_gives_each_listed_genre_an_equal_share() ->
                            "genres": ["Comedy|Adventure", "(no genres listed)", "Comedy"]})
     mix = genre_mix(np.array([10, 20, 30]), movies)
     assert mix is not None and mix.names == ("Adventure", "Comedy")
-    np.testing.assert_allclose(mix.mix, [[0.5, 0.5], [0, 0], [0, 1]])
+    np.testing.assert_allclose(mix.mix, [[0.5, 0.5], [0.25, 0.75], [0, 1]])
 
 
 def test_a_catalogue_that_names_no_genre_has_no_mix() -> None:
@@ -143,7 +162,9 @@ def test_in_place_of_the_model_only_the_prior_and_the_taste_side_rank() -> None:
     served = with_terms(model, terms, prior, side, spread=3.0)
     expected = 3.0 * prior[None, :] + 12.0 * (side.tastes @ side.mix.T)
     np.testing.assert_allclose(served.scores(np.array([0, 1])), expected, rtol=1e-6)
-    assert served.item_factors.shape == (3, 2)  # the genres alone
+    # The book factors stay, for similar books; the genres ride after them.
+    assert served.item_factors.shape == (3, 3)
+    np.testing.assert_array_equal(served.item_factors[:, :1], model.item_factors)
 
 
 def test_terms_say_what_they_need() -> None:
@@ -168,8 +189,21 @@ def test_the_grid_holds_the_plain_model_first_and_each_taste_weight_both_ways() 
     priors = 1 + 2 * 2 * 2  # no prior, or 2 weights × 2 windows × 2 bias modes
     assert grid[0] == ScoreTerms(RecencyPrior(0.0, 10))
     assert len(grid) == priors + 2 * 2 * priors
-    alone = terms_grid([1.0], [10], (True,), (0.5,), keep_model=(False,))
+    alone = terms_grid([1.0], [10], (True,), (0.5,), keep_model=(False,), plain=False)
     assert [t.keep_model for t in alone] == [False, False] and all(t.tasted for t in alone)
+
+
+def test_each_family_tries_only_its_own_settings() -> None:
+    from models.rankers import FitCache
+
+    tastes = TasteCache(GenreMix(names=("a",), mix=np.ones((3, 1), np.float32), covered=1.0))
+    plain, beside, alone = served_choice(FitCache(params={}), [1.0, 2.0], [P], tastes).families
+    assert not any(t.tasted for t in plain.grid) and len(plain.grid) == 1 + 2 * 2
+    assert all(t.tasted and t.keep_model for t in beside.grid)
+    # Without a model only the ratio of the weights orders a list: two taste weights.
+    assert all(t.tasted and not t.keep_model for t in alone.grid)
+    assert {t.taste_weight for t in alone.grid} == {0.5, 1.0}
+    assert {t.prior.keep_bias for t in alone.grid} == {True}
 
 
 # --- a planted taste the ranker must recover ------------------------------------------------
@@ -246,13 +280,15 @@ def test_a_family_is_judged_on_the_periods_after_its_choice() -> None:
         return (top[:, 0] == 0).astype(float)  # readers read book 0
 
     validation = SimpleNamespace(scored=False, history=None, readers=np.arange(3))
+    steady.setting = ScoreTerms(taste_weight=1.0)
     choice.choose(validation, score)
     assert choice.current is wide and choice.chosen == "wide: wide"  # nothing judged yet
+    assert choice.setting is wide.setting
     choice.choose(SimpleNamespace(scored=True, history=None, readers=np.arange(3)), score)
     # Judged on the period after its choice, "wide" scored 0 and "steady" 3, whatever the
     # totals in hindsight say (20 against 2).
     assert choice.after.tolist() == [0.0, 3.0] and choice.judged == 3
-    assert choice.current is steady
+    assert choice.current is steady and choice.setting.taste_weight == 1.0
 
 
 def test_without_genres_the_served_choice_is_the_model_with_the_prior() -> None:
@@ -260,7 +296,7 @@ def test_without_genres_the_served_choice_is_the_model_with_the_prior() -> None:
 
     cache = FitCache(params={})
     assert isinstance(served_choice(cache, [1.0], [P], None), RecencyAware)
-    tastes = TasteCache(GenreMix(names=("a",), mix=np.ones((3, 1), np.float32)))
+    tastes = TasteCache(GenreMix(names=("a",), mix=np.ones((3, 1), np.float32), covered=1.0))
     choice = served_choice(cache, [1.0], [P], tastes)
     assert isinstance(choice, FamilyChoice)
     assert [f.name for f in choice.families] == [
@@ -269,9 +305,31 @@ def test_without_genres_the_served_choice_is_the_model_with_the_prior() -> None:
 
 
 def test_a_side_fitted_on_everything_has_one_taste_per_reader() -> None:
-    genres = GenreMix(names=("a", "b"), mix=four_books().astype(np.float32))
+    genres = GenreMix(names=("a", "b"), mix=four_books().astype(np.float32), covered=1.0)
     reads = sp.csr_matrix(np.array([[1, 1, 0, 0], [0, 0, 0, 1], [0, 0, 0, 0]], np.float32))
     side = taste_side(reads, genres)
     assert side.tastes.shape == (3, 2) and side.tastes.dtype == np.float32
     # The genre-0 reader leans to genre 0, the genre-1 reader to genre 1.
     assert side.tastes[0, 0] > 0.5 > side.tastes[1, 0] and side.spread > 0
+
+
+def test_the_taste_cache_learns_once_per_cut_off_and_sets_its_unit_on_every_reader() -> None:
+    from models.genres import spread_sample, taste_spread
+
+    frame, books = genre_world()
+    genres = genre_mix(books["book_id"].to_numpy(), books)
+    log = Log.from_frame(frame, catalogue=books["book_id"].to_numpy())
+    first, second = (period.history for period in periods(log, P, 1, end=4 * P))
+    cache = TasteCache(genres)
+    readers = np.array([3, 0])
+    side = cache.of(first, readers)
+    # The unit is the served side's: every reader of the history, by the same sample rule.
+    everyone = fit_tastes(first.seen, genres.mix, popularity_offset(first.seen))
+    sample = spread_sample(first.ids.n_users)
+    assert side.spread == pytest.approx(taste_spread(everyone[sample], genres.mix))
+    np.testing.assert_allclose(side.tastes, everyone[readers], rtol=1e-6)
+    # The same cut-off asked again keeps what it learnt; a later one starts afresh.
+    assert cache.of(first, readers).spread == side.spread
+    later = cache.of(second, readers)
+    again = fit_tastes(second.seen, genres.mix, popularity_offset(second.seen))
+    np.testing.assert_allclose(later.tastes, again[readers], rtol=1e-6)

@@ -169,7 +169,7 @@ def test_the_recency_prior_is_chosen_on_the_past_and_recovers_the_trend() -> Non
     summary = result.summary()
     # Chosen on the validation period before the first cut-off: some weight, the short window.
     first = result.rankers[prior.name].notes[0]
-    assert not first.startswith("weight 0,") and first.endswith("window 100")
+    assert first.startswith("recency prior weight") and first.endswith("window 100")
     assert summary[prior.name]["ndcg"] > 0.9
     assert summary[prior.name]["ndcg"] > summary["model"]["ndcg"] + 0.3
     # The frozen model keeps its first fit: one cut-off, never refitted.

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from models.bundle import ScoringBundle
+from models.bundle import SIMILAR_COLUMNS, ScoringBundle
 from models.interactions import IdMap, temporal_split
 from models.recommender import FactorModel, LightFMParams, factor_model, fit_lightfm
 from models.scoring import encode_lists, score_readers, shard_bounds, similar_books
@@ -72,6 +72,16 @@ def test_book_without_embedding_has_no_neighbours_and_is_nobodys() -> None:
     assert lists[3] == ""  # the zero vector has no direction, so no neighbours
     assert lists[1].split(",")[0] == "2"  # nearest by cosine
     assert "3" not in lists[1].split(",") and "1" not in lists[1].split(",")
+
+
+def test_neighbours_come_from_the_fitted_columns_alone() -> None:
+    # Books 1 and 2 point the same way in the fitted factor (the first column); a taste
+    # side's genre mix rides after it and would pair book 1 with book 3 instead.
+    items = np.array([[1.0, 3.0], [0.9, 0.0], [-0.1, 3.0], [-1.0, 0.0]])
+    bundle = tiny_bundle(np.zeros((1, 4)), items)
+    assert dict(encode_lists(*similar_books(bundle, 0, 1, 1)))[1] == "3"
+    bundle.meta[SIMILAR_COLUMNS] = 1
+    assert dict(encode_lists(*similar_books(bundle, 0, 1, 1)))[1] == "2"
 
 
 def test_shards_cover_every_reader_once() -> None:
