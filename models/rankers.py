@@ -1,10 +1,13 @@
-"""The rankers a replay compares: popularity (recent and all-time), the project's model, and
-on generated data the oracle, the oracle's readers and the same with readers learnt.
+"""The rankers a replay compares: popularity (recent and all-time), the project's model
+with the served terms (the recency prior, the genre taste side) and the choice among their
+families that the train flow serves, and on generated data the oracle, the oracle's
+readers and the same with readers learnt.
 
 The model is fitted as the nightly flow fits what it publishes: early stopping on the
 per-reader split of the history chooses the epoch count, then the same parameters are
 fitted on every interaction before the cut-off. Fits are shared through a FitCache, so the
-plain model, its recency-aware variant and the frozen one cost one fit per cut-off.
+plain model, its recency-aware variants and the frozen one cost one fit per cut-off; the
+readers' genre tastes are shared the same way through a TasteCache.
 """
 
 from __future__ import annotations
@@ -320,7 +323,7 @@ class FamilyChoice:
             raise ValueError("a choice needs at least one family")
         self.families = list(families)
         self.name = name
-        self.after = np.zeros(len(self.families))  # prequential totals
+        self.prequential = np.zeros(len(self.families))  # NDCG summed after each choice
         self.judged = 0  # reader-periods judged after a choice
         self.current = self.families[0]
         self.chosen = ""
@@ -341,13 +344,13 @@ class FamilyChoice:
         """Judge each family's lists of this period (their settings chosen before it), let
         each choose again, then keep the family judged best so far."""
         if period.scored:
-            self.after += [float(score(f.top_k(period.history, period.readers, K)).sum())
+            self.prequential += [float(score(f.top_k(period.history, period.readers, K)).sum())
                            for f in self.families]
             self.judged += len(period.readers)
         for family in self.families:
             family.choose(period, score)
         if self.judged:
-            self.current = self.families[int(np.argmax(self.after))]
+            self.current = self.families[int(np.argmax(self.prequential))]
         else:
             self.current = self.families[int(np.argmax([f.totals.max() for f in self.families]))]
         self.chosen = f"{self.current.name}: {self.current.chosen}"

@@ -287,7 +287,7 @@ def test_a_family_is_judged_on_the_periods_after_its_choice() -> None:
     choice.choose(SimpleNamespace(scored=True, history=None, readers=np.arange(3)), score)
     # Judged on the period after its choice, "wide" scored 0 and "steady" 3, whatever the
     # totals in hindsight say (20 against 2).
-    assert choice.after.tolist() == [0.0, 3.0] and choice.judged == 3
+    assert choice.prequential.tolist() == [0.0, 3.0] and choice.judged == 3
     assert choice.current is steady and choice.setting.taste_weight == 1.0
 
 
