@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from models.metrics import row_spread
 from models.schema import BOOK_ID, GOODREADS_BOOK_ID, TAG_COUNT, TAG_ID, TAG_NAME, TrainingError
 
 if TYPE_CHECKING:  # the generator fits tastes too, and does not load LightFM
@@ -217,9 +218,7 @@ def spread_sample(n_readers: int, size: int = SPREAD_SAMPLE, seed: int = 0) -> n
 def taste_spread(tastes: np.ndarray, mix: np.ndarray) -> float:
     """Deviation of taste · mix within a reader's row, over the readers given (1 when there
     is none, or every reader ranks the books alike)."""
-    scores = np.asarray(tastes, dtype=np.float64) @ np.asarray(mix, np.float64).T
-    spread = float(np.sqrt(np.mean(scores.var(axis=1)))) if len(scores) else 0.0
-    return spread if spread > 0 else 1.0
+    return row_spread(np.asarray(tastes, dtype=np.float64) @ np.asarray(mix, np.float64).T)
 
 
 def with_taste(model: FactorModel, side: TasteSide, weight: float, spread: float

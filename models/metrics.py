@@ -107,3 +107,11 @@ def ranking_metrics(top_k: np.ndarray, relevant: sp.csr_matrix, n_books: int) ->
         coverage=float(len(np.unique(listed)) / n_books) if n_books else 0.0,
         readers=int(active.sum()),
     )
+
+
+def row_spread(scores: np.ndarray) -> float:
+    """Root mean variance of scores within each row (a reader's scores over the books): what
+    reorders a reader's list, the unit of the served terms' weights. 1 when there are no
+    rows or every row is flat."""
+    spread = float(np.sqrt(np.mean(np.var(scores, axis=1)))) if len(scores) else 0.0
+    return spread if spread > 0 else 1.0

@@ -205,6 +205,9 @@ class TasteCache:
         self.offset = np.empty(0)
         self.tastes = np.empty((0, 0))  # NaN rows: not learnt yet
         self.spread = 1.0
+        # The side last handed out: every tasted setting of a choice asks for the same
+        # readers of the same period, and gets it without another copy.
+        self.last: tuple[np.ndarray, TasteSide] | None = None
 
     def of(self, history: History, readers: np.ndarray) -> TasteSide:
         """The taste side of ``readers`` (rows in the order given)."""
@@ -217,8 +220,11 @@ class TasteCache:
             self.tastes = np.full((history.ids.n_users, len(self.genres.names)), np.nan)
             sample = spread_sample(history.ids.n_users)
             self.spread = taste_spread(self._learnt(sample), self.genres.mix)
-        return TasteSide(tastes=self._learnt(readers).astype(np.float32), mix=self.genres.mix,
-                         spread=self.spread)
+            self.last = None
+        if self.last is None or self.last[0] is not readers:
+            self.last = (readers, TasteSide(tastes=self._learnt(readers).astype(np.float32),
+                                            mix=self.genres.mix, spread=self.spread))
+        return self.last[1]
 
     def _learnt(self, readers: np.ndarray) -> np.ndarray:
         new = np.isnan(self.tastes[readers, 0])

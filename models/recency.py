@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from models.metrics import row_spread
 from models.recommender import FactorModel
 from models.schema import TrainingError
 
@@ -72,10 +73,8 @@ def score_spread(model: FactorModel, readers: int = SCORE_SAMPLE_READERS, seed: 
     if n == 0:
         return 1.0
     rows = np.random.default_rng(seed).choice(n, min(n, readers), replace=False)
-    scores = model.user_factors[rows] @ model.item_factors.T + model.item_bias[None, :]
-    # Spread within each reader's row: what reorders a reader's list.
-    spread = float(np.sqrt(np.mean(scores.var(axis=1))))
-    return spread if spread > 0 else 1.0
+    return row_spread(model.user_factors[rows] @ model.item_factors.T
+                      + model.item_bias[None, :])
 
 
 def with_prior(model: FactorModel, prior: np.ndarray, weight: float, spread: float | None = None,
