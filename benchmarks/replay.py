@@ -173,6 +173,9 @@ def main() -> None:
     parser.add_argument("--without-learnt-readers", action="store_true",
                         help="leave out the two learnt-readers rankers (generated data), "
                              "most of a --without-model run's time")
+    parser.add_argument("--without-prior-halves", action="store_true",
+                        help="leave out the rows of each half of the prior's bias choice "
+                             "(two more grids of the prior a period)")
     parser.add_argument("--taste-beta", type=float, default=FIT_BETA,
                         help="the softmax's sharpness in the genre-taste fit")
     parser.add_argument("--without-model", action="store_true",
@@ -223,12 +226,11 @@ def main() -> None:
                 served = [*(Shown(f) for f in families), FamilyChoice(families, DEFAULT)]
             rankers += [Model(cache, MODEL),
                         Frozen(cache, FROZEN),
-                        *served,
-                        # The two halves of the prior's choice, to show what each brings.
-                        RecencyAware(cache, weights, spans, BESIDE,
-                                     keep_bias=(True,)),
-                        RecencyAware(cache, weights, spans, INSTEAD,
-                                     keep_bias=(False,))]
+                        *served]
+            if not args.without_prior_halves:
+                # The two halves of the prior's choice, to show what each brings.
+                rankers += [RecencyAware(cache, weights, spans, BESIDE, keep_bias=(True,)),
+                            RecencyAware(cache, weights, spans, INSTEAD, keep_bias=(False,))]
         if args.half_life:
             decayed = FitCache(params=params, seed=seed, threads=args.threads, books=books,
                                half_life=parse_span(args.half_life, log.timed),
@@ -334,6 +336,8 @@ def main() -> None:
         + (f"-half-life-{args.half_life}" if args.half_life else "")
         + ("-without-model" if args.without_model else "")
         + ("-without-learnt-readers" if args.without_learnt_readers and truth is not None
+           else "")
+        + ("-without-prior-halves" if args.without_prior_halves and not args.without_model
            else "") + ".json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},

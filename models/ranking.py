@@ -47,7 +47,7 @@ def top_k_factors(
         )
     filt = None
     if exclude is not None:
-        filt = exclude.tocsr().astype(np.float32)
+        filt = exclude.tocsr().astype(np.float32, copy=False)
     ids, scores = topk(
         np.ascontiguousarray(items, np.float32),
         np.ascontiguousarray(query, np.float32),

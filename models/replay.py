@@ -22,6 +22,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Protocol
 
 import numpy as np
@@ -104,8 +105,10 @@ class History:
     cols: np.ndarray  # book index of each interaction
     times: np.ndarray
 
-    @property
+    @cached_property
     def seen(self) -> sp.csr_matrix:
+        """What each reader had read before the cut-off, built once: every setting of a
+        choice excludes it again."""
         return to_matrix(self.rows, self.cols, (self.ids.n_users, self.ids.n_books))
 
     def frame(self) -> pd.DataFrame:
@@ -305,7 +308,8 @@ def replay(log: Log, rankers: Sequence[Ranker], period: int, count: int, k: int 
     cut = periods(log, period, count, end)
     results = {r.name: RankerResult() for r in rankers}
     listed = []
-    for current in cut:
+    while cut:
+        current = cut.pop(0)  # a history is let go once its period is scored
         history, readers = current.history, current.readers
         means: dict[str, float] = {}
         for ranker in rankers:

@@ -104,6 +104,14 @@ def test_a_reading_already_in_the_history_is_not_scored() -> None:
     assert cut[-1].relevant.nnz == 15  # still only the three trending books each
 
 
+def test_a_history_builds_what_its_readers_had_read_once() -> None:
+    history = periods(planted_log(), P, 3)[-1].history
+    seen = history.seen
+    assert seen is history.seen  # every setting of a choice excludes the same matrix
+    assert seen.nnz == len(set(zip(history.rows.tolist(), history.cols.tolist(), strict=True)))
+    assert seen[history.rows, history.cols].min() >= 1
+
+
 def test_more_periods_than_the_log_spans_is_refused_with_what_would_fit() -> None:
     with pytest.raises(ReplayError, match="spans 615 s: at most 5 leave history"):
         periods(planted_log(), P, 9)
