@@ -7,6 +7,8 @@
     .venv/bin/python benchmarks/replay.py --users 6000 --moving --period 13w --periods 8
     .venv/bin/python benchmarks/replay.py --users 53424 --moving --period 13w --periods 4 \
         --seeds 1 --without-model [--without-learnt-readers]
+    .venv/bin/python benchmarks/replay.py --users 53424 --moving --period 13w --periods 4 \
+        --seeds 1 --stop-on time --without-learnt-readers --without-prior-halves
 
 Rolling origin on global time (models/replay.py): at each cut-off every ranker is fitted on
 everything before it and publishes a top-10 for each returning reader of the next period,
