@@ -134,11 +134,9 @@ class FitCache:
 
 
 def _top_k(model: FactorModel, rows: np.ndarray, history: History, readers: np.ndarray,
-           k: int, threads: int, exclude: sp.csr_matrix | None = None) -> np.ndarray:
+           k: int, threads: int) -> np.ndarray:
     query, items = with_bias(model.user_factors[rows], model.item_factors, model.item_bias)
-    if exclude is None:
-        exclude = exclusion(history, readers)
-    top, _ = top_k_factors(query, items, k, exclude, num_threads=threads)
+    top, _ = top_k_factors(query, items, k, exclusion(history, readers), num_threads=threads)
     return top
 
 
@@ -277,8 +275,6 @@ class RecencyAware:
         # The prior of each window at the current cut-off: every weight and both bias
         # modes share it, rather than counting the whole history again per setting.
         self.priors: dict[tuple[int, int], np.ndarray] = {}
-        # What the readers of the last list had read: every setting excludes the same.
-        self.excluded: tuple[History, np.ndarray, sp.csr_matrix] | None = None
 
     def fit(self, history: History) -> None:
         self.fitted = (self.cache.at(history) if self.cache is not None
@@ -303,15 +299,7 @@ class RecencyAware:
         model = with_terms(model, setting, self._prior(history, setting.prior.window),
                            self.tastes.of(history, readers) if setting.tasted else None,
                            fitted.spread)
-        return _top_k(model, np.arange(len(readers)), history, readers, k, self.threads,
-                      self._excluded(history, readers))
-
-    def _excluded(self, history: History, readers: np.ndarray) -> sp.csr_matrix:
-        last = self.excluded
-        if last is None or last[0] is not history or last[1] is not readers:
-            last = self.excluded = (history, readers,
-                                    exclusion(history, readers).astype(np.float32))
-        return last[2]
+        return _top_k(model, np.arange(len(readers)), history, readers, k, self.threads)
 
     def top_k(self, history: History, readers: np.ndarray, k: int) -> np.ndarray:
         return self._ranked(self.setting, history, readers, k)
