@@ -80,10 +80,13 @@ from models.rankers import (  # noqa: E402
     Model,
     Oracle,
     Popularity,
+    PopularityTimeOut,
     RecencyAware,
+    Settling,
     TasteCache,
     served_families,
 )
+from models.recency import SETTLINGS  # noqa: E402
 from models.replay import Log, parse_span, replay  # noqa: E402
 from models.schema import (  # noqa: E402
     BOOK_ID,
@@ -105,6 +108,7 @@ INSTEAD = "model + prior in place of the learned bias"
 KNOWN = "oracle's readers"
 LEARNT = "learnt readers, known structure"
 LEARNT_TASTE = "learnt taste, favourite authors known"
+TIME_OUT = "popularity over time out"
 
 
 class Shown:
@@ -203,6 +207,8 @@ def main() -> None:
     windows = [(w, parse_span(w, log.timed)) for w in args.windows.split(",") if w]
     spans = [span for _, span in windows]
     weights = [float(w) for w in args.weights.split(",") if w]
+    # Reads counted over each book's time out need time: a log without it counts plainly.
+    settlings = SETTLINGS if log.timed else ()
     print(f"{name}: {len(log):,} interactions, {'timed' if log.timed else 'row order'}; "
           f"{args.periods} periods of {args.period} after a validation period")
 
@@ -216,30 +222,37 @@ def main() -> None:
                          stop_on_span=stop)
         popular = [Popularity(span, f"popularity (last {text})") for text, span in windows]
         rankers = [*popular, Popularity(None, "popularity (all time)")]
+        if log.timed:
+            rankers.append(PopularityTimeOut(spans, settlings, TIME_OUT))
         tastes = TasteCache(genres, args.taste_beta) if genres is not None else None
         if tastes is not None and args.without_model:
             rankers.append(RecencyAware(None, weights, spans, TASTE_FAMILY, tastes=tastes,
-                                        threads=args.threads))
+                                        threads=args.threads,
+                                        settling=Settling(spans, settlings)))
         if not args.without_model:
             if tastes is None:
-                served = [RecencyAware(cache, weights, spans, DEFAULT)]
+                served = [RecencyAware(cache, weights, spans, DEFAULT,
+                                       settling=Settling(spans, settlings))]
             else:
-                families = served_families(cache, weights, spans, tastes)
+                families = served_families(cache, weights, spans, tastes, settlings)
                 served = [*(Shown(f) for f in families), FamilyChoice(families, DEFAULT)]
             rankers += [Model(cache, MODEL),
                         Frozen(cache, FROZEN),
                         *served]
             if not args.without_prior_halves:
                 # The two halves of the prior's choice, to show what each brings.
-                rankers += [RecencyAware(cache, weights, spans, BESIDE, keep_bias=(True,)),
-                            RecencyAware(cache, weights, spans, INSTEAD, keep_bias=(False,))]
+                rankers += [RecencyAware(cache, weights, spans, BESIDE, keep_bias=(True,),
+                                         settling=Settling(spans, settlings)),
+                            RecencyAware(cache, weights, spans, INSTEAD, keep_bias=(False,),
+                                         settling=Settling(spans, settlings))]
         if args.half_life:
             decayed = FitCache(params=params, seed=seed, threads=args.threads, books=books,
                                half_life=parse_span(args.half_life, log.timed),
                                stop_on_span=stop)
             rankers += [Model(decayed, f"{MODEL} (half-life {args.half_life})"),
                         RecencyAware(decayed, weights, spans,
-                                     f"{PRIOR_FAMILY} (half-life {args.half_life})")]
+                                     f"{PRIOR_FAMILY} (half-life {args.half_life})",
+                                     settling=Settling(spans, settlings))]
         if truth is not None:
             rankers += [Oracle(truth), KnownReaders(truth, spans, KNOWN)]
             if not args.without_learnt_readers:
@@ -268,13 +281,16 @@ def main() -> None:
             f"  seed {s} period {p.index}: {len(p.readers):,} readers, " + ", ".join(
                 f"{k} {v:.3f}" for k, v in m.items() if not k.startswith("popularity (last"))))
         summary = result.summary()
-        best_pop = max((r.name for r in rankers if r.name.startswith("popularity")),
-                       key=lambda n: summary[n]["ndcg"])
+        # The baselines: a window's popularity or all time's, best in hindsight.
+        best_pop = max((r.name for r in rankers if r.name.startswith("popularity")
+                        and r.name != TIME_OUT), key=lambda n: summary[n]["ndcg"])
         with_model = FROZEN in result.rankers
         per_seed.append({"summary": result.summary(best_pop, seed=seed),
                          "frozen": result.summary(FROZEN, seed=seed) if with_model else None,
                          "oracle": result.summary("oracle", seed=seed)
                          if "oracle" in result.rankers else None,
+                         "time_out": result.summary(TIME_OUT, seed=seed)
+                         if TIME_OUT in result.rankers else None,
                          "best_popularity": best_pop, "seconds": time.perf_counter() - t0,
                          "reader_periods": result.reader_periods, "periods": result.periods,
                          "served_choices": result.rankers[DEFAULT].notes
@@ -310,12 +326,14 @@ def main() -> None:
               f"{row['ndcg_ratio_high']:.2f}]" + (
                   f" {row['frozen_ndcg_ratio']:>7.3f} [{row['frozen_ndcg_ratio_low']:.2f}, "
                   f"{row['frozen_ndcg_ratio_high']:.2f}]" if with_frozen else ""))
-    if per_seed[0]["oracle"] is not None:
-        print("  x oracle [95%] (median over seeds):")
+    for which, title in (("oracle", "oracle"), ("time_out", TIME_OUT)):
+        if per_seed[0].get(which) is None:
+            continue
+        print(f"  x {title} [95%] (median over seeds):")
         for ranker in names:
-            ratios = {k: statistics.median(s["oracle"][ranker][k] for s in per_seed)
+            ratios = {k: statistics.median(s[which][ranker][k] for s in per_seed)
                       for k in ("ndcg_ratio", "ndcg_ratio_low", "ndcg_ratio_high")}
-            table[ranker] |= {f"oracle_{k}": v for k, v in ratios.items()}
+            table[ranker] |= {f"{which}_{k}": v for k, v in ratios.items()}
             print(f"    {ranker:<40} {ratios['ndcg_ratio']:.3f} "
                   f"[{ratios['ndcg_ratio_low']:.2f}, {ratios['ndcg_ratio_high']:.2f}]")
     if marks is not None:

@@ -21,6 +21,7 @@ import pandas as pd
 
 from models.genres import genre_mix
 from models.rankers import FitCache, Model, Popularity, TasteCache, served_choice
+from models.recency import SETTLINGS
 from models.replay import K, Log, ReplayError, parse_span, periods, replay
 from models.terms import ScoreTerms
 
@@ -94,8 +95,10 @@ def run_backtest(ratings: pd.DataFrame, catalogue: np.ndarray, params: dict[str,
     cache = FitCache(params=params, seed=seed, threads=threads, books=books,
                      book_tags=book_tags, tags=tags, epochs=epochs)
     genres = genre_mix(log.catalogue, books, book_tags, tags)
+    # Counting reads over each book's time out needs time: a log without it counts plainly.
     served = served_choice(cache, weights, spans,
-                           TasteCache(genres) if genres is not None else None, SERVED)
+                           TasteCache(genres) if genres is not None else None, SERVED,
+                           settlings=SETTLINGS if log.timed else ())
     rankers = [*(Popularity(w, f"popularity (last {t})") for w, t in zip(
         spans, windows if log.timed else (f"{span}rows", f"{4 * span}rows"), strict=True)),
         Popularity(None, ALL_TIME), Model(cache, MODEL), served]

@@ -13,7 +13,7 @@ readers' genre tastes are shared the same way through a TasteCache.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -31,7 +31,13 @@ from models.genres import (
 )
 from models.interactions import IdMap, temporal_split, time_split
 from models.ranking import popularity_top_k, top_k_factors, top_k_scores, with_bias
-from models.recency import RecencyPrior, recent_counts, score_spread, standardised_log
+from models.recency import (
+    RecencyPrior,
+    exposed_counts,
+    prior_values,
+    recent_counts,
+    score_spread,
+)
 from models.recommender import FactorModel
 from models.replay import History, K, Period, exclusion
 from models.terms import ScoreTerms, with_terms
@@ -62,6 +68,29 @@ class Popularity:
 
     def top_k(self, history: History, readers: np.ndarray, k: int) -> np.ndarray:
         return popularity_top_k(self.counts, len(readers), k, exclusion(history, readers))
+
+
+class PopularityTimeOut:
+    """The most read books counted over each one's time out in the window (Settling): the
+    window and settling whose list did best on the periods before the cut-off."""
+
+    def __init__(self, windows: Sequence[int], settlings: Sequence[int | None],
+                 name: str = "popularity over time out") -> None:
+        self.settling = Settling(windows, settlings)
+        self.name = name
+        self.chosen = ""
+
+    def fit(self, history: History) -> None:
+        """Nothing to learn before the lists: they are counted when asked."""
+
+    def top_k(self, history: History, readers: np.ndarray, k: int) -> np.ndarray:
+        counts = self.settling.counts(history, *self.settling.best())
+        return popularity_top_k(counts, len(readers), k, exclusion(history, readers))
+
+    def choose(self, period: Period, score: Callable[[np.ndarray], np.ndarray]) -> None:
+        self.settling.judge(period, score)
+        window, settling = self.settling.best()
+        self.chosen = f"window {window}, settling {settling}"
 
 
 @dataclass
@@ -234,6 +263,72 @@ class TasteCache:
         return self.tastes[readers]
 
 
+class Settling:
+    """Whether each window's prior counts a book's reads over the time it has been out,
+    and with how much settling (models/recency.py, ``exposed_counts``; None: the plain
+    count), chosen per window on the periods so far.
+
+    The prior is a forecast of what is read next, so each candidate is judged alone, as a
+    popularity list: each returning reader's most read books of the window, counted that
+    way, scored on what they read next and pooled over the reader-periods judged, as the
+    terms are. The plain count is the first candidate and wins ties; before any period is
+    judged it is the choice.
+
+    One Settling serves rankers that choose together (the families of a FamilyChoice):
+    the first to judge a period judges it for all. A ranker that chooses apart needs its
+    own, or it would rank a period with a settling chosen on that very period.
+    """
+
+    def __init__(self, windows: Sequence[int], candidates: Sequence[int | None] = (None,)
+                 ) -> None:
+        self.windows = list(dict.fromkeys(windows))
+        self.candidates = [None, *(c for c in candidates if c is not None)]
+        self.totals = np.zeros((len(self.windows), len(self.candidates)))
+        self.judged: int | None = None  # start of the last period judged
+        self.priors: dict[tuple[int, int, int | None], np.ndarray] = {}
+
+    def of(self, window: int) -> int | None:
+        """The settling chosen for ``window`` so far."""
+        row = self.totals[self.windows.index(window)]
+        return self.candidates[int(np.argmax(row))]
+
+    def best(self) -> tuple[int, int | None]:
+        """The window and settling whose list did best so far."""
+        w, c = np.unravel_index(int(np.argmax(self.totals)), self.totals.shape)
+        return self.windows[int(w)], self.candidates[int(c)]
+
+    def counts(self, history: History, window: int, settling: int | None) -> np.ndarray:
+        if settling is None:
+            return recent_counts(history.cols, history.times, history.cutoff, window,
+                                 history.ids.n_books)
+        return exposed_counts(history.cols, history.times, history.cutoff, window,
+                              history.ids.n_books, settling)
+
+    def prior(self, history: History, window: int) -> np.ndarray:
+        """The standardised prior of ``window`` at the history's cut-off, as chosen."""
+        settling = self.of(window)
+        key = (history.cutoff, window, settling)
+        if key not in self.priors:
+            # Every weight and both bias modes share it; only this cut-off's are kept.
+            self.priors = {k: v for k, v in self.priors.items() if k[0] == history.cutoff}
+            self.priors[key] = prior_values(history.cols, history.times, history.cutoff,
+                                            window, history.ids.n_books, settling)
+        return self.priors[key]
+
+    def judge(self, period: Period, score: Callable[[np.ndarray], np.ndarray]) -> None:
+        """Add this period's score of every candidate's list (once per period)."""
+        if period.start == self.judged or len(self.candidates) == 1:
+            return
+        self.judged = period.start
+        history, readers = period.history, period.readers
+        seen = exclusion(history, readers)
+        for i, window in enumerate(self.windows):
+            for j, settling in enumerate(self.candidates):
+                top = popularity_top_k(self.counts(history, window, settling), len(readers),
+                                       K, seen)
+                self.totals[i, j] += float(score(top).sum())
+
+
 class RecencyAware:
     """The model plus a recent-popularity prior and, where the catalogue names genres, a
     genre taste side: the prior's weight, window and whether it replaces the learned item
@@ -254,7 +349,7 @@ class RecencyAware:
                  keep_bias: Sequence[bool] = (True, False), tastes: TasteCache | None = None,
                  taste_weights: Sequence[float] = TASTE_WEIGHTS,
                  keep_model: Sequence[bool] = (True, False), plain: bool = True,
-                 threads: int = 2) -> None:
+                 threads: int = 2, settling: Settling | None = None) -> None:
         if cache is None and tastes is None:
             raise ValueError("a ranker needs a model or a taste side")
         self.cache = cache
@@ -272,21 +367,12 @@ class RecencyAware:
         self.readers = 0
         self.fitted: Fitted | None = None
         self.chosen = ""
-        # The prior of each window at the current cut-off: every weight and both bias
-        # modes share it, rather than counting the whole history again per setting.
-        self.priors: dict[tuple[int, int], np.ndarray] = {}
+        # How each window's prior counts reads: the plain count unless told to choose.
+        self.settling = settling or Settling(windows)
 
     def fit(self, history: History) -> None:
         self.fitted = (self.cache.at(history) if self.cache is not None
                        else _without_model(history))
-
-    def _prior(self, history: History, window: int) -> np.ndarray:
-        key = (history.cutoff, window)
-        if key not in self.priors:
-            self.priors = {k: v for k, v in self.priors.items() if k[0] == history.cutoff}
-            self.priors[key] = standardised_log(recent_counts(
-                history.cols, history.times, history.cutoff, window, history.ids.n_books))
-        return self.priors[key]
 
     def _ranked(self, setting: ScoreTerms, history: History, readers: np.ndarray,
                 k: int) -> np.ndarray:
@@ -296,7 +382,7 @@ class RecencyAware:
                             user_bias=fitted.model.user_bias[readers],
                             item_factors=fitted.model.item_factors,
                             item_bias=fitted.model.item_bias)
-        model = with_terms(model, setting, self._prior(history, setting.prior.window),
+        model = with_terms(model, setting, self.settling.prior(history, setting.prior.window),
                            self.tastes.of(history, readers) if setting.tasted else None,
                            fitted.spread)
         return _top_k(model, np.arange(len(readers)), history, readers, k, self.threads)
@@ -305,11 +391,17 @@ class RecencyAware:
         return self._ranked(self.setting, history, readers, k)
 
     def choose(self, period: Period, score: Callable[[np.ndarray], np.ndarray]) -> None:
-        """Add this period's scores of every setting; keep the best so far for the next."""
+        """Add this period's scores of every setting (the settling judged first); keep the
+        best so far for the next."""
+        self.settling.judge(period, score)
         self.totals += [float(score(self._ranked(s, period.history, period.readers, K)).sum())
                         for s in self.grid]
         self.readers += len(period.readers)
-        self.setting = self.grid[int(np.argmax(self.totals))]
+        best = self.grid[int(np.argmax(self.totals))]
+        if best.prior.active:  # the settling it is served with
+            best = replace(best, prior=replace(best.prior,
+                                               settling=self.settling.of(best.prior.window)))
+        self.setting = best
         self.chosen = self.setting.describe()
 
 
@@ -384,25 +476,30 @@ TASTE_FAMILY = "genre taste + recency prior"
 
 
 def served_choice(cache: FitCache, weights: Sequence[float], windows: Sequence[int],
-                  tastes: TasteCache | None, name: str = PRIOR_FAMILY
-                  ) -> RecencyAware | FamilyChoice:
+                  tastes: TasteCache | None, name: str = PRIOR_FAMILY,
+                  settlings: Sequence[int | None] = (None,)) -> RecencyAware | FamilyChoice:
     """What the train flow serves: the model with the recency prior and, where the
     catalogue names genres, the choice between that, the same with a genre taste side
-    beside the model, and the taste side in its place."""
+    beside the model, and the taste side in its place; each window's settling chosen
+    among ``settlings`` (Settling)."""
     if tastes is None:
-        return RecencyAware(cache, weights, windows, name)
-    return FamilyChoice(served_families(cache, weights, windows, tastes), name)
+        return RecencyAware(cache, weights, windows, name,
+                            settling=Settling(windows, settlings))
+    return FamilyChoice(served_families(cache, weights, windows, tastes, settlings), name)
 
 
 def served_families(cache: FitCache, weights: Sequence[float], windows: Sequence[int],
-                    tastes: TasteCache) -> list[RecencyAware]:
-    """The three families of served terms, each choosing its own setting."""
+                    tastes: TasteCache, settlings: Sequence[int | None] = (None,)
+                    ) -> list[RecencyAware]:
+    """The three families of served terms, each choosing its own setting, all with one
+    choice of settling."""
+    settling = Settling(windows, settlings)
     return [
-        RecencyAware(cache, weights, windows, PRIOR_FAMILY),
+        RecencyAware(cache, weights, windows, PRIOR_FAMILY, settling=settling),
         RecencyAware(cache, weights, windows, TASTE_BESIDE_FAMILY, tastes=tastes,
-                     keep_model=(True,), plain=False),
+                     keep_model=(True,), plain=False, settling=settling),
         RecencyAware(None, weights, windows, TASTE_FAMILY, tastes=tastes,
-                     threads=cache.threads),
+                     threads=cache.threads, settling=settling),
     ]
 
 

@@ -14,6 +14,14 @@ the bias of its wave. Where books rise and fade, "how much is it read now" is th
 term and the old one only pulls the list back to the past; where nothing moves, the
 learned bias is the better estimate. Which one holds is measured, not assumed: the replay
 and the train flow's backtest choose it with the weight and the window.
+
+A book out for a week is judged on a window it spent mostly unreleased, unless its reads
+are counted over the time it has been out (``exposed_counts``, with a settling time that
+keeps one early read from making a best seller). Whether that helps, and how much
+settling, depends on the data: on a sparse real log a book's first rating marks a new
+release its readers will watch; on a dense one the plain window is as good. So the
+settling is chosen by measurement too (models/rankers.py, ``Settling``), and ``None``
+(the plain count) is always a choice.
 """
 
 from __future__ import annotations
@@ -27,25 +35,34 @@ from models.recommender import FactorModel
 from models.schema import TrainingError
 
 SCORE_SAMPLE_READERS = 2000
+DAY = 86_400
+# The settling times tried on a log with timestamps (seconds), beside the plain count.
+SETTLINGS = (DAY, 7 * DAY, 28 * DAY, 91 * DAY)
 
 
 @dataclass(frozen=True)
 class RecencyPrior:
     """How much of the recent-popularity prior to add (weight 0: none), over what window,
-    and whether the model's learned item bias stays beside it.
+    whether the model's learned item bias stays beside it, and whether each book's reads
+    are counted over the time it has been out in the window (``settling``: see
+    ``exposed_counts``; None: the plain count).
 
-    ``window`` is in the log's unit of time: seconds with timestamps, rows without.
+    ``window`` and ``settling`` are in the log's unit of time: seconds with timestamps,
+    rows without.
     """
 
     weight: float = 0.0
     window: int = 28 * 86_400
     keep_bias: bool = True
+    settling: int | None = None
 
     def __post_init__(self) -> None:
         if self.weight < 0:
             raise TrainingError(f"the recency weight must be at least 0, not {self.weight}")
         if self.window <= 0:
             raise TrainingError(f"the recency window must be positive, not {self.window}")
+        if self.settling is not None and self.settling <= 0:
+            raise TrainingError(f"the settling time must be positive, not {self.settling}")
 
     @property
     def active(self) -> bool:
@@ -57,6 +74,43 @@ def recent_counts(books: np.ndarray, times: np.ndarray, now: int, window: int,
     """Interactions per book (indices 0..n_books-1) in [now - window, now)."""
     recent = (times >= now - window) & (times < now)
     return np.bincount(books[recent], minlength=n_books).astype(np.float64)
+
+
+def exposed_counts(books: np.ndarray, times: np.ndarray, now: int, window: int,
+                   n_books: int, settling: int) -> np.ndarray:
+    """Reads per book in [now - window, now), counted over the part of the window the book
+    has been out: a book first read (as far as the log tells, out) a week ago is judged
+    on its week, not on a window it spent mostly unreleased.
+
+    With c reads in the window and e the time since its first read (at most the window),
+    a book's count is window × (c + m·settling) / (e + settling): its rate while out,
+    shrunk toward m, the mean rate of the books out for the whole window, as if it had
+    been read at that rate for ``settling`` more time. One read on a book's first day does
+    not make it a best seller, and a book out for the whole window keeps its count's
+    order. A book never read before ``now`` counts 0: it is not out yet, as far as
+    anyone can tell. ``settling`` is in the log's unit of time, as the window is.
+    """
+    if settling <= 0:
+        raise TrainingError(f"the settling time must be positive, not {settling}")
+    before = times < now
+    counts = recent_counts(books, times, now, window, n_books)
+    first = np.full(n_books, now, dtype=np.int64)
+    np.minimum.at(first, books[before], times[before])
+    out_for = np.minimum(now - first, window).astype(np.float64)
+    whole = out_for >= window
+    mean_rate = counts[whole].sum() / (whole.sum() * window) if whole.any() else 0.0
+    exposed = window * (counts + mean_rate * settling) / (out_for + settling)
+    exposed[first >= now] = 0.0
+    return exposed
+
+
+def prior_values(books: np.ndarray, times: np.ndarray, now: int, window: int,
+                 n_books: int, settling: int | None = None) -> np.ndarray:
+    """The standardised prior of every book at ``now``: its reads in the window, plain
+    (``settling`` None) or counted over the time it has been out."""
+    counts = (recent_counts(books, times, now, window, n_books) if settling is None
+              else exposed_counts(books, times, now, window, n_books, settling))
+    return standardised_log(counts)
 
 
 def standardised_log(counts: np.ndarray) -> np.ndarray:

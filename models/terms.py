@@ -43,6 +43,8 @@ class ScoreTerms:
         prior = self.prior
         text = ("no recency prior" if not prior.active else
                 f"recency prior weight {prior.weight:g}, window {prior.window}"
+                + ("" if prior.settling is None
+                   else f", counted over each book's time out (settling {prior.settling})")
                 + ("" if prior.keep_bias else ", in place of the learned bias"))
         if self.tasted:
             text += (f"; genre taste weight {self.taste_weight:g}"
@@ -52,7 +54,8 @@ class ScoreTerms:
     def as_params(self) -> dict[str, object]:
         """The terms as logged and bundled (``recency_*``, ``taste_*``)."""
         return {"recency_weight": self.prior.weight, "recency_window": self.prior.window,
-                "recency_keep_bias": self.prior.keep_bias, "taste_weight": self.taste_weight,
+                "recency_keep_bias": self.prior.keep_bias,
+                "recency_settling": self.prior.settling, "taste_weight": self.taste_weight,
                 "taste_keep_model": self.keep_model}
 
 

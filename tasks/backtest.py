@@ -14,7 +14,7 @@ from prefect.cache_policies import NO_CACHE
 from models.backtest import Backtest, run_backtest
 from models.genres import genre_mix, taste_side
 from models.interactions import IdMap, to_matrix
-from models.recency import recent_counts, score_spread, standardised_log
+from models.recency import prior_values, score_spread
 from models.recommender import FactorModel
 from models.replay import ReplayError
 from models.schema import BOOK_ID, TIMESTAMP, USER_ID, TrainingError
@@ -63,6 +63,7 @@ def backtest_configuration(
                         "recency.weight": terms.prior.weight,
                         "recency.window": terms.prior.window,
                         "recency.keep_bias": terms.prior.keep_bias,
+                        "recency.settling": terms.prior.settling,
                         "taste.weight": terms.taste_weight,
                         "taste.keep_model": terms.keep_model}.items():
         client.log_param(run_id, name, value)
@@ -90,8 +91,8 @@ def served_with_terms(model: FactorModel, ids: IdMap, snapshot_path: str, catalo
     if terms.prior.active:
         times = (ratings[TIMESTAMP].to_numpy(dtype=np.int64) if TIMESTAMP in ratings.columns
                  else np.arange(len(ratings), dtype=np.int64))
-        prior = standardised_log(recent_counts(books, times, int(times.max()) + 1,
-                                               terms.prior.window, ids.n_books))
+        prior = prior_values(books, times, int(times.max()) + 1, terms.prior.window,
+                             ids.n_books, terms.prior.settling)
     side = None
     if terms.tasted:
         genres = genre_mix(ids.book_ids, catalogue.books, catalogue.book_tags, catalogue.tags)

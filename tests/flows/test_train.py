@@ -192,6 +192,8 @@ def test_the_backtest_judges_the_last_period_and_chooses_the_served_terms(
     terms = backtest["terms"]
     assert float(run.params["recency.weight"]) == terms["recency_weight"]
     assert run.params["recency.keep_bias"] == str(terms["recency_keep_bias"])
+    # Without timestamps there is no time out to count reads over: the plain count.
+    assert terms["recency_settling"] is None and run.params["recency.settling"] == "None"
     assert float(run.params["taste.weight"]) == terms["taste_weight"]
     assert run.params["taste.keep_model"] == str(terms["taste_keep_model"])
     local = mlflow.artifacts.download_artifacts(

@@ -178,10 +178,14 @@ def test_terms_say_what_they_need() -> None:
         with_taste(FactorModel.empty(1, 3), small_side(), weight=1.0, spread=1.0)
     terms = ScoreTerms(RecencyPrior(0.5, 7, keep_bias=False), 2.0, keep_model=False)
     assert terms.as_params() == {"recency_weight": 0.5, "recency_window": 7,
-                                 "recency_keep_bias": False, "taste_weight": 2.0,
-                                 "taste_keep_model": False}
+                                 "recency_keep_bias": False, "recency_settling": None,
+                                 "taste_weight": 2.0, "taste_keep_model": False}
     assert terms.describe() == ("recency prior weight 0.5, window 7, in place of the learned "
                                 "bias; genre taste weight 2, in place of the fitted model")
+    settled = ScoreTerms(RecencyPrior(0.5, 7, settling=3))
+    assert settled.as_params()["recency_settling"] == 3
+    assert settled.describe() == ("recency prior weight 0.5, window 7, counted over each "
+                                  "book's time out (settling 3)")
 
 
 def test_the_grid_holds_the_plain_model_first_and_each_taste_weight_both_ways() -> None:

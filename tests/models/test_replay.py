@@ -7,8 +7,23 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from models.rankers import FitCache, Frozen, Model, Popularity, RecencyAware
-from models.recency import RecencyPrior, score_spread, standardised_log, with_prior
+from models.rankers import (
+    FitCache,
+    Frozen,
+    Model,
+    Popularity,
+    PopularityTimeOut,
+    RecencyAware,
+    Settling,
+)
+from models.recency import (
+    RecencyPrior,
+    exposed_counts,
+    prior_values,
+    score_spread,
+    standardised_log,
+    with_prior,
+)
 from models.recommender import FactorModel
 from models.replay import (
     Log,
@@ -226,6 +241,97 @@ def test_a_prior_needs_a_positive_window_and_no_negative_weight() -> None:
         RecencyPrior(weight=1.0, window=0)
     with pytest.raises(TrainingError, match="at least 0"):
         RecencyPrior(weight=-1.0)
+    with pytest.raises(TrainingError, match="settling time must be positive"):
+        RecencyPrior(weight=1.0, settling=0)
+    with pytest.raises(TrainingError, match="settling time must be positive"):
+        exposed_counts(np.array([0]), np.array([1]), 10, 5, 1, settling=-1)
+
+
+# --- reads counted over each book's time out -----------------------------------------------
+
+
+def test_reads_counted_over_each_book_s_time_out_by_hand() -> None:
+    # Window [900, 1000), settling 20. Book 0: out long ago, 2 reads in the window. Book 1:
+    # out before the window, 4 reads in it. Book 2: first read at 980, 3 reads. Book 3:
+    # never read. Book 4: first read after now (it is not out yet).
+    reads = [(0, 10), (0, 950), (0, 960), (1, 880), (1, 950), (1, 970), (1, 980), (1, 990),
+             (2, 980), (2, 985), (2, 990), (4, 1005)]
+    books, times = (np.array(c) for c in zip(*reads, strict=True))
+    counts = exposed_counts(books, times, now=1000, window=100, n_books=5, settling=20)
+    # Books 0 and 1 were out the whole window: mean rate m = (2 + 4) / (2 × 100) = 0.03.
+    # Book 0: 100 (2 + 0.6) / (100 + 20); book 1: 100 (4 + 0.6) / 120; book 2 was out 20:
+    # 100 (3 + 0.6) / (20 + 20) = 9, above book 1's 4 reads over the whole window.
+    np.testing.assert_allclose(counts, [260 / 120, 460 / 120, 9.0, 0.0, 0.0])
+    # Out the whole window, books keep their plain order; the prior is their log, standardised.
+    plain = prior_values(books, times, 1000, 100, 5)
+    np.testing.assert_allclose(plain, standardised_log(np.array([2.0, 4.0, 3.0, 0.0, 0.0])))
+    np.testing.assert_allclose(prior_values(books, times, 1000, 100, 5, settling=20),
+                               standardised_log(counts))
+
+
+STEADY = np.arange(11, 16)  # read all along, a read every 10 seconds between them
+
+
+def release(j: int) -> int:
+    return 31 + j
+
+
+def releases_world(scored: int = 3) -> pd.DataFrame:
+    """A new book every period, read by two readers in the seconds before it starts and
+    by the returning readers 1-5 in it (they read books 1-10 at the start); five steady
+    books read all along, more often over any window than the new book was."""
+    rows = [(u, b, 1) for u in READERS for b in range(1, 11)]
+    rows += [(3000 + t, int(STEADY[(t // 10) % 5]), t) for t in range(10, end_of(scored), 10)]
+    for j in range(scored + 1):
+        start = 3 * P + P * j
+        rows += [(4000 + 10 * j, release(j), start - 5), (4001 + 10 * j, release(j), start - 3)]
+        rows += [(int(u), release(j), start + 10 + int(u)) for u in READERS]
+    frame = pd.DataFrame(rows, columns=["user_id", "book_id", "timestamp"])
+    return frame.sort_values("timestamp", kind="stable").reset_index(drop=True)
+
+
+def test_a_new_release_is_found_by_counting_its_reads_over_its_time_out() -> None:
+    log = Log.from_frame(releases_world(), catalogue=np.arange(1, 41))
+    plain = Popularity(4 * P, "plain")
+    time_out = PopularityTimeOut([P, 4 * P], settlings=(1, 10, 1000))
+    result = replay(log, [plain, time_out], P, 3, end=end_of())
+    summary = result.summary()
+    # Counted plainly, two reads in the last seconds put the release sixth, behind the five
+    # steady books: NDCG 1 / log2(7) for its one relevant book.
+    assert summary["plain"]["ndcg"] == pytest.approx(1 / np.log2(7))
+    # Over its 5 seconds out, settled by 1 or 10, it is read far faster than any: first.
+    assert summary[time_out.name]["ndcg"] == pytest.approx(1.0)
+    window, settling = time_out.settling.best()
+    assert settling in (1, 10)
+    assert time_out.settling.of(P) in (1, 10) and result.rankers[time_out.name].notes[0] == (
+        f"window {window}, settling {settling}")
+
+
+def test_the_plain_count_is_kept_where_counting_time_out_does_not_help() -> None:
+    # The planted world's trends are read by a crowd 50 seconds before each period. Over the
+    # short window they are first counted either way, and ties go to the plain count; over
+    # the long one the evergreens' 50 reads each outnumber the trends' 20 unless the trends'
+    # are counted over their 50 seconds out.
+    ranker = PopularityTimeOut([P, 4 * P], (1, 10))
+    result = replay(planted_log(), [ranker], P, 3, end=end_of())
+    assert result.summary()[ranker.name]["ndcg"] == pytest.approx(1.0)
+    assert ranker.settling.candidates == [None, 1, 10]
+    assert ranker.settling.best() == (P, None) and ranker.settling.of(P) is None
+    assert ranker.settling.of(4 * P) in (1, 10)
+
+
+def test_the_served_prior_carries_the_settling_it_was_chosen_with() -> None:
+    cache = FitCache(params={**KNOWN_GOOD, "use_authors": False, "use_language": False,
+                             "no_components": 8}, seed=0, threads=1, max_epochs=5)
+    log = Log.from_frame(releases_world(), catalogue=np.arange(1, 41))
+    prior = RecencyAware(cache, weights=[4, 16], windows=[P, 4 * P],
+                         settling=Settling([P, 4 * P], (1, 10, 1000)))
+    result = replay(log, [prior], P, 3, end=end_of())
+    chosen = prior.setting.prior
+    assert chosen.active and chosen.settling == prior.settling.of(chosen.window)
+    assert chosen.settling in (1, 10)
+    assert "counted over each book's time out" in result.rankers[prior.name].notes[-1]
+    assert result.summary()[prior.name]["ndcg"] == pytest.approx(1.0)
 
 
 def test_the_backtest_scores_the_last_period_and_chooses_the_prior_on_it() -> None:
