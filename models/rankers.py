@@ -76,6 +76,9 @@ class PopularityTimeOut:
 
     def __init__(self, windows: Sequence[int], settlings: Sequence[int | None],
                  name: str = "popularity over time out") -> None:
+        if not any(c is not None for c in settlings):
+            raise ValueError("popularity over time out needs a settling time to try (and "
+                             "a log with timestamps)")
         self.settling = Settling(windows, settlings)
         self.name = name
         self.chosen = ""

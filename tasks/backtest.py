@@ -63,7 +63,8 @@ def backtest_configuration(
                         "recency.weight": terms.prior.weight,
                         "recency.window": terms.prior.window,
                         "recency.keep_bias": terms.prior.keep_bias,
-                        "recency.settling": terms.prior.settling,
+                        "recency.settling": ("plain" if terms.prior.settling is None
+                                             else terms.prior.settling),
                         "taste.weight": terms.taste_weight,
                         "taste.keep_model": terms.keep_model}.items():
         client.log_param(run_id, name, value)

@@ -193,7 +193,7 @@ def test_the_backtest_judges_the_last_period_and_chooses_the_served_terms(
     assert float(run.params["recency.weight"]) == terms["recency_weight"]
     assert run.params["recency.keep_bias"] == str(terms["recency_keep_bias"])
     # Without timestamps there is no time out to count reads over: the plain count.
-    assert terms["recency_settling"] is None and run.params["recency.settling"] == "None"
+    assert terms["recency_settling"] is None and run.params["recency.settling"] == "plain"
     assert float(run.params["taste.weight"]) == terms["taste_weight"]
     assert run.params["taste.keep_model"] == str(terms["taste_keep_model"])
     local = mlflow.artifacts.download_artifacts(
@@ -259,7 +259,7 @@ def test_the_served_taste_side_is_every_reader_s_taste_from_all_their_reads(
 
     from models.genres import genre_mix, taste_side
     from models.interactions import to_matrix
-    from models.recency import RecencyPrior, recent_counts, score_spread, standardised_log
+    from models.recency import RecencyPrior, prior_values, score_spread
     from models.recommender import FactorModel
     from models.snapshot import open_snapshot
     from models.terms import ScoreTerms
@@ -277,7 +277,8 @@ def test_the_served_taste_side_is_every_reader_s_taste_from_all_their_reads(
             user_bias=np.zeros(ids.n_users, np.float32),
             item_factors=rng.normal(size=(ids.n_books, 4)).astype(np.float32),
             item_bias=rng.normal(size=ids.n_books).astype(np.float32))
-        terms = ScoreTerms(RecencyPrior(2.0, 1000), taste_weight=1.0, keep_model=False)
+        terms = ScoreTerms(RecencyPrior(2.0, 1000, settling=50), taste_weight=1.0,
+                           keep_model=False)
         served = served_with_terms.fn(model, ids, snapshot, catalogue, terms)
         unchanged = served_with_terms.fn(model, ids, snapshot, catalogue, ScoreTerms())
     assert unchanged is model
@@ -288,9 +289,10 @@ def test_the_served_taste_side_is_every_reader_s_taste_from_all_their_reads(
     genres = genre_mix(ids.book_ids, catalogue.books, catalogue.book_tags, catalogue.tags)
     assert genres is not None and len(genres.names) == len(GENRE_SHELVES)
     side = taste_side(to_matrix(readers, books, (ids.n_users, ids.n_books)), genres)
-    # Without timestamps the window counts the last 1000 rows.
+    # Without timestamps the window counts the last 1000 rows, each book's over the rows
+    # since its first read (settling 50 rows), as the terms say.
     order = np.arange(len(ratings))
-    prior = standardised_log(recent_counts(books, order, len(ratings), 1000, ids.n_books))
+    prior = prior_values(books, order, len(ratings), 1000, ids.n_books, settling=50)
     # LightFM's book factors stay (similar books read them); its readers' are zero.
     assert served.item_factors.shape == (ids.n_books, 4 + len(GENRE_SHELVES))
     assert not served.user_factors[:, :4].any()

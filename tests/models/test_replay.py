@@ -318,6 +318,8 @@ def test_the_plain_count_is_kept_where_counting_time_out_does_not_help() -> None
     assert ranker.settling.candidates == [None, 1, 10]
     assert ranker.settling.best() == (P, None) and ranker.settling.of(P) is None
     assert ranker.settling.of(4 * P) in (1, 10)
+    with pytest.raises(ValueError, match="needs a settling time"):
+        PopularityTimeOut([P], ())
 
 
 def test_the_served_prior_carries_the_settling_it_was_chosen_with() -> None:
