@@ -267,6 +267,11 @@ def test_reads_counted_over_each_book_s_time_out_by_hand() -> None:
     np.testing.assert_allclose(plain, standardised_log(np.array([2.0, 4.0, 3.0, 0.0, 0.0])))
     np.testing.assert_allclose(prior_values(books, times, 1000, 100, 5, settling=20),
                                standardised_log(counts))
+    # No book out the whole window: nothing to shrink toward, only the settling time.
+    # Book 0 out 50 with 2 reads, settled by 50: 100 × 2 / (50 + 50); book 1 out 10: 100 / 60.
+    young = exposed_counts(np.array([0, 0, 1]), np.array([950, 990, 990]), now=1000,
+                           window=100, n_books=2, settling=50)
+    np.testing.assert_allclose(young, [2.0, 100 / 60])
 
 
 STEADY = np.arange(11, 16)  # read all along, a read every 10 seconds between them
