@@ -18,10 +18,10 @@ and the train flow's backtest choose it with the weight and the window.
 A book out for a week is judged on a window it spent mostly unreleased, unless its reads
 are counted over the time it has been out (``exposed_counts``, with a settling time that
 keeps one early read from making a best seller). Whether that helps, and how much
-settling, depends on the data: on a sparse real log a book's first rating marks a new
-release its readers will watch; on a dense one the plain window is as good. So the
-settling is chosen by measurement too (models/rankers.py, ``Settling``), and ``None``
-(the plain count) is always a choice.
+settling, depends on the data: on a sparse real log a short settling lets one rating of
+an old title top the list, and a month or a quarter is best; where every book's reads
+start at its release, the shortest is. So the settling is chosen by measurement too
+(models/rankers.py, ``Settling``), and ``None`` (the plain count) is always a choice.
 """
 
 from __future__ import annotations
