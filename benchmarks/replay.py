@@ -80,9 +80,7 @@ from models.rankers import (  # noqa: E402
     Model,
     Oracle,
     Popularity,
-    PopularityTimeOut,
     RecencyAware,
-    Settling,
     TasteCache,
     served_families,
 )
@@ -97,6 +95,7 @@ from models.schema import (  # noqa: E402
     TIMESTAMP,
     USER_ID,
 )
+from models.settling import PopularityTimeOut, Settling  # noqa: E402
 from models.taste import book_marks, shared_share  # noqa: E402
 from models.tuning import KNOWN_GOOD  # noqa: E402
 

@@ -21,7 +21,7 @@ keeps one early read from making a best seller). Whether that helps, and how muc
 settling, depends on the data: on a sparse real log a short settling lets one rating of
 an old title top the list, and a month or a quarter is best; where every book's reads
 start at its release, the shortest is. So the settling is chosen by measurement too
-(models/rankers.py, ``Settling``), and ``None`` (the plain count) is always a choice.
+(models/settling.py, ``Settling``), and ``None`` (the plain count) is always a choice.
 """
 
 from __future__ import annotations
@@ -104,13 +104,19 @@ def exposed_counts(books: np.ndarray, times: np.ndarray, now: int, window: int,
     return exposed
 
 
+def book_counts(books: np.ndarray, times: np.ndarray, now: int, window: int,
+                n_books: int, settling: int | None = None) -> np.ndarray:
+    """Every book's reads in the window at ``now``: plain (``settling`` None) or counted
+    over the time it has been out."""
+    if settling is None:
+        return recent_counts(books, times, now, window, n_books)
+    return exposed_counts(books, times, now, window, n_books, settling)
+
+
 def prior_values(books: np.ndarray, times: np.ndarray, now: int, window: int,
                  n_books: int, settling: int | None = None) -> np.ndarray:
-    """The standardised prior of every book at ``now``: its reads in the window, plain
-    (``settling`` None) or counted over the time it has been out."""
-    counts = (recent_counts(books, times, now, window, n_books) if settling is None
-              else exposed_counts(books, times, now, window, n_books, settling))
-    return standardised_log(counts)
+    """The standardised prior of every book at ``now`` (``book_counts``)."""
+    return standardised_log(book_counts(books, times, now, window, n_books, settling))
 
 
 def standardised_log(counts: np.ndarray) -> np.ndarray:

@@ -7,15 +7,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from models.rankers import (
-    FitCache,
-    Frozen,
-    Model,
-    Popularity,
-    PopularityTimeOut,
-    RecencyAware,
-    Settling,
-)
+from models.rankers import FitCache, Frozen, Model, Popularity, RecencyAware
 from models.recency import (
     RecencyPrior,
     exposed_counts,
@@ -35,6 +27,7 @@ from models.replay import (
     replay,
 )
 from models.schema import TrainingError
+from models.settling import PopularityTimeOut, Settling
 from models.tuning import KNOWN_GOOD
 
 P = 100  # the planted world's period, in seconds
